@@ -1,0 +1,133 @@
+"""Scoring models on targets through lm-eval, with per-sample logs kept.
+
+One ``HFLM`` wraps the base model for the whole run; the adapter host decides which adapter (if
+any) is active. Targets are inline task dicts whose data files are local and absolute, so nothing
+touches the hub. lm-eval's request cache is left off: it is not keyed by model, so with adapters
+swapped in place it would hand one adapter's answers to another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from harness.registry import EvaluationSettings
+
+
+@dataclass
+class CellResult:
+    value: float
+    stderr: float | None
+    metric: str
+    n: int
+    samples: list[dict]
+
+
+def quiet_lm_eval() -> None:
+    """lm-eval and datasets log every task build; the harness has its own progress display."""
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for name in ("lm_eval", "lm-eval", "datasets", "transformers", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Hold back what lm-eval writes straight to the stderr file descriptor (its own progress
+    bars, and git's complaint when run outside a repository); replay it if scoring fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as buf:
+        os.dup2(buf.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            buf.seek(0)
+            sys.stderr.write(buf.read().decode(errors="replace")[-5000:])
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _plain(value):
+    """JSON-friendly copies of lm-eval's per-sample values (tuples, numpy scalars)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _sample_record(sample: dict, metric_name: str) -> dict:
+    """What later stages need from one lm-eval sample: gold, prediction, correctness, raw output."""
+    record = {"doc_id": sample["doc_id"], "target": _plain(sample["target"]),
+              "correct": float(sample[metric_name])}
+    resps = sample["filtered_resps"]
+    if resps and isinstance(resps[0], (list, tuple)):  # multiple choice: (loglikelihood, is_greedy)
+        loglik = [float(r[0]) for r in resps]
+        record["loglikelihoods"] = loglik
+        record["prediction"] = max(range(len(loglik)), key=loglik.__getitem__)
+    else:  # generation: the extracted answer, and the raw text it came from
+        record["prediction"] = _plain(resps[0]) if resps else None
+        record["output"] = _plain(sample["resps"][0][0]) if sample.get("resps") else None
+    return record
+
+
+class Evaluator:
+    """Scores whatever the model currently is (base or an active adapter) on task configs."""
+
+    def __init__(self, model, tokenizer, settings: EvaluationSettings):
+        quiet_lm_eval()
+        from lm_eval.models.huggingface import HFLM
+        from lm_eval.tasks import TaskManager
+
+        self.settings = settings
+        self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size)
+        # Targets are inline configs only: skipping the index of lm-eval's thousands of bundled
+        # task files saves seconds per call, and means an inline task that shares a name with a
+        # bundled one (lm-eval ships an "arithmetic") can never be merged with it.
+        self.task_manager = TaskManager(include_defaults=False)
+
+    def evaluate(self, configs: dict[str, dict], metrics: dict[str, str]) -> dict[str, CellResult]:
+        """Score every config (target name -> inline lm-eval dict); return a result per target."""
+        from lm_eval import simple_evaluate
+
+        s = self.settings
+        with captured_stderr():
+            out = simple_evaluate(
+                model=self.lm, tasks=list(configs.values()), num_fewshot=s.num_fewshot,
+                log_samples=True, cache_requests=False, bootstrap_iters=0, verbosity="ERROR",
+                random_seed=s.seed, numpy_random_seed=s.seed, torch_random_seed=s.seed,
+                fewshot_random_seed=s.seed, task_manager=self.task_manager)
+        results = {}
+        for target, config in configs.items():
+            name = config["task"]
+            metric = metrics[target]
+            row = out["results"][name]
+            base_metric = metric.split(",")[0]
+            samples = [_sample_record(smp, base_metric) for smp in out["samples"][name]]
+            value = float(row[metric])
+            # Mean metrics: the standard error of a mean of per-sample scores, computed here so it
+            # never depends on lm-eval's bootstrap settings.
+            n = len(samples)
+            scores = [smp["correct"] for smp in samples]
+            stderr = (math.sqrt(sum((x - value) ** 2 for x in scores) / (n - 1) / n) if n > 1 else None)
+            results[target] = CellResult(value, stderr, metric, n, samples)
+        return results

@@ -1,0 +1,56 @@
+"""The transfer matrix: every source's score on every target, the base scores, and the change."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.cache import Cache
+from harness.plan import BASE, Plan
+
+
+@dataclass
+class Matrix:
+    sources: list[str]
+    targets: list[str]
+    metrics: dict[str, str]  # target -> lm-eval metric key
+    base: dict[str, dict | None]  # target -> {"value", "stderr"}; None where scoring failed
+    scores: dict[str, dict[str, dict | None]]  # source -> target -> {"value", "stderr"}
+    transfer: dict[str, dict[str, float | None]]  # source -> target -> adapter - base
+
+    def array(self) -> np.ndarray:
+        """Transfer as an array of shape (n_sources, n_targets); NaN where a cell is missing."""
+        return np.array([[np.nan if self.transfer[s][t] is None else self.transfer[s][t]
+                          for t in self.targets] for s in self.sources], dtype=float)
+
+
+def read_cell(cache: Cache, key: str) -> dict | None:
+    path = cache.path("cells", key) / "cell.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def read_samples(cache: Cache, key: str) -> list[dict]:
+    path = cache.path("cells", key) / "samples.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def assemble(plan: Plan, cache: Cache) -> Matrix:
+    """Read every planned cell from the cache; cells that failed stay ``None``."""
+    sources = [a.source for a in plan.adapters]
+    targets = list(plan.target_configs)
+    cells: dict[tuple[str, str], dict | None] = {}
+    for cell in plan.cells:
+        data = read_cell(cache, cell.key)
+        cells[cell.model, cell.target] = ({"value": data["value"], "stderr": data["stderr"]}
+                                          if data else None)
+    base = {t: cells[BASE, t] for t in targets}
+    scores = {s: {t: cells[s, t] for t in targets} for s in sources}
+    transfer = {s: {t: (scores[s][t]["value"] - base[t]["value"]
+                        if scores[s][t] is not None and base[t] is not None else None)
+                    for t in targets} for s in sources}
+    metrics = {t: plan.tasks[t].metric() for t in targets}
+    return Matrix(sources, targets, metrics, base, scores, transfer)

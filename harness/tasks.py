@@ -1,0 +1,175 @@
+"""The task contract: what a task plugin provides to be used as a source and as a target.
+
+A task is usable two ways:
+
+* as a **source**: :meth:`Task.train_pairs` gives (prompt, completion) pairs to fine-tune on;
+* as a **target**: :meth:`Task.lm_eval_config` writes its test split to a local JSON-lines file and
+  returns an inline lm-eval task config that reads it by absolute path (no hub access).
+
+Classification tasks (``kind = "multiple_choice"``) are scored by lm-eval's loglikelihood over the
+label words: the model is never asked to *produce* a label, so a small model is not penalised for
+formatting, and the score is exact and cheap (one forward pass per label). Generation tasks
+(``kind = "generation"``) are scored by exact match after extracting the answer with
+``answer_regex`` (first match) from the greedy output, so "The answer is 42." and " 42" both count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Split = Literal["train", "test"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example. ``completion`` is the text trained on after ``prompt`` (it starts with a space).
+
+    For classification ``label`` indexes the task's ``labels``; for generation ``answer`` is the
+    gold string that the extracted output must equal.
+    """
+
+    prompt: str
+    completion: str
+    label: int | None = None
+    answer: str | None = None
+
+
+class TaskOptions(BaseModel):
+    """Options every task accepts; tasks extend this with their own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed: int = Field(0, description="Seed of the data generator or sampler.")
+
+
+class Task:
+    """Base class of task plugins. Subclasses set the class attributes and implement ``examples``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    abilities: ClassVar[tuple[str, ...]] = ()
+    kind: ClassVar[Literal["multiple_choice", "generation"]]
+    labels: ClassVar[tuple[str, ...]] = ()  # label words, multiple choice only
+    answer_regex: ClassVar[str] = r"(-?\d+)"  # generation only: what counts as the answer
+    max_gen_toks: ClassVar[int] = 16  # generation only
+    version: ClassVar[int] = 1  # bump when the data a task produces changes: it enters cache keys
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+
+    def __init__(self, **options):
+        self.options = self.Options(**options)
+
+    # --- what subclasses implement -----------------------------------------------------------
+    def examples(self, split: Split, n: int) -> list[Example]:
+        """The first ``n`` examples of ``split``, the same on every call. Splits never overlap."""
+        raise NotImplementedError
+
+    # --- derived ------------------------------------------------------------------------------
+    def train_pairs(self, n: int) -> list[tuple[str, str]]:
+        """(prompt, completion) pairs for fine-tuning on this task as a source."""
+        return [(ex.prompt, ex.completion) for ex in self.examples("train", n)]
+
+    def fingerprint(self) -> str:
+        """Stable hash of what defines this task's data: name, version and options."""
+        blob = json.dumps({"task": self.name, "version": self.version,
+                           "options": self.options.model_dump(mode="json")}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def write_test_file(self, data_dir: Path, n: int) -> Path:
+        """Write the first ``n`` test examples as JSON lines; the file name carries their hash."""
+        rows = [{"prompt": ex.prompt, "label": ex.label, "answer": ex.answer}
+                for ex in self.examples("test", n)]
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        path = Path(data_dir).resolve() / f"{self.name}-{digest}.jsonl"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+        return path
+
+    def lm_eval_config(self, data_dir: Path, n: int, alias: str | None = None) -> dict:
+        """An inline lm-eval task config over ``n`` test examples written under ``data_dir``."""
+        config = {
+            "task": alias or self.name,
+            "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"test": str(self.write_test_file(data_dir, n))}},
+            "test_split": "test",
+            "doc_to_text": "{{prompt}}",
+        }
+        if self.kind == "multiple_choice":
+            config.update({
+                "output_type": "multiple_choice",
+                "doc_to_choice": list(self.labels),
+                "doc_to_target": "{{label}}",
+                "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+            })
+        else:
+            config.update({
+                "output_type": "generate_until",
+                "doc_to_target": "{{answer}}",
+                "generation_kwargs": {"until": ["\n"], "max_gen_toks": self.max_gen_toks,
+                                      "do_sample": False},
+                "filter_list": [{"name": "extract", "filter": [
+                    {"function": "regex", "regex_pattern": self.answer_regex},
+                    {"function": "take_first"}]}],
+                "metric_list": [{"metric": "exact_match", "aggregation": "mean",
+                                 "higher_is_better": True}],
+            })
+        return config
+
+    @classmethod
+    def metric(cls) -> str:
+        """The metric key lm-eval reports for this task (``metric,filter``)."""
+        return "acc,none" if cls.kind == "multiple_choice" else "exact_match,extract"
+
+
+class GeneratedTask(Task):
+    """A task whose data the project generates, deterministically, from a seed.
+
+    Subclasses implement :meth:`generate`, one random example per call. Each candidate goes to
+    ``test`` or ``train`` by a hash of its prompt, so the splits are disjoint by construction and
+    each split is the same whatever ``n`` the other was asked for.
+    """
+
+    test_share: ClassVar[float] = 0.3
+
+    def generate(self, rng: random.Random) -> Example:
+        raise NotImplementedError
+
+    def _split_of(self, prompt: str) -> Split:
+        h = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        return "test" if h < self.test_share else "train"
+
+    def examples(self, split: Split, n: int) -> list[Example]:
+        rng = random.Random(f"{self.name}:{self.options.seed}")
+        out: list[Example] = []
+        seen: set[str] = set()
+        attempts = 0
+        while len(out) < n:
+            attempts += 1
+            if attempts > 50 * n + 1000:
+                raise ValueError(f"task {self.name!r} cannot produce {n} distinct {split} examples "
+                                 f"with options {self.options.model_dump()}; ask for fewer")
+            ex = self.generate(rng)
+            if ex.prompt in seen or self._split_of(ex.prompt) != split:
+                continue
+            seen.add(ex.prompt)
+            out.append(ex)
+        return out
+
+
+def classification_example(prompt: str, labels: tuple[str, ...], label: int) -> Example:
+    """A multiple-choice example whose completion is the label word after lm-eval's space."""
+    return Example(prompt=prompt, completion=" " + labels[label], label=label)
+
+
+def generation_example(prompt: str, answer: str) -> Example:
+    """A generation example; the newline teaches the model to stop where lm-eval's `until` does."""
+    return Example(prompt=prompt, completion=f" {answer}\n", answer=answer)

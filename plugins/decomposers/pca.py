@@ -1,0 +1,71 @@
+"""Principal component analysis of the transfer matrix (the method of Krishna et al., 2025)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.decompose import Decomposer
+from harness.hookspecs import hookimpl
+
+
+class PCA(Decomposer):
+    """Principal components of the centred transfer matrix, by singular value decomposition.
+
+    Parameters
+    ----------
+    n_components : int or None, default None
+        Components kept; None keeps min(n_sources, n_targets).
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_targets,)
+        Per-target mean transfer, removed before the decomposition.
+    components_ : ndarray of shape (n_components, n_targets)
+        Loadings: unit-norm directions in target space, ordered by variance explained. Signs follow
+        scikit-learn's convention (the largest |loading| of each component is positive), so that
+        results compare one-to-one with ``sklearn.decomposition.PCA``.
+    explained_variance_ : ndarray of shape (n_components,)
+        Variance along each component (ddof=1).
+    explained_variance_ratio_ : ndarray of shape (n_components,)
+        Share of total variance; non-negative, descending, summing to at most 1.
+    """
+
+    name = "pca"
+    description = "Principal component analysis of the centred transfer matrix (SVD)."
+
+    def __init__(self, n_components: int | None = None):
+        if n_components is not None and (not isinstance(n_components, int) or n_components < 1):
+            raise ValueError(f"n_components must be a positive integer or None, got {n_components!r}")
+        self.n_components = n_components
+
+    def fit(self, X, y=None) -> "PCA":
+        """Fit to ``X`` of shape (n_sources, n_targets). Returns ``self``."""
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2 or not np.isfinite(X).all():
+            raise ValueError("X must be a finite 2-D array of shape (n_sources, n_targets)")
+        n, p = X.shape
+        k = min(n, p) if self.n_components is None else self.n_components
+        if k > min(n, p):
+            raise ValueError(f"n_components={k} exceeds min(n_sources, n_targets)={min(n, p)}")
+        self.mean_ = X.mean(axis=0)
+        U, S, Vt = np.linalg.svd(X - self.mean_, full_matrices=False)
+        # Deterministic signs: make each component's largest-magnitude loading positive.
+        signs = np.sign(Vt[np.arange(len(Vt)), np.abs(Vt).argmax(axis=1)])
+        signs[signs == 0] = 1.0
+        Vt = Vt * signs[:, None]
+        variance = S**2 / max(n - 1, 1)
+        total = variance.sum()
+        self.components_ = Vt[:k]
+        self.explained_variance_ = variance[:k]
+        self.explained_variance_ratio_ = variance[:k] / total if total > 0 else np.zeros(k)
+        self.n_components_ = k
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Scores of shape (n_sources, n_components): ``X`` centred and projected on the loadings."""
+        return (np.asarray(X, dtype=float) - self.mean_) @ self.components_.T
+
+
+@hookimpl
+def register_decomposers(register):
+    register(PCA)

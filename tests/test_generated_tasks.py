@@ -1,0 +1,228 @@
+"""The six built-in generated tasks: determinism, disjoint splits, well-formed and correct examples."""
+
+import json
+import re
+from collections import Counter
+
+import pytest
+from pydantic import ValidationError
+
+from harness.tasks import GeneratedTask
+from harness_plugins.tasks import arithmetic, nli, ordering, sentiment, topic, word_problems
+
+TASKS = [arithmetic.Arithmetic, word_problems.WordProblems, sentiment.Sentiment, nli.NLI,
+         ordering.Ordering, topic.Topic]
+MODULES = [arithmetic, word_problems, sentiment, nli, ordering, topic]
+ids = [cls.name for cls in TASKS]
+
+
+@pytest.fixture(scope="module")
+def splits():
+    """train (1000) and test (300) examples of every task with default options, computed once."""
+    return {cls.name: (cls().examples("train", 1000), cls().examples("test", 300)) for cls in TASKS}
+
+
+@pytest.mark.parametrize("module,cls", zip(MODULES, TASKS), ids=ids)
+def test_module_registers_its_task(module, cls):
+    registered = []
+    module.register_tasks(register=registered.append)
+    assert registered == [cls]
+    assert issubclass(cls, GeneratedTask) and cls.name.isidentifier()
+    assert cls.description and "\n" not in cls.description and cls.abilities
+    assert cls.kind in ("multiple_choice", "generation")
+    assert (len(cls.labels) >= 2) == (cls.kind == "multiple_choice")
+
+
+@pytest.mark.parametrize("cls", TASKS, ids=ids)
+def test_examples_are_deterministic_across_instances(cls):
+    assert cls().examples("train", 200) == cls().examples("train", 200)
+    assert cls(seed=3).examples("test", 50) == cls(seed=3).examples("test", 50)
+    # A split does not depend on how many examples were asked for.
+    assert cls().examples("train", 50) == cls().examples("train", 200)[:50]
+
+
+@pytest.mark.parametrize("cls", TASKS, ids=ids)
+def test_splits_are_disjoint_and_distinct(cls, splits):
+    train, test = splits[cls.name]
+    assert len(train) == 1000 and len(test) == 300
+    train_prompts, test_prompts = {e.prompt for e in train}, {e.prompt for e in test}
+    assert len(train_prompts) == 1000 and len(test_prompts) == 300
+    assert not train_prompts & test_prompts
+
+
+@pytest.mark.parametrize("cls", TASKS, ids=ids)
+def test_enough_distinct_examples(cls):
+    task = cls()
+    assert len({e.prompt for e in task.examples("train", 3000)}) == 3000
+    assert len({e.prompt for e in task.examples("test", 500)}) == 500
+
+
+@pytest.mark.parametrize("cls", TASKS, ids=ids)
+def test_examples_are_well_formed(cls, splits):
+    for ex in splits[cls.name][0] + splits[cls.name][1]:
+        assert ex.prompt.strip() and ex.completion.startswith(" ")
+        assert len(ex.prompt.split()) <= 40  # prompts stay short: eval runs on CPUs
+        if cls.kind == "multiple_choice":
+            assert type(ex.label) is int and 0 <= ex.label < len(cls.labels)
+            assert ex.answer is None and ex.completion == " " + cls.labels[ex.label]
+        else:
+            assert ex.label is None and ex.completion == f" {ex.answer}\n"
+            match = re.search(cls.answer_regex, ex.completion)
+            assert match and match.group(1) == ex.answer
+            assert ex.prompt.endswith(("=", "Answer:"))
+
+
+@pytest.mark.parametrize("cls", TASKS, ids=ids)
+def test_different_seeds_give_different_data(cls):
+    a = [e.prompt for e in cls(seed=0).examples("train", 100)]
+    b = [e.prompt for e in cls(seed=1).examples("train", 100)]
+    assert len(set(a) & set(b)) < 50
+
+
+@pytest.mark.parametrize("cls", [c for c in TASKS if c.kind == "multiple_choice"],
+                         ids=[c.name for c in TASKS if c.kind == "multiple_choice"])
+def test_labels_are_balanced_by_default(cls, splits):
+    counts = Counter(e.label for e in splits[cls.name][0])
+    assert set(counts) == set(range(len(cls.labels)))
+    for c in counts.values():
+        assert abs(c / 1000 - 1 / len(cls.labels)) < 0.06
+
+
+@pytest.mark.parametrize("cls", TASKS, ids=ids)
+def test_lm_eval_config_writes_its_test_split(cls, tmp_path):
+    config = cls().lm_eval_config(tmp_path, 20)
+    assert isinstance(config, dict) and config["task"] == cls.name
+    path = config["dataset_kwargs"]["data_files"]["test"]
+    rows = [json.loads(line) for line in open(path).read().splitlines()]
+    assert len(rows) == 20
+    assert [r["prompt"] for r in rows] == [e.prompt for e in cls().examples("test", 20)]
+    if cls.kind == "multiple_choice":
+        assert config["output_type"] == "multiple_choice"
+        assert config["doc_to_choice"] == list(cls.labels)
+        assert all(isinstance(r["label"], int) for r in rows)
+    else:
+        assert config["output_type"] == "generate_until"
+        assert config["generation_kwargs"]["max_gen_toks"] == cls.max_gen_toks
+        assert all(re.fullmatch(r"-?\d+", r["answer"]) for r in rows)
+
+
+# --- task-specific correctness ----------------------------------------------------------------
+
+@pytest.mark.parametrize("options", [{}, {"digits": 1}, {"digits": 3, "operators": ["*"]},
+                                     {"digits": 6, "operators": ["+", "-", "*"]}])
+def test_arithmetic_answers_are_correct(options):
+    task = arithmetic.Arithmetic(**options)
+    digits, ops = task.options.digits, set(task.options.operators)
+    n = 100 if digits == 1 else 300  # one digit allows only 155 distinct problems in all
+    for ex in task.examples("train", n):
+        m = re.fullmatch(r"Calculate: (\d+) ([-+*]) (\d+) =", ex.prompt)
+        assert m, ex.prompt
+        a, op, b = m.groups()
+        assert op in ops and len(a) == len(b) == digits
+        assert int(ex.answer) == eval(f"{a} {op} {b}") >= 0
+        assert len(ex.answer) + 2 <= task.max_gen_toks
+
+
+def test_arithmetic_options_are_validated():
+    with pytest.raises(ValidationError):
+        arithmetic.Arithmetic(digits=7)
+    with pytest.raises(ValidationError):
+        arithmetic.Arithmetic(operators=["/"])
+    with pytest.raises(ValidationError):
+        arithmetic.Arithmetic(operators=[])
+    assert arithmetic.Arithmetic().fingerprint() != arithmetic.Arithmetic(digits=3).fingerprint()
+
+
+# Independent of the generator: the verb of each clause says whether the count rises or falls.
+UP, DOWN = ("buys", "finds", "gets", "wins", "receives"), ("gives", "loses", "sells", "trades")
+
+
+def _solve_word_problem(prompt: str) -> int:
+    first, body, question = prompt.split(". ", 2)
+    count = int(re.fullmatch(r"\w+ has (\d+) [a-z ]+", first).group(1))
+    assert question.startswith("How many ")
+    for clause in re.split(r", | and ", body):
+        (n,) = map(int, re.findall(r"\d+", clause))
+        verbs = set(clause.split())
+        assert bool(verbs & set(UP)) != bool(verbs & set(DOWN)), clause
+        count += n if verbs & set(UP) else -n
+        assert count >= 0
+    return count
+
+
+@pytest.mark.parametrize("steps", [2, 3])
+def test_word_problem_answers_are_correct(steps):
+    task = word_problems.WordProblems(steps=steps)
+    for ex in task.examples("train", 300) + task.examples("test", 100):
+        assert ex.prompt.endswith("\nAnswer:")
+        assert len(re.split(r", | and ", ex.prompt.split(". ")[1])) == steps
+        assert re.fullmatch(r"\d+", ex.answer)
+        assert _solve_word_problem(ex.prompt) == int(ex.answer)
+    with pytest.raises(ValidationError):
+        word_problems.WordProblems(steps=4)
+
+
+@pytest.mark.parametrize("balance", [0.8, 0.2])
+def test_sentiment_class_balance(balance):
+    examples = sentiment.Sentiment(class_balance=balance).examples("train", 2000)
+    share = sum(e.label == 1 for e in examples) / len(examples)
+    assert abs(share - balance) < 0.05
+    with pytest.raises(ValidationError):
+        sentiment.Sentiment(class_balance=1.0)
+
+
+def test_sentiment_the_clause_after_but_decides(splits):
+    def polarity(clause):
+        words = set(re.findall(r"[a-z]+", clause))
+        if words & set(sentiment.NEGATIVE) or "not" in words:
+            return 0
+        assert words & set(sentiment.POSITIVE), clause
+        return 1
+
+    contrasts = 0
+    for ex in splits["sentiment"][0]:
+        text = ex.prompt.removeprefix("Review: ").removesuffix("\nSentiment:")
+        clauses = text.split(", but ")
+        if len(clauses) == 2:
+            contrasts += 1
+            assert polarity(clauses[0]) != polarity(clauses[1]) == ex.label
+        else:
+            assert all(polarity(c) == ex.label for c in text.split(" and "))
+    assert 300 < contrasts < 900  # a mix of contrastive and plain reviews
+
+
+@pytest.mark.parametrize("entities", [3, 4])
+def test_ordering_answers_follow_the_chain(entities):
+    task = ordering.Ordering(entities=entities)
+    for ex in task.examples("train", 300):
+        facts = re.findall(r"(\w+) is (\w+) than (\w+)\.", ex.prompt)
+        x, rel, y = re.search(r"Is (\w+) (\w+) than (\w+)\?\nAnswer:$", ex.prompt).groups()
+        assert len(facts) == entities - 1 and {r for _, r, _ in facts} == {rel}
+        # Transitive closure of the stated facts, computed here, not taken from the generator.
+        above = {(a, b) for a, _, b in facts}
+        for _ in range(entities):
+            above |= {(a, d) for a, b in above for c, d in above if b == c}
+        assert ((x, y) in above) != ((y, x) in above)
+        assert (x, y) not in {(a, b) for a, _, b in facts}  # never answered by one statement
+        assert ex.label == int((x, y) in above)
+
+
+def test_nli_hypotheses_differ_from_premises(splits):
+    for ex in splits["nli"][0]:
+        premise, hypothesis = re.fullmatch(r"Premise: (.+)\nHypothesis: (.+)\nRelation:",
+                                           ex.prompt).groups()
+        assert premise != hypothesis
+        assert re.match(r"An? ", premise) and re.match(r"An? ", hypothesis)
+        if ex.label == 2 and " not " not in hypothesis:
+            # a contradiction without negation changes a word the premise had
+            assert set(hypothesis.split()) - set(premise.split())
+        if ex.label == 0:  # entailment only removes or generalises: nothing new but the hypernym
+            new = set(hypothesis.rstrip(".").split()) - set(premise.rstrip(".").split())
+            assert new <= {"person", "child", "A", "An"}, ex.prompt
+
+
+def test_topic_headlines_use_their_topic_vocabulary(splits):
+    for ex in splits["topic"][0]:
+        vocab = topic.VOCAB[topic.Topic.labels[ex.label]]
+        headline = ex.prompt.removeprefix("Headline: ").removesuffix("\nTopic:").lower()
+        assert any(t.lower() in headline for t in vocab["thing"])
