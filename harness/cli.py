@@ -44,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         registry = load_registry(args.registry)
     except RegistryError as exc:
-        err.print(f"[red]{len(exc.problems)} problem(s) in {exc.filename}:[/]", highlight=False)
+        # Plain lines, never wrapped: editors and CI annotators parse "file:line: message".
+        print(f"{len(exc.problems)} problem(s) in {exc.filename}:", file=sys.stderr)
         for problem in exc.problems:
-            err.print("  " + problem.format(exc.filename), markup=False, highlight=False)
+            print("  " + problem.format(exc.filename), file=sys.stderr)
         return 2
     if args.command == "validate":
         err.print(f"{args.registry}: ok ({len(registry.sources)} sources, {len(registry.targets)} targets)")

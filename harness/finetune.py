@@ -96,10 +96,11 @@ def train_adapter(host: AdapterHost, adapter_name: str, tokenizer, pairs: list[t
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         tokens = int(batch["attention_mask"].sum())
-        log.append({"step": step + 1, "loss": float(loss), "tokens": tokens,
+        loss_value = loss.item()
+        log.append({"step": step + 1, "loss": loss_value, "tokens": tokens,
                     "seconds": time.perf_counter() - t0, "lr": schedule.get_last_lr()[0]})
         if on_step:
-            on_step(step + 1, total, float(loss))
+            on_step(step + 1, total, loss_value)
     peft_model.eval()
     seconds = time.perf_counter() - start
     peft_model.save_pretrained(str(out_dir), selected_adapters=[adapter_name])

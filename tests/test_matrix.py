@@ -1,0 +1,35 @@
+"""Matrix assembly from cached cells: scores, base, transfer = adapter - base, holes stay holes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.cache import Cache, write_json_atomic
+from harness.matrix import assemble
+from harness.plan import BASE, AdapterJob, CellJob, Plan
+from harness_plugins.tasks.nli import NLI
+from harness_plugins.tasks.sentiment import Sentiment
+
+
+def test_assemble_reads_cells_and_subtracts_the_base(tmp_path):
+    cache = Cache(tmp_path)
+    values = {(BASE, "sentiment"): 0.5, (BASE, "nli"): 0.3, ("s1", "sentiment"): 0.9, ("s1", "nli"): 0.25,
+              ("s2", "sentiment"): 0.55}  # ("s2", "nli") failed: no cell
+    plan = Plan(model=None, tasks={"sentiment": Sentiment(), "nli": NLI()},
+                target_configs={"sentiment": {}, "nli": {}},
+                adapters=[AdapterJob("s1", Sentiment(), 10, "k1", True), AdapterJob("s2", NLI(), 10, "k2", True)])
+    for i, (model, target) in enumerate([(m, t) for m in (BASE, "s1", "s2") for t in ("sentiment", "nli")]):
+        key = f"cell{i}"
+        plan.cells.append(CellJob(model, target, key, True))
+        if (model, target) in values:
+            write_json_atomic(cache.path("cells", key) / "cell.json",
+                              {"value": values[model, target], "stderr": 0.05, "metric": "acc,none", "n": 100})
+    mat = assemble(plan, cache)
+    assert mat.sources == ["s1", "s2"] and mat.targets == ["sentiment", "nli"]
+    assert mat.base["nli"] == {"value": 0.3, "stderr": 0.05}
+    assert mat.transfer["s1"]["sentiment"] == np.float64(0.9 - 0.5)
+    assert mat.transfer["s1"]["nli"] == 0.25 - 0.3
+    assert mat.scores["s2"]["nli"] is None and mat.transfer["s2"]["nli"] is None
+    arr = mat.array()
+    assert arr.shape == (2, 2) and np.isnan(arr[1, 1]) and arr[0, 0] == 0.9 - 0.5
+    assert mat.metrics == {"sentiment": "acc,none", "nli": "acc,none"}

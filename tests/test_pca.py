@@ -1,0 +1,63 @@
+"""The PCA decomposer against scikit-learn, and the estimator contract it shares with all decomposers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA as SkPCA
+
+from harness.decompose import component_ids, name_components
+from harness.plugins import catalog
+from harness_plugins.decomposers.pca import PCA
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (10, 3), (5, 5)])
+def test_pca_equals_scikit_learn(shape):
+    rng = np.random.default_rng(sum(shape))
+    X = rng.normal(size=shape)
+    ours = PCA().fit(X)
+    theirs = SkPCA(svd_solver="full").fit(X)
+    k = min(shape)
+    np.testing.assert_allclose(ours.explained_variance_ratio_, theirs.explained_variance_ratio_[:k], atol=1e-10)
+    np.testing.assert_allclose(ours.explained_variance_, theirs.explained_variance_[:k], atol=1e-10)
+    # Same sign convention as scikit-learn (largest |loading| positive); the last component of a
+    # centred matrix with n <= p has zero variance and an arbitrary direction, so compare the rest.
+    informative = theirs.explained_variance_ > 1e-12
+    np.testing.assert_allclose(ours.components_[informative], theirs.components_[informative], atol=1e-8)
+    np.testing.assert_allclose(ours.transform(X)[:, informative], theirs.transform(X)[:, informative], atol=1e-8)
+
+
+def test_ratios_lie_in_unit_interval_descend_and_sum_at_most_one():
+    X = np.random.default_rng(0).normal(size=(4, 6))
+    ratios = PCA(n_components=2).fit(X).explained_variance_ratio_
+    assert ratios.shape == (2,) and np.all((ratios >= 0) & (ratios <= 1))
+    assert np.all(np.diff(ratios) <= 0) and ratios.sum() <= 1 + 1e-12
+
+
+def test_estimator_contract():
+    est = PCA(n_components=2)
+    assert est.get_params() == {"n_components": 2}
+    assert not [a for a in vars(est) if a.endswith("_")]  # nothing learned before fit
+    X = np.random.default_rng(1).normal(size=(5, 4))
+    assert est.fit(X) is est
+    assert est.components_.shape == (2, 4) and est.transform(X).shape == (5, 2)
+    with pytest.raises(ValueError):
+        PCA(n_components=0)
+    with pytest.raises(ValueError):
+        PCA(n_components=9).fit(X)
+    with pytest.raises(ValueError):
+        PCA().fit(np.array([[1.0, np.nan], [0.0, 1.0]]))
+
+
+def test_registered_as_plugin():
+    assert catalog().get("decomposer", "pca").obj is PCA
+
+
+def test_components_are_named_from_the_abilities_of_their_top_targets():
+    targets = ["arith", "words", "sent", "nli"]
+    abilities = {"arith": ("arithmetic",), "words": ("arithmetic", "reasoning"), "sent": ("sentiment",), "nli": ("nlu",)}
+    components = np.array([[0.7, 0.6, 0.1, 0.0], [0.0, 0.1, -0.7, 0.6]])
+    names = name_components(components, targets, abilities)
+    # C1: arithmetic weighs 0.7 + 0.6, reasoning only 0.6 (< half): one name. C2: two near-equal tags.
+    assert names == {"C1": "arithmetic", "C2": "sentiment+nlu"}
+    assert component_ids(3) == ["C1", "C2", "C3"]

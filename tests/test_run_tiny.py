@@ -1,0 +1,104 @@
+"""End to end on a tiny random Llama: the four outputs, the schema, re-runs that redo nothing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from harness.report import validate_results
+
+REGISTRY = """\
+experiment: tiny
+output_dir: out
+cache_dir: cache
+base_model: {{path: {model}}}
+sources:
+  - {{task: sentiment, n_train: 32}}
+  - {{task: nli, n_train: 32}}
+  - {{task: arithmetic, n_train: 32}}
+targets:
+  - {{task: sentiment, limit: 12}}
+  - {{task: nli, limit: 12}}
+  - {{task: arithmetic, limit: 4}}
+lora: {{steps: 6, batch_size: 4, learning_rate: 0.01, target_modules: [q_proj, v_proj, up_proj]}}
+evaluation: {{batch_size: 8}}
+"""
+
+
+def harness(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-run")
+    (root / "registry.yaml").write_text(REGISTRY.format(model=tiny_model_dir))
+    first = harness("run", "registry.yaml", cwd=root)
+    assert first.returncode == 0, first.stderr[-3000:]
+    return root, first
+
+
+def test_writes_the_four_outputs_and_results_validate(tiny_run):
+    root, _ = tiny_run
+    run_dir = root / "out" / "tiny"
+    for name in ("results.json", "matrix.csv", "traits.csv", "report.md"):
+        assert (run_dir / name).is_file(), name
+    results = json.loads((run_dir / "results.json").read_text())
+    validate_results(results)
+    assert results["sources"] == ["sentiment", "nli", "arithmetic"]
+    assert results["metrics"]["arithmetic"] == "exact_match,extract"
+    # The tiny model learns a little in 6 steps at a high rate: the matrix moves.
+    assert any(abs(v) > 0 for row in results["transfer"].values() for v in row.values())
+    with open(run_dir / "matrix.csv") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["source", "sentiment", "nli", "arithmetic"] and len(rows) == 4
+    assert float(rows[1][1]) == pytest.approx(results["transfer"]["sentiment"]["sentiment"])
+    with open(run_dir / "traits.csv") as fh:
+        traits = list(csv.DictReader(fh))
+    assert traits[0]["source"] == "sentiment" and float(traits[0]["class_entropy"]) > 0.5
+    assert traits[2]["class_entropy"] == ""  # arithmetic has no classes
+    pca = results["decompositions"]["pca"]
+    ratios = pca["explained_variance_ratio"]
+    assert all(0 <= r <= 1 for r in ratios) and ratios == sorted(ratios, reverse=True) and sum(ratios) <= 1 + 1e-9
+    assert set(pca["scores"]) == {"sentiment", "nli", "arithmetic"} and set(pca["labels"]) == set(pca["loadings"])
+    assert (run_dir / "samples" / "base" / "nli.jsonl").is_file()
+    assert json.loads((run_dir / "training" / "nli.json").read_text())["total_steps"] == 6
+    prov = results["provenance"]
+    assert prov["computed"] == {"adapters": 3, "cells": 12} and prov["versions"]["lm_eval"]
+    assert "Transfer (adapter − base)" in (run_dir / "report.md").read_text()
+
+
+def test_rerun_reuses_every_adapter_and_cell(tiny_run):
+    root, first = tiny_run
+    before = json.loads((root / "out" / "tiny" / "results.json").read_text())
+    dry = harness("run", "registry.yaml", "--dry-run", cwd=root)
+    assert dry.returncode == 0 and "0 of 3 adapters and 0 of 12 cells would run" in dry.stdout
+    again = harness("run", "registry.yaml", "--quiet", cwd=root)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr == ""  # --quiet: nothing printed
+    after = json.loads((root / "out" / "tiny" / "results.json").read_text())
+    assert after["provenance"]["computed"] == {"adapters": 0, "cells": 0}
+    assert after["provenance"]["reused"] == {"adapters": 3, "cells": 12}
+    assert "load_model" not in after["provenance"]["seconds"]  # no model was loaded
+    assert after["transfer"] == before["transfer"] and after["base"] == before["base"]
+
+
+def test_changing_one_target_reruns_only_its_column(tiny_run):
+    root, _ = tiny_run
+    text = (root / "registry.yaml").read_text().replace("{task: nli, limit: 12}", "{task: nli, limit: 10}")
+    (root / "changed.yaml").write_text(text.replace("experiment: tiny", "experiment: tiny2"))
+    dry = harness("run", "changed.yaml", "--dry-run", cwd=root)
+    assert "0 of 3 adapters and 4 of 12 cells would run" in dry.stdout
+
+
+def test_missing_model_offline_is_a_clear_error(tmp_path):
+    (tmp_path / "r.yaml").write_text(REGISTRY.format(model=tmp_path / "nowhere").replace(
+        "base_model: {path: " + str(tmp_path / "nowhere") + "}",
+        "base_model: {hub_id: nobody/not-a-model, path: " + str(tmp_path / "nowhere") + "}"))
+    out = harness("run", "r.yaml", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "base model not found" in out.stderr and "HF_HUB_OFFLINE" in out.stderr
