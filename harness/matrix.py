@@ -49,7 +49,8 @@ def assemble(plan: Plan, cache: Cache) -> Matrix:
                                           if data else None)
     base = {t: cells[BASE, t] for t in targets}
     scores = {s: {t: cells[s, t] for t in targets} for s in sources}
-    transfer = {s: {t: (scores[s][t]["value"] - base[t]["value"]
+    # Rounded: 0.9 - 0.5 should read 0.4 in matrix.csv, not 0.40000000000000002.
+    transfer = {s: {t: (round(scores[s][t]["value"] - base[t]["value"], 12)
                         if scores[s][t] is not None and base[t] is not None else None)
                     for t in targets} for s in sources}
     metrics = {t: plan.tasks[t].metric() for t in targets}

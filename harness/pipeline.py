@@ -78,6 +78,9 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
         print_plan(plan, Console(quiet=False), run_dir, cache)
         return RunOutcome(run_dir, None)
 
+    # Counted now: jobs flip to cached as they finish.
+    reused = {"adapters": len(plan.adapters) - len(plan.todo_adapters), "cells": len(plan.cells) - len(plan.todo_cells)}
+    computed = {"adapters": len(plan.todo_adapters), "cells": len(plan.todo_cells)}
     failures: list[dict] = []
     needs_model = bool(plan.todo_adapters or plan.todo_cells)
     model = tokenizer = host = None
@@ -118,9 +121,8 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
                           "cells": {f"{c.model}/{c.target}": c.key for c in plan.cells}},
         "seconds": timer.seconds,
         "cache_dir": str(cache.root),
-        "reused": {"adapters": sum(a.cached for a in plan.adapters),
-                   "cells": sum(c.cached for c in plan.cells)},
-        "computed": {"adapters": len(plan.todo_adapters), "cells": len(plan.todo_cells)},
+        "reused": reused,
+        "computed": computed,
     }
     results = report.build_results(registry, plan, mat, trait_values, decompositions, provenance, failures)
     with timer.stage("report"):

@@ -48,7 +48,7 @@ def test_adapter_swap_changes_scores_and_base_only_restores_them(tiny_model, tmp
                 p.normal_(0, 1.0)
     host.peft.eval()
     with_adapter = score(evaluator, task, tmp_path, 10)
-    lls = lambda r: [s["loglikelihoods"] for s in r.samples]  # noqa: E731
+    lls = lambda r: [ll for s in r.samples for ll in s["loglikelihoods"]]  # noqa: E731
     assert lls(with_adapter) != lls(before)
     with host.base_only():
         again = score(evaluator, task, tmp_path, 10)
