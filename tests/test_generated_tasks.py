@@ -171,7 +171,7 @@ def test_sentiment_class_balance(balance):
         sentiment.Sentiment(class_balance=1.0)
 
 
-def test_sentiment_the_clause_after_but_decides(splits):
+def test_sentiment_structure_decides(splits):
     def polarity(clause):
         words = set(re.findall(r"[a-z]+", clause))
         if words & set(sentiment.NEGATIVE) or "not" in words:
@@ -179,16 +179,25 @@ def test_sentiment_the_clause_after_but_decides(splits):
         assert words & set(sentiment.POSITIVE), clause
         return 1
 
-    contrasts = 0
+    forms = {"but": 0, "although": 0, "anything but": 0, "plain": 0}
     for ex in splits["sentiment"][0]:
         text = ex.prompt.removeprefix("Review: ").removesuffix("\nSentiment:")
-        clauses = text.split(", but ")
-        if len(clauses) == 2:
-            contrasts += 1
-            assert polarity(clauses[0]) != polarity(clauses[1]) == ex.label
+        if " anything but " in text:
+            forms["anything but"] += 1
+            assert 1 - polarity(text) == ex.label  # the adjective's polarity, inverted
+        elif ", but " in text:
+            forms["but"] += 1
+            first, second = text.split(", but ")
+            assert polarity(first) != polarity(second) == ex.label
+        elif ", although " in text:
+            forms["although"] += 1
+            first, second = text.split(", although ")
+            assert polarity(second) != polarity(first) == ex.label
         else:
+            forms["plain"] += 1
             assert all(polarity(c) == ex.label for c in text.split(" and "))
-    assert 300 < contrasts < 900  # a mix of contrastive and plain reviews
+    n = sum(forms.values())
+    assert all(count > 0.1 * n for count in forms.values()), forms  # every form is well represented
 
 
 @pytest.mark.parametrize("entities", [3, 4])

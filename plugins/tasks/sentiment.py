@@ -1,4 +1,4 @@
-"""Sentiment: template reviews; in contrastive reviews the clause after "but" decides."""
+"""Sentiment: template reviews where sentence structure, not word counts, decides the label."""
 
 from __future__ import annotations
 
@@ -38,7 +38,13 @@ def _clause(rng: random.Random, aspect: str, positive: bool) -> str:
 
 
 class Sentiment(GeneratedTask):
-    """Sentiment: template reviews; in contrastive reviews the clause after "but" decides."""
+    """Sentiment of template reviews whose structure decides the label.
+
+    Forms: "X, but Y" (Y decides), "X, although Y" (X decides), "anything but <adjective>"
+    (inverts it), and plain or "and" reviews. The concessive and inverted forms are why this is
+    not free for a base model: SmolLM2-135M scores below chance on them, while the rules are
+    regular enough for a LoRA adapter to learn.
+    """
 
     name = "sentiment"
     description = "Binary sentiment of short template reviews (movies, restaurants, products, hotels)."
@@ -46,16 +52,21 @@ class Sentiment(GeneratedTask):
     labels = ("negative", "positive")
     abilities = ("sentiment",)
     Options = SentimentOptions
+    version = 2  # v2 added the "although" and "anything but" forms
 
     def generate(self, rng: random.Random) -> Example:
         positive = rng.random() < self.options.class_balance
         a1, a2 = rng.sample(ASPECTS[rng.choice(list(ASPECTS))], 2)
         form = rng.random()
-        if form < 0.6:
-            # Contrast: the opposite opinion first, the deciding one after "but". This is what
-            # keeps a bag-of-words baseline (and the base model) from getting it for free.
+        # Contrasts hold one opinion of each polarity, so a bag of words cannot decide them.
+        if form < 0.3:  # the clause after "but" decides
             text = f"{_clause(rng, a1, not positive)}, but {_clause(rng, a2, positive)}."
-        elif form < 0.8:
+        elif form < 0.6:  # the main clause decides; the concession after "although" does not
+            text = f"{_clause(rng, a1, positive)}, although {_clause(rng, a2, not positive)}."
+        elif form < 0.75:  # "anything but" inverts the adjective that follows it
+            adjective = rng.choice(NEGATIVE if positive else POSITIVE)
+            text = f"the {a1} was anything but {adjective}."
+        elif form < 0.9:
             text = f"{_clause(rng, a1, positive)} and {_clause(rng, a2, positive)}."
         else:
             text = f"{_clause(rng, a1, positive)}."
