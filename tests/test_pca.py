@@ -15,9 +15,9 @@ from harness_plugins.decomposers.pca import PCA
 def test_pca_equals_scikit_learn(shape):
     rng = np.random.default_rng(sum(shape))
     X = rng.normal(size=shape)
-    ours = PCA().fit(X)
-    theirs = SkPCA(svd_solver="full").fit(X)
     k = min(shape)
+    ours = PCA(n_components=k).fit(X)
+    theirs = SkPCA(svd_solver="full").fit(X)
     np.testing.assert_allclose(ours.explained_variance_ratio_, theirs.explained_variance_ratio_[:k], atol=1e-10)
     np.testing.assert_allclose(ours.explained_variance_, theirs.explained_variance_[:k], atol=1e-10)
     # Same sign convention as scikit-learn (largest |loading| positive); the last component of a
@@ -32,6 +32,12 @@ def test_ratios_lie_in_unit_interval_descend_and_sum_at_most_one():
     ratios = PCA(n_components=2).fit(X).explained_variance_ratio_
     assert ratios.shape == (2,) and np.all((ratios >= 0) & (ratios <= 1))
     assert np.all(np.diff(ratios) <= 0) and ratios.sum() <= 1 + 1e-12
+
+
+def test_default_keeps_only_components_a_centred_matrix_can_have():
+    X = np.random.default_rng(2).normal(size=(4, 6))
+    pca = PCA().fit(X)
+    assert pca.components_.shape == (3, 6) and pca.explained_variance_ratio_.sum() == pytest.approx(1.0)
 
 
 def test_estimator_contract():

@@ -14,7 +14,8 @@ class PCA(Decomposer):
     Parameters
     ----------
     n_components : int or None, default None
-        Components kept; None keeps min(n_sources, n_targets).
+        Components kept; None keeps min(n_sources - 1, n_targets), the most a centred matrix can
+        have with non-zero variance (a further one would be an arbitrary direction named as if real).
 
     Attributes
     ----------
@@ -44,7 +45,7 @@ class PCA(Decomposer):
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError("X must be a finite 2-D array of shape (n_sources, n_targets)")
         n, p = X.shape
-        k = min(n, p) if self.n_components is None else self.n_components
+        k = max(1, min(n - 1, p)) if self.n_components is None else self.n_components
         if k > min(n, p):
             raise ValueError(f"n_components={k} exceeds min(n_sources, n_targets)={min(n, p)}")
         self.mean_ = X.mean(axis=0)
