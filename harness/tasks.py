@@ -140,8 +140,19 @@ class GeneratedTask(Task):
 
     test_share: ClassVar[float] = 0.3
 
-    def generate(self, rng: random.Random) -> Example:
+    def generate(self, rng: random.Random, label: int | None = None) -> Example:
+        """One random example; with ``label`` given, one of that label."""
         raise NotImplementedError
+
+    def class_shares(self) -> list[float] | None:
+        """Exact label shares to produce (one per label), or None to let ``generate`` choose.
+
+        When given, the label of each next example is the one whose count lags its quota the
+        most, so after any ``n`` examples every label's count is within one of ``share * n`` and
+        exactly equal whenever that is a whole number: ``class_balance`` options are honoured
+        exactly, not only in expectation.
+        """
+        return None
 
     def _split_of(self, prompt: str) -> Split:
         h = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
@@ -151,17 +162,26 @@ class GeneratedTask(Task):
         rng = random.Random(f"{self.name}:{self.options.seed}")
         out: list[Example] = []
         seen: set[str] = set()
+        shares = self.class_shares()
+        counts = [0] * len(shares or ())
         attempts = 0
         while len(out) < n:
             attempts += 1
             if attempts > 50 * n + 1000:
                 raise ValueError(f"task {self.name!r} cannot produce {n} distinct {split} examples "
                                  f"with options {self.options.model_dump()}; ask for fewer")
-            ex = self.generate(rng)
+            if shares is None:
+                ex = self.generate(rng)
+            else:
+                k = len(out) + 1
+                label = max(range(len(shares)), key=lambda i: (shares[i] * k - counts[i], -i))
+                ex = self.generate(rng, label)
             if ex.prompt in seen or self._split_of(ex.prompt) != split:
                 continue
             seen.add(ex.prompt)
             out.append(ex)
+            if shares is not None:
+                counts[ex.label] += 1
         return out
 
 

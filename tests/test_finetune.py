@@ -51,7 +51,7 @@ def test_training_is_seeded(tiny_model_dir, tmp_path):
     runs = []
     for i in range(2):
         model, tok = load(tiny_model_dir, ModelConfig(path=str(tiny_model_dir)))
-        log = train_adapter(AdapterHost(model), "a", tok, Sentiment().train_pairs(16),
+        log = train_adapter(AdapterHost(model), "seeded", tok, Sentiment().train_pairs(16),
                             SETTINGS.model_copy(update={"steps": 3}), tmp_path / str(i))
         runs.append([s["loss"] for s in log["steps"]])
     assert runs[0] == runs[1]

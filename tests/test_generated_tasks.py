@@ -165,8 +165,9 @@ def test_word_problem_answers_are_correct(steps):
 @pytest.mark.parametrize("balance", [0.8, 0.2])
 def test_sentiment_class_balance(balance):
     examples = sentiment.Sentiment(class_balance=balance).examples("train", 2000)
-    share = sum(e.label == 1 for e in examples) / len(examples)
-    assert abs(share - balance) < 0.05
+    assert sum(e.label == 1 for e in examples) == round(2000 * balance)  # exactly, not roughly
+    for n in (10, 37, 500):  # and for every prefix, within one example
+        assert abs(sum(e.label == 1 for e in examples[:n]) - balance * n) < 1
     with pytest.raises(ValidationError):
         sentiment.Sentiment(class_balance=1.0)
 

@@ -52,10 +52,13 @@ class Sentiment(GeneratedTask):
     labels = ("negative", "positive")
     abilities = ("sentiment",)
     Options = SentimentOptions
-    version = 2  # v2 added the "although" and "anything but" forms
+    version = 3  # v2 added the "although" and "anything but" forms; v3 exact class balance
 
-    def generate(self, rng: random.Random) -> Example:
-        positive = rng.random() < self.options.class_balance
+    def class_shares(self) -> list[float]:
+        return [1 - self.options.class_balance, self.options.class_balance]
+
+    def generate(self, rng: random.Random, label: int | None = None) -> Example:
+        positive = rng.random() < self.options.class_balance if label is None else bool(label)
         a1, a2 = rng.sample(ASPECTS[rng.choice(list(ASPECTS))], 2)
         form = rng.random()
         # Contrasts hold one opinion of each polarity, so a bag of words cannot decide them.
