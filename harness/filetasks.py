@@ -1,0 +1,196 @@
+"""Tasks read from local data files (CSV, TSV, JSON lines, Parquet).
+
+Real datasets live on the hub, which an offline machine cannot reach, so a file task names its hub
+dataset for the record and reads rows from ``options.data_files`` instead. Where lm-eval ships a
+config for the task, that config is reused with only its data source replaced, so a local score
+is the score lm-eval itself would give on the same rows. Every row is checked: a missing or empty
+field, or a label outside the label set, stops with the file, row and column, unless
+``skip_bad_rows`` is set, in which case the skipped rows are counted and reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from harness.tasks import Example, Split, Task, TaskOptions
+
+SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+class DataError(ValueError):
+    """A data file that cannot be used as it is; the message names file, row and column."""
+
+
+class FileTaskOptions(TaskOptions):
+    data_files: dict[Literal["train", "test"], str] = Field(
+        default_factory=dict, description="Local data files by split, e.g. {train: data/train.tsv, test: data/test.tsv}.")
+    skip_bad_rows: bool = Field(False, description="Skip rows with missing fields or unknown labels (counted and reported) instead of stopping.")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """All rows of a CSV, TSV, JSON-lines or Parquet file, as dicts keyed by column."""
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(SUFFIXES)}")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    with open(path, newline="", encoding="utf-8") as fh:
+        if kind == "jsonl":
+            rows = []
+            for i, line in enumerate(fh, start=1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{path}: row {i}: not valid JSON ({exc.msg})") from None
+            return rows
+        return list(csv.DictReader(fh, delimiter="\t" if kind == "tsv" else ","))
+
+
+class FileTask(Task):
+    """Base of tasks whose rows come from local files.
+
+    Subclasses set where the data lives on the hub, which columns the prompt reads, which column
+    holds the label or answer, and either a prompt ``template`` (Jinja, over the row's columns) or
+    ``lm_eval_yaml``, the path of lm-eval's own config under ``lm_eval/tasks/`` to reuse.
+    """
+
+    hub_dataset: ClassVar[str] = ""
+    hub_config: ClassVar[str | None] = None
+    hub_splits: ClassVar[dict[str, str]] = {"train": "train", "test": "test"}
+    text_columns: ClassVar[tuple[str, ...]] = ()
+    target_column: ClassVar[str] = "label"
+    label_values: ClassVar[tuple] = ()  # raw values in the file, in the order of ``labels``
+    template: ClassVar[str] = ""
+    lm_eval_yaml: ClassVar[str | None] = None
+    Options = FileTaskOptions
+
+    # --- the prompt format: lm-eval's when reused, else the task's own ------------------------
+    def base_config(self) -> dict | None:
+        """lm-eval's shipped config for this task, or None."""
+        if not self.lm_eval_yaml:
+            return None
+        import lm_eval
+        from lm_eval.tasks._yaml_loader import load_yaml  # resolves `include` and `!function`
+
+        return load_yaml(Path(lm_eval.__file__).parent / "tasks" / self.lm_eval_yaml)
+
+    def render_prompt(self, row: dict) -> str:
+        from lm_eval.utils import apply_template
+
+        config = self.base_config()
+        return apply_template(config["doc_to_text"] if config else self.template, row)
+
+    # --- rows ---------------------------------------------------------------------------------
+    def data_file(self, split: Split) -> Path:
+        path = self.options.data_files.get(split)
+        if not path:
+            hub = f"{self.hub_dataset}" + (f" ({self.hub_config})" if self.hub_config else "")
+            raise DataError(f"task {self.name!r} needs options.data_files.{split}: a local CSV, TSV, JSONL or "
+                            f"Parquet file with columns {', '.join(self.required_columns())} (the hub dataset "
+                            f"{hub}, split {self.hub_splits.get(split, split)!r}, cannot be fetched offline)")
+        return Path(path).expanduser().resolve()
+
+    def required_columns(self) -> tuple[str, ...]:
+        return (*self.text_columns, self.target_column)
+
+    def check_row(self, row: dict, where: str) -> dict:
+        """The row with its target normalised (label index for classification), or DataError."""
+        for column in self.required_columns():
+            value = row.get(column)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise DataError(f"{where}, column {column!r}: {'missing' if value is None else 'empty'} value")
+        if self.kind != "multiple_choice":
+            return dict(row)
+        raw = row[self.target_column]
+        values = [str(v) for v in (self.label_values or range(len(self.labels)))]
+        if str(raw) not in values:
+            raise DataError(f"{where}, column {self.target_column!r}: label {raw!r} is not in the label set "
+                            f"{values}")
+        return {**row, self.target_column: values.index(str(raw))}
+
+    def clean_rows(self, split: Split, n: int | None = None) -> list[dict]:
+        """The first ``n`` usable rows of ``split``; bad rows stop the run or are skipped and counted."""
+        path = self.data_file(split)
+        rows, skipped = [], 0
+        for i, row in enumerate(read_rows(path), start=1):
+            try:
+                rows.append(self.check_row(row, f"{path}: row {i}"))
+            except DataError:
+                if not self.options.skip_bad_rows:
+                    raise
+                skipped += 1
+            if n is not None and len(rows) >= n:
+                break
+        if skipped:
+            warnings.warn(f"task {self.name!r}: skipped {skipped} bad row(s) in {path} (skip_bad_rows is on)",
+                          stacklevel=2)
+        if n is not None and len(rows) < n:
+            raise DataError(f"{path}: asked for {n} rows of {split!r} but only {len(rows)} usable ones exist")
+        return rows
+
+    def answer_of(self, row: dict) -> str:
+        """Gold answer of a generation row (subclasses extract it, e.g. after '####')."""
+        return str(row[self.target_column]).strip()
+
+    def examples(self, split: Split, n: int) -> list[Example]:
+        out = []
+        for row in self.clean_rows(split, n):
+            prompt = self.render_prompt(row)
+            if self.kind == "multiple_choice":
+                label = row[self.target_column]
+                out.append(Example(prompt, " " + self.labels[label], label=label))
+            else:
+                answer = self.answer_of(row)
+                out.append(Example(prompt, " " + self.completion_of(row) + "\n", answer=answer))
+        return out
+
+    def completion_of(self, row: dict) -> str:
+        """What a source trains on after the prompt (generation): the target column by default."""
+        return str(row[self.target_column]).strip()
+
+    def write_test_file(self, data_dir: Path, n: int) -> Path:
+        """The first ``n`` clean test rows, columns kept (lm-eval's template reads them)."""
+        import hashlib
+
+        rows = [{**row, "prompt": self.render_prompt(row)} for row in self.clean_rows("test", n)]
+        text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows)
+        path = Path(data_dir).resolve() / f"{self.name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.jsonl"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+        return path
+
+    def lm_eval_config(self, data_dir: Path, n: int, alias: str | None = None) -> dict:
+        base = self.base_config()
+        if base is None:
+            config = super().lm_eval_config(data_dir, n, alias)
+            if self.kind == "multiple_choice":
+                config["doc_to_target"] = "{{" + self.target_column + "}}"
+            return config
+        # lm-eval's own config, with only the data source (and the name) replaced.
+        config = {k: v for k, v in base.items() if k not in ("tag", "group", "validation_split", "training_split",
+                                                                "fewshot_split", "dataset_name")}
+        config.update({"task": alias or self.name, "dataset_path": "json", "test_split": "test",
+                       "dataset_kwargs": {"data_files": {"test": str(self.write_test_file(data_dir, n))}}})
+        return config
+
+    def fingerprint(self) -> str:
+        """Options plus the content of the data files, so edited data misses the cache."""
+        from harness.cache import file_sha256, stable_hash
+
+        files = {split: file_sha256(Path(p).expanduser()) if Path(p).expanduser().is_file() else "missing"
+                 for split, p in self.options.data_files.items()}
+        return stable_hash({"base": super().fingerprint(), "files": files}, 16)
