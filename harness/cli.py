@@ -52,13 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         err.print(f"{args.registry}: ok ({len(registry.sources)} sources, {len(registry.targets)} targets)")
         return 0
+    from harness.filetasks import DataError
     from harness.models import ModelNotFound
     from harness.pipeline import run
 
     try:
         outcome = run(registry, args.registry.resolve(), out=args.out, quiet=args.quiet, dry_run=args.dry_run)
-    except ModelNotFound as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+    except (ModelNotFound, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         err.print("[yellow]Interrupted.[/] Finished adapters and cells are cached; run the same command to resume.")

@@ -70,8 +70,14 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     cat = catalog()
 
     with timer.stage("plan"):
-        location = models.locate(registry.base_model, cache)
-        plan = make_plan(registry, cat, cache, location)
+        try:
+            location = models.locate(registry.base_model, cache)
+        except models.ModelNotFound as exc:
+            if not dry_run:
+                raise
+            # A dry run still shows the plan: nothing can be cached for a model never seen here.
+            location = models.ModelLocation(key="unavailable", how=f"unavailable here ({exc})")
+        plan = make_plan(registry, cat, cache, location, dry_run=dry_run)
     if dry_run:
         from harness.report import print_plan
 

@@ -54,6 +54,7 @@ class Plan:
     target_configs: dict[str, dict]  # target name -> inline lm-eval config
     adapters: list[AdapterJob] = field(default_factory=list)
     cells: list[CellJob] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # what a dry run found unavailable
 
     @property
     def todo_adapters(self) -> list[AdapterJob]:
@@ -71,7 +72,11 @@ def _config_for_key(config: dict) -> dict:
     return {**config, "dataset_kwargs": {"data_files": {k: Path(v).name for k, v in files.items()}}}
 
 
-def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLocation) -> Plan:
+def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLocation,
+              dry_run: bool = False) -> Plan:
+    """Every job with its key. A dry run notes data it cannot read in ``missing`` instead of failing."""
+    from harness.filetasks import DataError
+
     versions = library_versions()
     lora = registry.lora.model_dump(mode="json")
     data_dir = cache.root / "data"
@@ -87,7 +92,14 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
     for use in registry.targets:
         task = catalog.get("task", use.task).obj(**use.options)
         plan.tasks[use.key] = task
-        plan.target_configs[use.key] = task.lm_eval_config(data_dir, use.limit, alias=use.key)
+        try:
+            plan.target_configs[use.key] = task.lm_eval_config(data_dir, use.limit, alias=use.key)
+        except DataError as exc:
+            if not dry_run:
+                raise
+            plan.missing.append(f"target {use.key}: {exc}")
+            plan.target_configs[use.key] = {"task": use.key, "unavailable": str(exc),
+                                            "dataset_kwargs": {"data_files": {}}}
 
     models = [(BASE, "none")] + [(a.source, a.key) for a in plan.adapters]
     for model_name, adapter_key in models:

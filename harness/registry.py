@@ -193,8 +193,12 @@ def _did_you_mean(name: str, known: list[str]) -> str:
     return f"{hint} Known: {', '.join(known) or 'none'}."
 
 
-def parse_registry(text: str, filename: str = "<registry>") -> Registry:
-    """Parse and check registry text; raise :class:`RegistryError` listing every problem."""
+def parse_registry(text: str, filename: str = "<registry>", base_dir: Path | None = None) -> Registry:
+    """Parse and check registry text; raise :class:`RegistryError` listing every problem.
+
+    Relative ``options.data_files`` paths are made absolute against ``base_dir`` (the registry
+    file's folder), so a registry means the same thing whatever directory it is run from.
+    """
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -218,10 +222,20 @@ def parse_registry(text: str, filename: str = "<registry>") -> Registry:
                 msg = "unknown field; remove it or check its spelling"
             problems.append(Problem(_path_str(loc), _line_of(lines, loc), msg))
         raise RegistryError(filename, problems) from None
+    if base_dir is not None:
+        _absolute_data_files(registry, base_dir)
     problems = [Problem(path, _line_of(lines, loc), msg) for loc, path, msg in _plugin_problems(registry)]
     if problems:
         raise RegistryError(filename, problems)
     return registry
+
+
+def _absolute_data_files(registry: Registry, base_dir: Path) -> None:
+    for use in [*registry.sources, *registry.targets]:
+        files = use.options.get("data_files")
+        if isinstance(files, dict):
+            use.options["data_files"] = {split: str((base_dir / Path(p).expanduser()).resolve())
+                                         if isinstance(p, str) else p for split, p in files.items()}
 
 
 def _plugin_problems(registry: Registry):
@@ -236,12 +250,17 @@ def _plugin_problems(registry: Registry):
                 yield loc, _path_str(loc), f"unknown task {use.task!r}" + _did_you_mean(use.task, cat.names("task"))
                 continue
             try:
-                cat.get("task", use.task).obj.Options(**use.options)
+                options = cat.get("task", use.task).obj.Options(**use.options)
             except ValidationError as exc:
                 for err in exc.errors():
                     loc = (section, i, "options", *err["loc"])
                     msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
                     yield loc, _path_str(loc), msg
+                continue
+            for split, path in (getattr(options, "data_files", None) or {}).items():
+                if not Path(path).expanduser().is_file():
+                    loc = (section, i, "options", "data_files", split)
+                    yield loc, _path_str(loc), f"no such file: {path}"
     for section, kind in (("traits", "trait"), ("decomposers", "decomposer")):
         for i, use in enumerate(getattr(registry, section)):
             loc = (section, i)
@@ -261,4 +280,4 @@ def load_registry(path: str | Path) -> Registry:
         text = path.read_text()
     except OSError as exc:
         raise RegistryError(str(path), [Problem("", None, f"cannot read the file: {exc.strerror}")]) from None
-    return parse_registry(text, str(path))
+    return parse_registry(text, str(path), base_dir=path.resolve().parent)

