@@ -80,16 +80,20 @@ class FileTask(Task):
         """lm-eval's shipped config for this task, or None."""
         if not self.lm_eval_yaml:
             return None
-        import lm_eval
-        from lm_eval.tasks._yaml_loader import load_yaml  # resolves `include` and `!function`
+        if self.__dict__.get("_base_config") is None:  # read once per task: render_prompt runs per row
+            import lm_eval
+            from lm_eval.tasks._yaml_loader import load_yaml  # resolves `include` and `!function`
 
-        return load_yaml(Path(lm_eval.__file__).parent / "tasks" / self.lm_eval_yaml)
+            self._base_config = load_yaml(Path(lm_eval.__file__).parent / "tasks" / self.lm_eval_yaml)
+        return dict(self._base_config)
 
     def render_prompt(self, row: dict) -> str:
         from lm_eval.utils import apply_template
 
         config = self.base_config()
-        return apply_template(config["doc_to_text"] if config else self.template, row)
+        template = config["doc_to_text"] if config else self.template
+        # lm-eval configs may name a Python function (`!function utils.doc_to_text`): call it.
+        return template(row) if callable(template) else apply_template(template, row)
 
     # --- rows ---------------------------------------------------------------------------------
     def data_file(self, split: Split) -> Path:
@@ -113,11 +117,15 @@ class FileTask(Task):
         if self.kind != "multiple_choice":
             return dict(row)
         raw = row[self.target_column]
-        values = [str(v) for v in (self.label_values or range(len(self.labels)))]
-        if str(raw) not in values:
+        # One raw value per label, or a tuple of alternatives (e.g. ("0", "negative")) per label.
+        alternatives = [tuple(str(a) for a in v) if isinstance(v, (tuple, list)) else (str(v),)
+                        for v in (self.label_values or range(len(self.labels)))]
+        index = next((i for i, alts in enumerate(alternatives) if str(raw) in alts), None)
+        if index is None:
+            values = [a for alts in alternatives for a in alts]
             raise DataError(f"{where}, column {self.target_column!r}: label {raw!r} is not in the label set "
                             f"{values}")
-        return {**row, self.target_column: values.index(str(raw))}
+        return {**row, self.target_column: index}
 
     def clean_rows(self, split: Split, n: int | None = None) -> list[dict]:
         """The first ``n`` usable rows of ``split``; bad rows stop the run or are skipped and counted."""
@@ -177,14 +185,18 @@ class FileTask(Task):
         base = self.base_config()
         if base is None:
             config = super().lm_eval_config(data_dir, n, alias)
-            if self.kind == "multiple_choice":
-                config["doc_to_target"] = "{{" + self.target_column + "}}"
+            # The written rows keep their columns: the gold is the (checked) target column.
+            config["doc_to_target"] = "{{" + self.target_column + "}}"
             return config
         # lm-eval's own config, with only the data source (and the name) replaced.
         config = {k: v for k, v in base.items() if k not in ("tag", "group", "validation_split", "training_split",
                                                                 "fewshot_split", "dataset_name")}
         config.update({"task": alias or self.name, "dataset_path": "json", "test_split": "test",
                        "dataset_kwargs": {"data_files": {"test": str(self.write_test_file(data_dir, n))}}})
+        if callable(config.get("doc_to_text")):
+            # A Python prompt function: each written row carries its output as `prompt`, so the
+            # config stays plain data (hashable into cache keys) and the prompt is unchanged.
+            config["doc_to_text"] = "{{prompt}}"
         return config
 
     def fingerprint(self) -> str:

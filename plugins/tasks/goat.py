@@ -1,1 +1,76 @@
-"""Placeholder: being written."""
+"""GOAT-style arithmetic (Liu & Low 2023, hub dataset tiedong/goat), from local files.
+
+GOAT rows have ``instruction`` (the question in words, e.g. "What is 94140209+73?"), ``input``
+(the bare expression, "94140209 + 73"), ``output`` (the worked answer, with the chain of thought
+for multi-digit multiplication and division) and ``answer`` (the direct result, e.g. "94140282",
+or "23 R 36" for division with a remainder). The prompt reads ``instruction`` (or ``input`` with
+``prompt_column: input``); a source trains on the direct answer and the target is scored by exact
+match on it, as the project's generated arithmetic task is. A file with ``output`` but no
+``answer`` column is read too: the answer is then what follows the output's last ``=``.
+
+The hub dataset has a single ``train`` split; give a held-out file as ``data_files.test``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field
+
+from harness.filetasks import DataError, FileTask, FileTaskOptions
+from harness.hookspecs import hookimpl
+
+TEMPLATES = {"instruction": "{{instruction}}\nAnswer:", "input": "{{input}} ="}
+
+
+class GoatOptions(FileTaskOptions):
+    prompt_column: Literal["instruction", "input"] = Field(
+        "instruction", description="Prompt from the worded `instruction` or the bare expression `input`.")
+
+
+def first_match(regex: str, text: str) -> str | None:
+    """What lm-eval's regex filter keeps: the first match (the first non-empty group of it)."""
+    matches = re.findall(regex, text)
+    if not matches:
+        return None
+    match = matches[0]
+    return next((m for m in match if m), "") if isinstance(match, tuple) else match
+
+
+class Goat(FileTask):
+    """GOAT arithmetic from local files: ``instruction`` (or ``input``) and ``answer`` (or ``output``)."""
+
+    name = "goat"
+    description = "GOAT arithmetic (large-number +, -, *, / with remainders) from local files, exact match."
+    abilities = ("arithmetic",)
+    kind = "generation"
+    hub_dataset, hub_config = "tiedong/goat", None
+    hub_splits = {"train": "train", "test": "train"}  # the hub has one split: hold out a test file
+    text_columns, target_column = ("instruction",), "answer"
+    answer_regex = r"(-?\d+(?: R \d+)?)"  # "23 R 36" is one answer
+    max_gen_toks = 32  # 16-digit operands give up to 32-digit products
+    version = 1
+    Options = GoatOptions
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.text_columns = (self.options.prompt_column,)
+        self.template = TEMPLATES[self.options.prompt_column]
+
+    def check_row(self, row: dict, where: str) -> dict:
+        answer = row.get(self.target_column)
+        if answer is None and isinstance(row.get("output"), str) and "=" in row["output"]:
+            answer = row["output"].rsplit("=", 1)[1]
+            row = {**row, self.target_column: answer}
+        row = super().check_row(row, where)
+        gold = str(row[self.target_column]).strip()
+        if first_match(self.answer_regex, gold) != gold:
+            raise DataError(f"{where}, column {self.target_column!r}: answer {gold!r} is not a number "
+                            "(or '<quotient> R <remainder>')")
+        return {**row, self.target_column: gold}
+
+
+@hookimpl
+def register_tasks(register):
+    register(Goat)

@@ -1,0 +1,428 @@
+"""Real-data task plugins (FileTask subclasses) on tiny fixture files: reading every file type,
+the lm-eval configs they produce, bad-data messages, and the registry-only `file` task. No model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from harness.filetasks import DataError
+from harness_plugins.tasks.ag_news import AGNews
+from harness_plugins.tasks.amazon_polarity import AmazonPolarity
+from harness_plugins.tasks.boolq import BoolQ
+from harness_plugins.tasks.file import FileDefinedTask
+from harness_plugins.tasks.goat import Goat
+from harness_plugins.tasks.gsm8k import GSM8K, final_answer
+from harness_plugins.tasks.imdb import IMDB
+from harness_plugins.tasks.mnli import MNLI
+from harness_plugins.tasks.paws import PAWS
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def write(path: Path, rows: list[dict]) -> Path:
+    """Rows as a CSV, TSV, JSONL or Parquet file, by suffix (None in a row: the key is left out)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kind = path.suffix.lstrip(".")
+    if kind == "jsonl":
+        path.write_text("".join(json.dumps({k: v for k, v in r.items() if v is not None}) + "\n" for r in rows))
+    elif kind == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    else:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, columns, delimiter="\t" if kind == "tsv" else ",")
+            writer.writeheader()
+            writer.writerows(rows)
+    return path
+
+
+def lm_eval_task(config: dict):
+    """The config built by lm-eval itself, as the harness's evaluator builds it."""
+    from lm_eval.tasks import TaskManager
+
+    tasks = TaskManager(include_defaults=False).load([config])["tasks"]
+    assert list(tasks) == [config["task"]]
+    return tasks[config["task"]]
+
+
+# --- fixtures for every task: rows, the file type they are written as, the raw label column values
+CASES = {
+    "gsm8k": (GSM8K, "jsonl", [
+        {"question": "Tom has 3 apples and buys 4 more. How many apples does he have?",
+         "answer": "Tom has 3 + 4 = <<3+4=7>>7 apples.\n#### 7"},
+        {"question": "A shop sells 250 pens a day. How many in 4 days?",
+         "answer": "It sells 250 * 4 = <<250*4=1000>>1000 pens.\n#### 1,000"},
+        {"question": "It is 5 degrees and falls by 8. What is the temperature?",
+         "answer": "5 - 8 = <<5-8=-3>>-3\n#### -3"},
+    ]),
+    "imdb": (IMDB, "csv", [
+        {"text": "A wonderful, moving film with a superb cast.", "label": 1},
+        {"text": "Dull, predictable and far too long.", "label": 0},
+        {"text": "I loved every minute of it.", "label": "pos"},
+    ]),
+    "amazon_polarity": (AmazonPolarity, "parquet", [
+        {"title": "Broke in a week", "content": "The handle snapped after two uses.", "label": 0},
+        {"title": "", "content": "Works exactly as described, great value.", "label": 1},
+        {"title": "Great", "content": "My kids love it.", "label": 1},
+    ]),
+    "ag_news": (AGNews, "tsv", [
+        {"text": "Stocks rallied on Wall Street as oil prices fell.", "label": "Business"},
+        {"text": "The home side won the final 3-1 after extra time.", "label": "Sports"},
+        {"text": "NASA probe sends first images from Saturn's moon.", "label": "Sci/Tech"},
+        {"text": "Leaders meet in Geneva for talks on the ceasefire.", "label": "0"},
+    ]),
+    "mnli": (MNLI, "jsonl", [
+        {"premise": "A man is playing a guitar on stage.", "hypothesis": "A man is performing music", "label": 0},
+        {"premise": "Two dogs run across a field.", "hypothesis": "The dogs are asleep.", "label": 2},
+        {"premise": "A woman reads a book.", "hypothesis": "The book is a novel.", "label": "neutral"},
+    ]),
+    "paws": (PAWS, "parquet", [
+        {"sentence1": "The cat sat on the mat.", "sentence2": "On the mat sat the cat.", "label": 1},
+        {"sentence1": "Flights from New York to Florida.", "sentence2": "Flights from Florida to New York.", "label": 0},
+    ]),
+    "boolq": (BoolQ, "csv", [
+        {"passage": "Water boils at 100 degrees Celsius at sea level.", "question": "does water boil at 100 degrees",
+         "label": 1},
+        {"passage": "Penguins are flightless birds of the southern hemisphere.", "question": "can penguins fly",
+         "label": 0},
+    ]),
+    "goat": (Goat, "tsv", [
+        {"instruction": "What is 94140209+73?", "input": "94140209 + 73", "output": "94140209 + 73 = 94140282",
+         "answer": "94140282"},
+        {"instruction": "Compute 8914 divided by 386.", "input": "8914 / 386",
+         "output": "8914 - 386 * 20 = 1194\n1194 - 386 * 3 = 36\nTherefore, 8914 / 386 = 23 R 36", "answer": "23 R 36"},
+        {"instruction": "Subtract 900 from 12.", "input": "12 - 900", "output": "12 - 900 = -888", "answer": "-888"},
+    ]),
+}
+REUSED = {"gsm8k": "gsm8k/gsm8k.yaml", "mnli": "glue/mnli/default.yaml", "paws": "glue/mrpc/default.yaml",
+          "boolq": "super_glue/boolq/default.yaml"}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_task_reads_its_file_and_loads_in_lm_eval(name, tmp_path):
+    cls, fmt, rows = CASES[name]
+    path = write(tmp_path / f"{name}.{fmt}", rows)
+    task = cls(data_files={"train": str(path), "test": str(path)})
+    assert task.name == name and task.description and task.abilities and task.hub_dataset
+    assert task.lm_eval_yaml == REUSED.get(name)
+
+    examples = task.examples("test", len(rows))
+    assert [e.prompt for e in examples] == [e[0] for e in task.train_pairs(len(rows))]
+    config = task.lm_eval_config(tmp_path / "cache", len(rows))
+    json.dumps(config)  # plain data: it enters cache keys (lm-eval's Python prompt functions do not)
+    lm_task = lm_eval_task(config)
+    docs = list(lm_task.test_docs())
+    assert len(docs) == len(rows)
+    first = task.clean_rows("test", 1)[0]
+    assert lm_task.doc_to_text(docs[0]) == task.render_prompt(first) == examples[0].prompt
+    for doc, ex in zip(docs, examples):
+        assert lm_task.doc_to_text(doc) == ex.prompt
+        if task.kind == "multiple_choice":
+            assert lm_task.doc_to_choice(doc) == list(task.labels)
+            assert lm_task.doc_to_target(doc) == ex.label
+            assert ex.completion == " " + task.labels[ex.label]
+        else:
+            assert ex.completion.endswith("\n") and ex.answer
+    if task.kind == "multiple_choice":
+        assert all(0 <= e.label < len(task.labels) for e in examples)
+
+
+def test_labels_from_names_indices_and_aliases(tmp_path):
+    ag = AGNews(data_files={"test": str(write(tmp_path / "a.tsv", CASES["ag_news"][2]))})
+    assert [e.label for e in ag.examples("test", 4)] == [2, 1, 3, 0]
+    assert [e.completion for e in ag.examples("test", 2)] == [" business", " sports"]
+    mnli = MNLI(data_files={"test": str(write(tmp_path / "m.jsonl", CASES["mnli"][2]))})
+    assert [e.completion for e in mnli.examples("test", 3)] == [" True", " False", " Neither"]
+    imdb = IMDB(data_files={"test": str(write(tmp_path / "i.csv", CASES["imdb"][2]))})
+    assert [e.label for e in imdb.examples("test", 3)] == [1, 0, 1]
+    # google/boolq's layout: a boolean `answer` column instead of `label`
+    rows = [{"passage": "Sky is blue.", "question": "is the sky blue", "answer": True},
+            {"passage": "Fish swim.", "question": "do fish fly", "answer": False}]
+    boolq = BoolQ(data_files={"test": str(write(tmp_path / "b.jsonl", rows))})
+    assert [e.completion for e in boolq.examples("test", 2)] == [" yes", " no"]
+
+
+def test_amazon_title_is_optional(tmp_path):
+    task = AmazonPolarity(data_files={"test": str(write(tmp_path / "a.parquet", CASES["amazon_polarity"][2]))})
+    prompts = [e.prompt for e in task.examples("test", 2)]
+    assert prompts[0] == "Title: Broke in a week\nReview: The handle snapped after two uses.\nSentiment:"
+    assert prompts[1] == "Review: Works exactly as described, great value.\nSentiment:"
+
+
+def test_mnli_prompt_is_lm_evals_own_function(tmp_path):
+    import importlib.util
+
+    import lm_eval
+
+    spec = importlib.util.spec_from_file_location(
+        "mnli_utils", Path(lm_eval.__file__).parent / "tasks" / "glue" / "mnli" / "utils.py")
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    task = MNLI(data_files={"test": str(write(tmp_path / "m.jsonl", CASES["mnli"][2]))})
+    for row, ex in zip(CASES["mnli"][2], task.examples("test", 3)):
+        assert ex.prompt == utils.doc_to_text(row)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "parquet"])
+def test_every_file_type_gives_the_same_examples(fmt, tmp_path):
+    rows = CASES["boolq"][2]
+    reference = BoolQ(data_files={"test": str(write(tmp_path / "ref.jsonl", rows))}).examples("test", 2)
+    task = BoolQ(data_files={"test": str(write(tmp_path / f"b.{fmt}", rows))})
+    assert task.examples("test", 2) == reference
+    lm_task = lm_eval_task(task.lm_eval_config(tmp_path / "cache", 2))
+    assert len(list(lm_task.test_docs())) == 2
+
+
+def test_splits_read_their_own_files(tmp_path):
+    train = write(tmp_path / "train.csv", CASES["imdb"][2][:2])
+    test = write(tmp_path / "test.csv", CASES["imdb"][2][2:])
+    task = IMDB(data_files={"train": str(train), "test": str(test)})
+    assert [p for p, _ in task.train_pairs(2)] == [e.prompt for e in task.examples("train", 2)]
+    assert task.examples("test", 1)[0].prompt == "Review: I loved every minute of it.\nSentiment:"
+    with pytest.raises(DataError, match=r"asked for 2 rows of 'test' but only 1 usable"):
+        task.examples("test", 2)
+    with pytest.raises(DataError, match=r"needs options.data_files.train.*columns text, label.*stanfordnlp/imdb"):
+        IMDB(data_files={"test": str(test)}).train_pairs(1)
+
+
+# --- bad data --------------------------------------------------------------------------------------
+def test_missing_column_names_file_row_and_column(tmp_path):
+    path = write(tmp_path / "bad.csv", [{"text": "Great film.", "stars": 1}])
+    with pytest.raises(DataError) as err:
+        IMDB(data_files={"test": str(path)}).examples("test", 1)
+    assert str(err.value) == f"{path}: row 1, column 'label': missing value"
+
+
+def test_missing_field_in_one_jsonl_row(tmp_path):
+    rows = [dict(r) for r in CASES["mnli"][2]]
+    rows[1]["hypothesis"] = None  # key left out of the second line
+    path = write(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DataError) as err:
+        MNLI(data_files={"test": str(path)}).examples("test", 3)
+    assert str(err.value) == f"{path}: row 2, column 'hypothesis': missing value"
+
+
+def test_empty_value_names_file_row_and_column(tmp_path):
+    rows = [dict(r) for r in CASES["ag_news"][2]]
+    rows[2]["text"] = "   "
+    path = write(tmp_path / "bad.tsv", rows)
+    with pytest.raises(DataError) as err:
+        AGNews(data_files={"test": str(path)}).examples("test", 4)
+    assert str(err.value) == f"{path}: row 3, column 'text': empty value"
+
+
+def test_unknown_label_names_file_row_and_column(tmp_path):
+    rows = [dict(r) for r in CASES["ag_news"][2]]
+    rows[3]["label"] = "Politics"
+    path = write(tmp_path / "bad.tsv", rows)
+    with pytest.raises(DataError) as err:
+        AGNews(data_files={"test": str(path)}).examples("test", 4)
+    assert str(err.value).startswith(f"{path}: row 4, column 'label': label 'Politics' is not in the label set")
+    assert "'Sci/Tech'" in str(err.value)
+    path = write(tmp_path / "bad.parquet", [{"premise": "p", "hypothesis": "h", "label": -1}])  # hub test split
+    with pytest.raises(DataError, match=r"row 1, column 'label': label -1 is not in the label set"):
+        MNLI(data_files={"test": str(path)}).examples("test", 1)
+
+
+def test_skip_bad_rows_skips_and_counts(tmp_path):
+    rows = [dict(r) for r in CASES["ag_news"][2]] + [{"text": "Markets slide.", "label": "Business"}]
+    rows[1]["text"] = ""
+    rows[2]["label"] = "Weather"
+    path = write(tmp_path / "bad.tsv", rows)
+    with pytest.raises(DataError, match="row 2, column 'text'"):
+        AGNews(data_files={"test": str(path)}).examples("test", 3)
+    task = AGNews(data_files={"test": str(path)}, skip_bad_rows=True)
+    with pytest.warns(UserWarning, match=r"skipped 2 bad row\(s\) in .*bad.tsv \(skip_bad_rows is on\)"):
+        examples = task.examples("test", 3)
+    assert [e.label for e in examples] == [2, 0, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no bad row before the first two: nothing to report
+        assert len(task.examples("test", 1)) == 1
+
+
+# --- generation tasks -------------------------------------------------------------------------------
+def test_gsm8k_answer_extraction(tmp_path):
+    assert final_answer("Step one.\nStep two.\n#### 72") == "72"
+    assert final_answer("It costs $1,250.\n####  1,250 ") == "1250"
+    assert final_answer("Falls to -3.\n#### -3") == "-3"
+    assert final_answer("no marker here") is None
+    task = GSM8K(data_files={"test": str(write(tmp_path / "g.jsonl", CASES["gsm8k"][2]))})
+    examples = task.examples("test", 3)
+    assert [e.answer for e in examples] == ["7", "1000", "-3"]
+    assert examples[0].prompt == "Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer:"
+    assert examples[0].completion == " Tom has 3 + 4 = <<3+4=7>>7 apples.\n#### 7\n"  # the whole rationale
+    assert task.metric() == GSM8K.metric() == "exact_match,flexible-extract"
+    config = task.lm_eval_config(tmp_path / "cache", 3)
+    assert "flexible-extract" in [f["name"] for f in config["filter_list"]]
+    assert config["doc_to_target"] == "{{answer}}" and config["output_type"] == "generate_until"
+    bad = write(tmp_path / "bad.jsonl", [{"question": "q?", "answer": "just a rationale, no final line"}])
+    with pytest.raises(DataError) as err:
+        GSM8K(data_files={"test": str(bad)}).examples("test", 1)
+    assert str(err.value) == f"{bad}: row 1, column 'answer': no final answer after '####'"
+
+
+def test_goat_answers_prompts_and_scoring(tmp_path):
+    rows = CASES["goat"][2]
+    path = write(tmp_path / "goat.jsonl", rows)
+    task = Goat(data_files={"test": str(path)})
+    examples = task.examples("test", 3)
+    assert [e.answer for e in examples] == ["94140282", "23 R 36", "-888"]
+    assert examples[1].prompt == "Compute 8914 divided by 386.\nAnswer:"
+    assert examples[1].completion == " 23 R 36\n"
+    assert task.metric() == "exact_match,extract"
+    config = task.lm_eval_config(tmp_path / "cache", 3)
+    assert config["doc_to_target"] == "{{answer}}"
+    lm_task = lm_eval_task(config)
+    docs = list(lm_task.test_docs())
+    assert [lm_task.doc_to_target(d) for d in docs] == ["94140282", "23 R 36", "-888"]
+    # what lm-eval's regex filter extracts from a model output equals the gold
+    from harness_plugins.tasks.goat import first_match
+
+    assert first_match(task.answer_regex, " 23 R 36\nWhat is") == "23 R 36"
+    assert first_match(task.answer_regex, " -888") == "-888"
+    # the bare expression as prompt; the answer from `output` when there is no `answer` column
+    bare = write(tmp_path / "bare.csv", [{k: v for k, v in r.items() if k != "answer"} for r in rows])
+    task = Goat(data_files={"test": str(bare)}, prompt_column="input")
+    examples = task.examples("test", 3)
+    assert examples[0].prompt == "94140209 + 73 =" and [e.answer for e in examples] == ["94140282", "23 R 36", "-888"]
+    wrong = write(tmp_path / "wrong.csv", [{"instruction": "What is 2+2?", "answer": "four"}])
+    with pytest.raises(DataError) as err:
+        Goat(data_files={"test": str(wrong)}).examples("test", 1)
+    assert str(err.value).startswith(f"{wrong}: row 1, column 'answer': answer 'four' is not a number")
+
+
+# --- the `file` task ----------------------------------------------------------------------------------
+def test_file_task_end_to_end_on_csv(tmp_path):
+    from harness.plugins import catalog
+
+    path = write(tmp_path / "reviews.csv", [
+        {"review": "Terrible, broke at once.", "stars": 1},
+        {"review": "Best purchase this year!", "stars": 5},
+        {"review": "Not worth the money.", "stars": 1},
+    ])
+    options = {"data_files": {"train": str(path), "test": str(path)}, "text_columns": ["review"],
+               "label_column": "stars", "labels": ["negative", "positive"], "label_values": ["1", "5"],
+               "template": "Review: {{review}}\nSentiment:", "abilities": ["sentiment"]}
+    cls = catalog().get("task", "file").obj
+    assert cls is FileDefinedTask
+    task = cls(**options)
+    assert (task.kind, task.labels, task.abilities) == ("multiple_choice", ("negative", "positive"), ("sentiment",))
+    assert task.metric() == "acc,none"
+    examples = task.examples("test", 3)
+    assert [(e.prompt, e.completion, e.label) for e in examples] == [
+        ("Review: Terrible, broke at once.\nSentiment:", " negative", 0),
+        ("Review: Best purchase this year!\nSentiment:", " positive", 1),
+        ("Review: Not worth the money.\nSentiment:", " negative", 0)]
+    assert task.train_pairs(1) == [("Review: Terrible, broke at once.\nSentiment:", " negative")]
+    config = task.lm_eval_config(tmp_path / "cache", 3, alias="reviews")
+    lm_task = lm_eval_task(config)
+    docs = list(lm_task.test_docs())
+    assert len(docs) == 3 and lm_task.doc_to_text(docs[0]) == task.render_prompt(task.clean_rows("test", 1)[0])
+    assert [lm_task.doc_to_target(d) for d in docs] == [0, 1, 0]
+    assert lm_task.doc_to_choice(docs[0]) == ["negative", "positive"]
+    # numbers in YAML (`label_values: [1, 5]`) mean the same; other options, other data: another fingerprint
+    same = cls(**{**options, "label_values": [1, 5]})
+    assert same.examples("test", 3) == examples and same.fingerprint() == task.fingerprint()
+    assert cls(**{**options, "labels": ["bad", "good"]}).fingerprint() != task.fingerprint()
+    # a star value outside the label set stops with file, row and column
+    write(path, [{"review": "Fine.", "stars": 5}, {"review": "Meh.", "stars": 3}])
+    with pytest.raises(DataError) as err:
+        cls(**options).examples("test", 2)
+    assert str(err.value).startswith(f"{path}: row 2, column 'stars': label '3' is not in the label set ['1', '5']")
+
+
+def test_file_task_generation(tmp_path):
+    path = write(tmp_path / "sums.csv", [{"question": "What is 2 + 3?", "result": " 5 "},
+                                         {"question": "What is 10 - 12?", "result": "-2"}])
+    task = FileDefinedTask(data_files={"test": str(path)}, text_columns=["question"], answer_column="result",
+                           abilities=["arithmetic"], max_gen_toks=8, description="Tiny sums.")
+    assert (task.kind, task.labels, task.abilities, task.description) == ("generation", (), ("arithmetic",), "Tiny sums.")
+    assert task.metric() == "exact_match,extract"
+    examples = task.examples("test", 2)
+    assert examples[0].prompt == "question: What is 2 + 3?\nAnswer:"  # the default template
+    assert [(e.completion, e.answer) for e in examples] == [(" 5\n", "5"), (" -2\n", "-2")]
+    config = task.lm_eval_config(tmp_path / "cache", 2, alias="sums")
+    assert config["generation_kwargs"]["max_gen_toks"] == 8
+    assert config["filter_list"][0]["filter"][0]["regex_pattern"] == r"(-?\d+)"
+    lm_task = lm_eval_task(config)
+    assert [lm_task.doc_to_target(d) for d in lm_task.test_docs()] == ["5", "-2"]
+    bad = write(tmp_path / "bad.csv", [{"question": "What is 2 + 3?", "result": "5 apples"}])
+    with pytest.raises(DataError) as err:
+        FileDefinedTask(data_files={"test": str(bad)}, text_columns=["question"], answer_column="result").examples("test", 1)
+    assert str(err.value).startswith(f"{bad}: row 1, column 'result': answer '5 apples' is not what answer_regex")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"text_columns": ["a"]}, "give exactly one of `label_column`"),
+    ({"text_columns": ["a"], "label_column": "b", "answer_column": "c"}, "give exactly one of `label_column`"),
+    ({"text_columns": ["a"], "label_column": "b"}, "needs `labels`"),
+    ({"text_columns": ["a"], "label_column": "b", "labels": ["x", "y"], "label_values": ["1"]},
+     "`label_values` has 1 values but `labels` has 2"),
+    ({"text_columns": ["a"], "label_column": "b", "labels": ["x", "x"]}, "`labels` must be distinct"),
+    ({"text_columns": ["a"], "label_column": "a", "labels": ["x", "y"]}, "both a text column and the label column"),
+    ({"text_columns": ["a"], "answer_column": "b", "labels": ["x", "y"]}, "are for classification"),
+    ({"text_columns": ["a"], "answer_column": "b", "answer_regex": "(\\d"}, "not a valid regular expression"),
+    ({"text_columns": ["a"], "answer_column": "b", "kind": "multiple_choice"}, "contradicts `answer_column`"),
+    ({"text_columns": ["a"], "answer_column": "b", "template": "Q: {{question}}"}, "uses 'question', not in `text_columns`"),
+    ({"text_columns": ["a"], "answer_column": "b", "template": "Q: {{a"}, "not valid Jinja"),
+    ({"text_columns": [], "answer_column": "b"}, "text_columns"),
+    ({"text_columns": ["a"], "answer_column": "b", "colour": "red"}, "colour"),
+])
+def test_file_task_options_are_validated(options, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        FileDefinedTask(**options)
+
+
+def test_file_task_without_data_file_says_what_to_give():
+    task = FileDefinedTask(text_columns=["review"], label_column="stars", labels=["neg", "pos"])
+    with pytest.raises(DataError, match=r"task 'file' needs options.data_files.test: .* columns review, stars"):
+        task.examples("test", 1)
+
+
+def test_all_real_data_tasks_are_registered():
+    from harness.plugins import catalog
+
+    cat = catalog()
+    for name in [*CASES, "file"]:
+        entry = cat.get("task", name)
+        assert entry.obj.name == name and entry.description
+        assert entry.module == f"harness_plugins.tasks.{name}"
+
+
+# --- the shared real-data copies --------------------------------------------------------------------
+def shared(folder: str, name: str) -> Path:
+    path = SHARED_DATA / folder / name
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path} is absent (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.mark.parametrize("task_cls, folder, suffix", [(None, "sst2", "tsv"), (AGNews, "agnews", "tsv"),
+                                                      (GSM8K, "gsm8k", "jsonl")])
+def test_shared_real_data(task_cls, folder, suffix, tmp_path):
+    if task_cls is None:
+        from harness_plugins.tasks.sst2 import SST2 as task_cls
+    test, train = shared(folder, f"test.{suffix}"), shared(folder, f"train.{suffix}")
+    task = task_cls(data_files={"train": str(train), "test": str(test)})
+    examples = task.examples("test", 50)
+    assert len(examples) == 50 and len({e.prompt for e in examples}) > 45
+    assert len(task.train_pairs(50)) == 50
+    if task.kind == "multiple_choice":
+        labels = [e.label for e in examples]
+        assert all(0 <= label < len(task.labels) for label in labels)
+        assert len(set(labels)) > 1
+    else:
+        assert all(e.answer.lstrip("-").replace(".", "").isdigit() for e in examples)
+    lm_task = lm_eval_task(task.lm_eval_config(tmp_path / "cache", 50))
+    docs = list(lm_task.test_docs())
+    assert len(docs) == 50 and lm_task.doc_to_text(docs[0]) == examples[0].prompt
