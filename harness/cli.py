@@ -1,4 +1,4 @@
-"""The ``harness`` command: run, validate, plugins.
+"""The ``harness`` command: run, validate, plugins, export-task, new-task.
 
 Exit codes: 0 success, 1 the run finished but some cells or plugins failed, 2 invalid input.
 """
@@ -29,6 +29,18 @@ def _parser() -> argparse.ArgumentParser:
     plug = sub.add_parser("plugins", help="List the installed task, trait and decomposer plugins.")
     plug.add_argument("--kind", choices=["task", "trait", "decomposer"])
     plug.add_argument("--json", action="store_true")
+    exp = sub.add_parser("export-task", help="Write a task as an lm-eval task YAML (run it with `lm_eval --tasks FILE`).",
+                         description="Write a task as an lm-eval task YAML, with its test rows as JSON lines next to "
+                                     "it, so that `lm_eval --tasks FILE` scores exactly what the harness scores.")
+    exp.add_argument("name", help="Task name (see `harness plugins --kind task`).")
+    exp.add_argument("--data", type=Path, help="Local test file of a task read from files (CSV, TSV, JSONL, Parquet).")
+    exp.add_argument("-o", "--output", type=Path, help="YAML file to write (default: ./<NAME>.yaml).")
+    exp.add_argument("--limit", type=int, help="Test rows to export (default: 100; a file task: at most its usable rows).")
+    exp.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="A task option, value read as YAML (repeatable), e.g. --option digits=3.")
+    new = sub.add_parser("new-task", help="Scaffold an installable task plugin package harness-task-NAME.")
+    new.add_argument("name", help="Task name: a Python identifier.")
+    new.add_argument("--dir", type=Path, help="Package directory to create (default: ./harness-task-NAME).")
     return parser
 
 
@@ -39,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True)
     if args.command == "plugins":
         return _plugins(args)
+    if args.command == "export-task":
+        return _export_task(args, err, sys.argv[1:] if argv is None else list(argv))
+    if args.command == "new-task":
+        return _new_task(args, err)
     from harness.registry import RegistryError, load_registry
 
     try:
@@ -94,6 +110,46 @@ def _plugins(args) -> int:
         desc = r["description"] + (f" [{', '.join(r['abilities'])}]" if r.get("abilities") else "")
         table.add_row(r["name"], r["kind"], f"{r['module']}\n({r['distribution'] or 'not installed'})", desc)
     Console().print(table)
+    return 0
+
+
+def _export_task(args, err, argv: list[str]) -> int:
+    import shlex
+
+    from harness.export import ExportError, export_task, lm_eval_command, make_task, parse_options, task_class
+    from harness.plugins import PluginError
+
+    try:
+        cls = task_class(args.name)
+        task = make_task(cls, parse_options(args.option), args.data)
+        output = args.output if args.output is not None else Path.cwd() / f"{args.name}.yaml"
+        command = "harness " + " ".join(shlex.quote(str(a)) for a in argv)
+        path = export_task(task, output, limit=args.limit, command=command)
+    except (ExportError, PluginError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    err.print(f"Run it with:\n  {lm_eval_command(path)}", markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+def _new_task(args, err) -> int:
+    from harness.plugins import PluginError, catalog
+    from harness.scaffold import ScaffoldError, distribution_name, module_name, scaffold
+
+    try:
+        existing = catalog().names("task")
+    except PluginError:
+        existing = []
+    try:
+        root = scaffold(args.name, args.dir, existing)
+    except ScaffoldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(root)
+    err.print(f"Created {distribution_name(args.name)} (task {args.name!r} in {module_name(args.name)}/task.py). "
+              f"Next:\n  cd {root} && pip install -e \".[test]\" && python -m pytest -q\n"
+              f"  harness plugins --kind task", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -96,14 +97,31 @@ class FileTask(Task):
         return template(row) if callable(template) else apply_template(template, row)
 
     # --- rows ---------------------------------------------------------------------------------
-    def data_file(self, split: Split) -> Path:
+    def data_file(self, split: Split) -> Path | None:
+        """The local file of ``split``, or None when the task should read its hub dataset."""
         path = self.options.data_files.get(split)
-        if not path:
-            hub = f"{self.hub_dataset}" + (f" ({self.hub_config})" if self.hub_config else "")
-            raise DataError(f"task {self.name!r} needs options.data_files.{split}: a local CSV, TSV, JSONL or "
-                            f"Parquet file with columns {', '.join(self.required_columns())} (the hub dataset "
-                            f"{hub}, split {self.hub_splits.get(split, split)!r}, cannot be fetched offline)")
-        return Path(path).expanduser().resolve()
+        return Path(path).expanduser().resolve() if path else None
+
+    def hub_rows(self, split: Split) -> tuple[str, list[dict]]:
+        """Rows of the hub dataset (only where the hub is reachable and not switched off)."""
+        hub = f"{self.hub_dataset}" + (f" ({self.hub_config})" if self.hub_config else "")
+        hub_split = self.hub_splits.get(split, split)
+        why = None
+        if not self.hub_dataset:
+            why = "this task names no hub dataset"
+        elif os.environ.get("HF_DATASETS_OFFLINE", "0").lower() in ("1", "true", "yes"):
+            why = "HF_DATASETS_OFFLINE is set"
+        else:
+            try:
+                import datasets
+
+                return f"{hub}[{hub_split}]", list(datasets.load_dataset(self.hub_dataset, self.hub_config,
+                                                                          split=hub_split))
+            except Exception as exc:  # offline, gated, renamed: all mean "give a local file"
+                why = f"loading it failed: {type(exc).__name__}: {exc}"
+        raise DataError(f"task {self.name!r} needs options.data_files.{split}: a local CSV, TSV, JSONL or "
+                        f"Parquet file with columns {', '.join(self.required_columns())}. The hub dataset "
+                        f"{hub}, split {hub_split!r}, cannot be used here: {why}.")
 
     def required_columns(self) -> tuple[str, ...]:
         return (*self.text_columns, self.target_column)
@@ -130,8 +148,12 @@ class FileTask(Task):
     def clean_rows(self, split: Split, n: int | None = None) -> list[dict]:
         """The first ``n`` usable rows of ``split``; bad rows stop the run or are skipped and counted."""
         path = self.data_file(split)
+        if path is None:
+            path, raw_rows = self.hub_rows(split)
+        else:
+            raw_rows = read_rows(path)
         rows, skipped = [], 0
-        for i, row in enumerate(read_rows(path), start=1):
+        for i, row in enumerate(raw_rows, start=1):
             try:
                 rows.append(self.check_row(row, f"{path}: row {i}"))
             except DataError:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
+from typing import Literal
+
+from pydantic import Field
 
 from harness.hookspecs import hookimpl
-from harness.tasks import Example, GeneratedTask, classification_example
+from harness.tasks import Example, GeneratedTask, Split, TaskOptions, classification_example
 
 # Noun -> a more general noun it entails ("A girl is ..." entails "A child is ...").
 NOUNS = {"man": "person", "woman": "person", "boy": "child", "girl": "child",
@@ -25,6 +28,17 @@ EXTRAS = ("with a friend", "for the first time", "in the morning", "after work",
           "with a smile", "late at night", "on a holiday")
 
 
+# The question line of each label form; the numbers form spells out what each digit means.
+QUESTIONS = {"words": "Relation:",
+             "numbers": "Relation (0 = entailment, 1 = neutral, 2 = contradiction):"}
+LABELS = {"words": ("entailment", "neutral", "contradiction"), "numbers": ("0", "1", "2")}
+
+
+class NLIOptions(TaskOptions):
+    label_form: Literal["words", "numbers"] = Field(
+        "words", description="Label words ('entailment', ...) or digits ('0', '1', '2').")
+
+
 def _sentence(adj: str | None, noun: str, negated: bool, action: str, tail: list[str]) -> str:
     words = ([adj] if adj else []) + [noun]
     article = "An" if words[0][0] in "aeiou" else "A"
@@ -38,17 +52,24 @@ class NLI(GeneratedTask):
     name = "nli"
     description = "Three-way entailment over generated premise/hypothesis sentence pairs."
     kind = "multiple_choice"
-    labels = ("entailment", "neutral", "contradiction")
+    labels = LABELS["words"]  # the default form's; instances set theirs from `label_form`
     abilities = ("nlu",)
+    Options = NLIOptions
+    version = 2  # v2 added `label_form`
 
-    def generate(self, rng: random.Random) -> Example:
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.labels = LABELS[self.options.label_form]
+
+    def generate(self, rng: random.Random, label: int | None = None) -> Example:
         noun, action = rng.choice(list(NOUNS)), rng.choice(ACTIONS)
         pair = rng.choice(ANTONYMS) if rng.random() < 0.7 else None
         adj = rng.choice(pair) if pair else None
         place = rng.choice(PLACES) if rng.random() < 0.7 else None
         premise = _sentence(adj, noun, False, action, [place] if place else [])
 
-        label = rng.randrange(3)
+        drawn = rng.randrange(3)  # drawn even when `label` is given, so the stream is the same
+        label = drawn if label is None else label
         h_adj, h_noun, h_neg, h_place, h_extra = adj, noun, False, place, None
         if label == 0:  # entailment: drop a detail or generalise the noun (at least one edit)
             edits = ["noun"] + (["adj"] if adj else []) + (["place"] if place else [])
@@ -83,8 +104,15 @@ class NLI(GeneratedTask):
                 h_adj = None  # dropping a detail too keeps the contradiction
         tail = [p for p in (h_place, h_extra) if p]
         hypothesis = _sentence(h_adj, h_noun, h_neg, action, tail)
-        prompt = f"Premise: {premise}\nHypothesis: {hypothesis}\nRelation:"
+        question = QUESTIONS[self.options.label_form]
+        prompt = f"Premise: {premise}\nHypothesis: {hypothesis}\n{question}"
         return classification_example(prompt, self.labels, label)
+
+    def _split_of(self, prompt: str) -> Split:
+        # Split by the words-form prompt, so both label forms hold the same pairs in each split
+        # (the generator's draws do not depend on the form, only the question line does).
+        question = QUESTIONS[self.options.label_form]
+        return super()._split_of(prompt.removesuffix(question) + QUESTIONS["words"])
 
 
 @hookimpl

@@ -1,4 +1,9 @@
-"""Word problems: a person's count of items changes over 2-3 steps; answer the final count."""
+"""Word problems: a person's count of items changes over 2-3 steps; answer the final count.
+
+Two tasks over the very same problems: ``word_problems`` answers with the number alone,
+``word_problems_rationale`` works through each step first. Same content, very different
+generation length, so the two isolate what the length of the source completions does.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import random
 from pydantic import Field
 
 from harness.hookspecs import hookimpl
-from harness.tasks import Example, GeneratedTask, TaskOptions, generation_example
+from harness.tasks import Example, GeneratedTask, Split, TaskOptions, generation_example
 
 NAMES = (("Mia", "she"), ("Noah", "he"), ("Emma", "she"), ("Liam", "he"), ("Ava", "she"),
          ("Ethan", "he"), ("Zoe", "she"), ("Lucas", "he"), ("Lily", "she"), ("Omar", "he"),
@@ -37,25 +42,65 @@ class WordProblems(GeneratedTask):
 
     def generate(self, rng: random.Random) -> Example:
         (name, pronoun), item = rng.choice(NAMES), rng.choice(ITEMS)
-        count = rng.randint(5, 40)
+        start = count = rng.randint(5, 40)
         opening = f"{name} has {count} {item}."
-        clauses = []
+        clauses, changes = [], []
         for _ in range(self.options.steps):
             # Losses never exceed the current count, so every answer is a non-negative integer.
             if count > 0 and rng.random() < 0.5:
                 n = rng.randint(1, min(count, 15))
-                template, count = rng.choice(LOSSES), count - n
+                template, change = rng.choice(LOSSES), -n
             else:
                 n = rng.randint(1, 15)
-                template, count = rng.choice(GAINS), count + n
+                template, change = rng.choice(GAINS), n
+            count += change
+            changes.append(change)
             other = rng.choice([o for o, _ in NAMES if o != name])
             clauses.append(template.format(n=n, other=other))
         body = ", ".join(clauses[:-1]) + " and " + clauses[-1]
         prompt = (f"{opening} {pronoun.capitalize()} {body}. "
                   f"How many {item} does {pronoun} have now?\nAnswer:")
-        return generation_example(prompt, str(count))
+        return self._example(prompt, name, start, changes)
+
+    def _example(self, prompt: str, name: str, start: int, changes: list[int]) -> Example:
+        # The completion alone differs between the two tasks: subclasses render it their way.
+        return generation_example(prompt, str(start + sum(changes)))
+
+
+class WordProblemsRationale(WordProblems):
+    """The problems of ``word_problems``, answered with a worked step-by-step rationale.
+
+    The completion is one line, " Rosa starts with 38. 38 + 6 = 44. 44 - 2 = 42. #### 42", so
+    lm-eval's stop at the newline still ends it, and the answer is read after the "####" marker
+    (the first number of the line is the starting count, not the answer).
+    """
+
+    name = "word_problems_rationale"
+    description = "The word_problems problems answered with a worked rationale ending in '#### N'."
+    abilities = ("arithmetic", "reasoning")
+    answer_regex = r"#### (-?\d+)"
+    max_gen_toks = 64  # three steps take at most 49 SmolLM2 tokens (digits are single tokens)
+
+    def examples(self, split: Split, n: int) -> list[Example]:
+        # The base class seeds its generator with the task's name; drawing through a
+        # `word_problems` task gives exactly its problems (and splits), rendered by our
+        # `generate`, so the i-th examples of the two tasks always share prompt and answer.
+        problems = WordProblems(**self.options.model_dump())
+        problems.generate = self.generate
+        return problems.examples(split, n)
+
+    def _example(self, prompt: str, name: str, start: int, changes: list[int]) -> Example:
+        steps, count = [f"{name} starts with {start}."], start
+        for change in changes:
+            sign = "+" if change > 0 else "-"
+            steps.append(f"{count} {sign} {abs(change)} = {count + change}.")
+            count += change
+        answer = str(count)
+        return Example(prompt=prompt, completion=f" {' '.join(steps)} #### {answer}\n",
+                       answer=answer)
 
 
 @hookimpl
 def register_tasks(register):
     register(WordProblems)
+    register(WordProblemsRationale)

@@ -1,0 +1,192 @@
+"""Every built-in task passes the conformance checks of harness.testing; broken tasks fail them."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from harness import plugins
+from harness.filetasks import FileTask
+from harness.tasks import Example, GeneratedTask, Task, classification_example, generation_example
+from harness.testing import check_disjoint, check_examples, check_task
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# Tasks read from files that ../shared/data has rows for: folder, file suffix, extra options.
+SHARED = {
+    "sst2": ("sst2", "tsv", {}),
+    "ag_news": ("agnews", "tsv", {}),
+    "gsm8k": ("gsm8k", "jsonl", {}),
+    # The registry-only `file` task over SST-2's columns.
+    "file": ("sst2", "tsv", {"text_columns": ["sentence"], "label_column": "label",
+                             "labels": ["negative", "positive"], "abilities": ["sentiment"]}),
+}
+
+TASKS = plugins.catalog().names("task")
+
+
+def _options(name: str, cls: type) -> dict:
+    if not issubclass(cls, FileTask):
+        return {}
+    if name not in SHARED:
+        pytest.skip(f"{name} needs local data; see tests/test_file_tasks.py")
+    folder, suffix, extra = SHARED[name]
+    files = {split: SHARED_DATA / folder / f"{split}.{suffix}" for split in ("train", "test")}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        pytest.skip(f"{name} needs {', '.join(missing)} (../shared/data beside the checkout is absent)")
+    return {"data_files": {k: str(v) for k, v in files.items()}, **extra}
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_builtin_task_conforms(name):
+    cls = plugins.catalog().get("task", name).obj
+    done = check_task(cls, **_options(name, cls))
+    assert "check_export" in done
+
+
+def test_generated_builtins_are_checked():
+    generated = [n for n in TASKS if not issubclass(plugins.catalog().get("task", n).obj, FileTask)]
+    assert {"arithmetic", "sentiment", "nli", "word_problems"} <= set(generated)
+
+
+# --- deliberately broken tasks ------------------------------------------------------------------
+
+class Good(GeneratedTask):
+    name = "good_parity"
+    description = "Is the number even?"
+    abilities = ("arithmetic",)
+    kind = "multiple_choice"
+    labels = ("no", "yes")
+
+    def generate(self, rng, label=None):
+        n = rng.randrange(100_000)
+        return classification_example(f"Is {n} even?\nAnswer:", self.labels, int(n % 2 == 0))
+
+
+class OverlappingSplits(Task):
+    """Ignores the split: train and test are the same examples."""
+
+    name = "overlapping"
+    abilities = ("testing",)
+    kind = "multiple_choice"
+    labels = ("no", "yes")
+
+    def examples(self, split, n):
+        rng = random.Random(0)
+        out = []
+        for _ in range(n):
+            k = rng.randrange(10**6)
+            out.append(classification_example(f"Is {k} even?\nAnswer:", self.labels, int(k % 2 == 0)))
+        return out
+
+
+class LabelOutOfRange(Good):
+    name = "label_out_of_range"
+
+    def generate(self, rng, label=None):
+        n = rng.randrange(100_000)
+        return Example(f"Is {n} even?\nAnswer:", " yes", label=2)
+
+
+class CompletionWithoutSpace(Good):
+    name = "no_space"
+
+    def generate(self, rng, label=None):
+        n = rng.randrange(100_000)
+        ok = int(n % 2 == 0)
+        return Example(f"Is {n} even?\nAnswer:", self.labels[ok], label=ok)
+
+
+class WrongCompletion(Good):
+    name = "wrong_completion"
+
+    def generate(self, rng, label=None):
+        n = rng.randrange(100_000)
+        return Example(f"Is {n} even?\nAnswer:", " maybe", label=0)
+
+
+class NotDeterministic(Good):
+    name = "not_deterministic"
+    _rng = random.Random()
+
+    def generate(self, rng, label=None):
+        return super().generate(self._rng)  # ignores the seeded generator
+
+
+class BadName(Good):
+    name = "bad-name"
+
+
+class NoAbilities(Good):
+    name = "no_abilities"
+    abilities = ()
+
+
+class BadKind(Good):
+    name = "bad_kind"
+    kind = "classification"
+
+
+class AnswerNotExtracted(GeneratedTask):
+    name = "answer_not_extracted"
+    abilities = ("arithmetic",)
+    kind = "generation"
+
+    def generate(self, rng, label=None):
+        a, b = rng.randrange(100), rng.randrange(100)
+        return generation_example(f"What is {a} + {b} as a word-number like '12.0'?", f"{a + b}.0")
+
+
+class LmEvalDisagrees(Good):
+    """Its lm-eval config offers other label words than the ones it trains on."""
+
+    name = "lm_eval_disagrees"
+
+    def lm_eval_config(self, data_dir, n, alias=None):
+        config = super().lm_eval_config(data_dir, n, alias)
+        config["doc_to_choice"] = ["false", "true"]
+        return config
+
+
+class ShortTestFile(Good):
+    name = "short_test_file"
+
+    def lm_eval_config(self, data_dir, n, alias=None):
+        return super().lm_eval_config(data_dir, n - 1, alias)
+
+
+def test_a_good_throwaway_task_passes():
+    assert check_task(Good)[-1] == "check_export"
+
+
+@pytest.mark.parametrize("cls, expected", [
+    (OverlappingSplits, "train and test splits overlap"),
+    (LabelOutOfRange, "label 2 is out of range"),
+    (CompletionWithoutSpace, "must start with a space"),
+    (WrongCompletion, "is not ' ' + labels[0]"),
+    (NotDeterministic, "not deterministic"),
+    (BadName, "not a Python identifier"),
+    (NoAbilities, "abilities is empty"),
+    (BadKind, "kind 'classification' is not one of"),
+    (AnswerNotExtracted, "extracts"),
+    (LmEvalDisagrees, "choices ['false', 'true'] differ"),
+    (ShortTestFile, "wrote 9 rows"),
+])
+def test_broken_task_fails_naming_the_problem(cls, expected):
+    with pytest.raises(AssertionError) as exc:
+        check_task(cls)
+    message = str(exc.value)
+    assert expected in message, message
+    assert repr(cls.name) in message  # the message names the task
+
+
+def test_single_checks_are_usable_alone():
+    task = Good()
+    train, test = task.examples("train", 5), task.examples("test", 5)
+    check_examples(task, train, "train")
+    check_disjoint(task, train, test)
+    with pytest.raises(AssertionError, match="overlap"):
+        check_disjoint(task, train, train[:1])
