@@ -68,6 +68,22 @@ def name_components(components: np.ndarray, targets: list[str],
     return names
 
 
+def complete_submatrix(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column masks of a hole-free part of ``X``: greedily drop whichever row or column is
+    the most incomplete (a failed target column costs that column, not every source)."""
+    rows, cols = np.ones(X.shape[0], bool), np.ones(X.shape[1], bool)
+    while rows.any() and cols.any():
+        holes = np.isnan(X[rows][:, cols])
+        if not holes.any():
+            break
+        row_share, col_share = holes.mean(axis=1), holes.mean(axis=0)
+        if col_share.max() >= row_share.max():
+            cols[np.flatnonzero(cols)[col_share.argmax()]] = False
+        else:
+            rows[np.flatnonzero(rows)[row_share.argmax()]] = False
+    return rows, cols
+
+
 def run_all(registry, catalog, matrix, plan) -> tuple[dict, list[dict]]:
     """Fit every decomposer of the registry to the transfer matrix.
 
@@ -77,8 +93,7 @@ def run_all(registry, catalog, matrix, plan) -> tuple[dict, list[dict]]:
     import traceback
 
     X = matrix.array()
-    keep_rows = ~np.isnan(X).any(axis=1)
-    keep_cols = ~np.isnan(X[keep_rows]).any(axis=0) if keep_rows.any() else np.zeros(X.shape[1], bool)
+    keep_rows, keep_cols = complete_submatrix(X)
     sources = [s for s, k in zip(matrix.sources, keep_rows) if k]
     targets = [t for t, k in zip(matrix.targets, keep_cols) if k]
     X = X[keep_rows][:, keep_cols]

@@ -55,8 +55,12 @@ def _dir_key(path: Path) -> str:
     return stable_hash([(p.name, file_sha256(p)) for p in files])
 
 
-def locate(cfg: ModelConfig, cache: Cache) -> ModelLocation:
-    """Find the base model without loading it. Raises :class:`ModelNotFound` with a fix."""
+def locate(cfg: ModelConfig, cache: Cache, download: bool = True) -> ModelLocation:
+    """Find the base model without loading it. Raises :class:`ModelNotFound` with a fix.
+
+    ``download=False`` (dry runs) never touches the network: a model found nowhere locally is
+    reported at once instead of after the hub's time-outs.
+    """
     tried = []
     if cfg.path:
         path = Path(cfg.path).expanduser()
@@ -82,7 +86,9 @@ def locate(cfg: ModelConfig, cache: Cache) -> ModelLocation:
             return ModelLocation(stable_hash({"hub": cfg.hub_id, "snapshot": path.name}), "hub-cache", path=path)
         except (LocalEntryNotFoundError, OSError, ValueError):
             tried.append(f"the Hugging Face cache (no copy of {cfg.hub_id})")
-        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "TRUE", "yes"):
+        if not download:
+            tried.append("the hub (not tried in a dry run)")
+        elif os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "TRUE", "yes"):
             try:
                 path = Path(snapshot_download(cfg.hub_id, revision=cfg.revision))
                 return ModelLocation(stable_hash({"hub": cfg.hub_id, "snapshot": path.name}), "hub", path=path)

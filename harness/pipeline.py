@@ -71,7 +71,7 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
 
     with timer.stage("plan"):
         try:
-            location = models.locate(registry.base_model, cache)
+            location = models.locate(registry.base_model, cache, download=not dry_run)
         except models.ModelNotFound as exc:
             if not dry_run:
                 raise

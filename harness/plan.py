@@ -75,7 +75,7 @@ def _config_for_key(config: dict) -> dict:
 def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLocation,
               dry_run: bool = False) -> Plan:
     """Every job with its key. A dry run notes data it cannot read in ``missing`` instead of failing."""
-    from harness.filetasks import DataError
+    from harness.filetasks import DataError, FileTask
 
     versions = library_versions()
     lora = registry.lora.model_dump(mode="json")
@@ -93,6 +93,10 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
         task = catalog.get("task", use.task).obj(**use.options)
         plan.tasks[use.key] = task
         try:
+            if dry_run and isinstance(task, FileTask) and task.data_file("test") is None:
+                # A dry run never waits on the network: say what a real run would fetch.
+                raise DataError(f"would read the hub dataset {task.hub_dataset} "
+                                f"({task.hub_splits.get('test', 'test')} split); no local data_files.test")
             plan.target_configs[use.key] = task.lm_eval_config(data_dir, use.limit, alias=use.key)
         except DataError as exc:
             if not dry_run:

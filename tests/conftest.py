@@ -53,7 +53,7 @@ def tiny_model_dir(real_tokenizer_dir, tmp_path_factory) -> Path:
     # A wide initialisation: with the default 0.02, logits of a 32-wide model stay within about
     # +-0.5 whatever the adapter does, so no fine-tune could move the loss far below ln(vocab).
     config = LlamaConfig(initializer_range=0.3, vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                          tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     out = tmp_path_factory.mktemp("tiny-llama")

@@ -67,3 +67,13 @@ def test_components_are_named_from_the_abilities_of_their_top_targets():
     # C1: arithmetic weighs 0.7 + 0.6, reasoning only 0.6 (< half): one name. C2: two near-equal tags.
     assert names == {"C1": "arithmetic", "C2": "sentiment+nlu"}
     assert component_ids(3) == ["C1", "C2", "C3"]
+
+
+def test_holes_cost_the_most_incomplete_row_or_column_only():
+    from harness.decompose import complete_submatrix
+
+    X = np.ones((4, 3))
+    X[:, 2] = np.nan  # a target that failed everywhere
+    X[1, 0] = np.nan  # and one more failed cell
+    rows, cols = complete_submatrix(X)
+    assert cols.tolist() == [True, True, False] and rows.tolist() == [True, False, True, True]
