@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from harness.tasks import Example, Split, Task, TaskOptions
+from harness.tasks import Example, Split, Task, TaskOptions, write_rows
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
@@ -191,24 +191,19 @@ class FileTask(Task):
 
     def write_test_file(self, data_dir: Path, n: int) -> Path:
         """The first ``n`` clean test rows, columns kept (lm-eval's template reads them)."""
-        import hashlib
-
         rows = [{**row, "prompt": self.render_prompt(row)} for row in self.clean_rows("test", n)]
-        text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows)
-        path = Path(data_dir).resolve() / f"{self.name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.jsonl"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
-        return path
+        if self.kind != "multiple_choice":  # the gold answer as scored, next to the raw columns
+            rows = [{**row, "harness_answer": self.answer_of(row)} for row in rows]
+        return write_rows(rows, data_dir, self.name)
 
     def lm_eval_config(self, data_dir: Path, n: int, alias: str | None = None) -> dict:
         base = self.base_config()
         if base is None:
             config = super().lm_eval_config(data_dir, n, alias)
-            # The written rows keep their columns: the gold is the (checked) target column.
-            config["doc_to_target"] = "{{" + self.target_column + "}}"
+            # The written rows keep their columns: the gold is the (checked) label index, or the
+            # answer extracted from the target column (answer_of), which is what exact match sees.
+            gold = self.target_column if self.kind == "multiple_choice" else "harness_answer"
+            config["doc_to_target"] = "{{" + gold + "}}"
             return config
         # lm-eval's own config, with only the data source (and the name) replaced.
         config = {k: v for k, v in base.items() if k not in ("tag", "group", "validation_split", "training_split",

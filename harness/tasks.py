@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -84,15 +86,7 @@ class Task:
         """Write the first ``n`` test examples as JSON lines; the file name carries their hash."""
         rows = [{"prompt": ex.prompt, "label": ex.label, "answer": ex.answer}
                 for ex in self.examples("test", n)]
-        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        path = Path(data_dir).resolve() / f"{self.name}-{digest}.jsonl"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
-        return path
+        return write_rows(rows, data_dir, self.name)
 
     def lm_eval_config(self, data_dir: Path, n: int, alias: str | None = None) -> dict:
         """An inline lm-eval task config over ``n`` test examples written under ``data_dir``."""
@@ -128,6 +122,28 @@ class Task:
     def metric(cls) -> str:
         """The metric key lm-eval reports for this task (``metric,filter``)."""
         return "acc,none" if cls.kind == "multiple_choice" else "exact_match,extract"
+
+
+def write_rows(rows: list[dict], data_dir: Path, stem: str) -> Path:
+    """Rows as JSON lines in ``data_dir/<stem>-<hash>.jsonl``: the name follows the content, so
+    cache keys built from it follow the data, and an existing file is already right."""
+    text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows)
+    path = Path(data_dir).resolve() / f"{stem}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.jsonl"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
+
+
+def first_match(regex: str, text: str) -> str | None:
+    """What lm-eval's regex filter keeps: the first match (the first non-empty group of it)."""
+    matches = re.findall(regex, text)
+    if not matches:
+        return None
+    match = matches[0]
+    return next((m for m in match if m), "") if isinstance(match, tuple) else match
 
 
 class GeneratedTask(Task):

@@ -10,41 +10,48 @@ import pytest
 from harness import plugins
 from harness.filetasks import FileTask
 from harness.tasks import Example, GeneratedTask, Task, classification_example, generation_example
-from harness.testing import check_disjoint, check_examples, check_task
+from harness.testing import N_TEST, N_TRAIN, check_disjoint, check_examples, check_task
+from test_file_tasks import CASES, write_splits  # pytest puts tests/ on sys.path
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-# Tasks read from files that ../shared/data has rows for: folder, file suffix, extra options.
-SHARED = {
-    "sst2": ("sst2", "tsv", {}),
-    "ag_news": ("agnews", "tsv", {}),
-    "gsm8k": ("gsm8k", "jsonl", {}),
-    # The registry-only `file` task over SST-2's columns.
-    "file": ("sst2", "tsv", {"text_columns": ["sentence"], "label_column": "label",
-                             "labels": ["negative", "positive"], "abilities": ["sentiment"]}),
-}
+# File tasks with a real copy in ../shared/data: its train and test files. Where that folder is
+# absent, these (like every other file task) read fixture files written from test_file_tasks.CASES.
+SHARED = {"sst2": "sst2/{split}.tsv", "ag_news": "agnews/{split}.tsv", "gsm8k": "gsm8k/{split}.jsonl"}
+# The registry-only `file` task, over SST-2's rows and columns.
+FILE_OPTIONS = {"text_columns": ["sentence"], "label_column": "label", "labels": ["negative", "positive"],
+                "abilities": ["sentiment"]}
 
 TASKS = plugins.catalog().names("task")
 
 
-def _options(name: str, cls: type) -> dict:
+def _data_files(data: str, tmp_path: Path) -> dict[str, str]:
+    if data in SHARED:
+        files = {split: SHARED_DATA / SHARED[data].format(split=split) for split in ("train", "test")}
+        if all(p.is_file() for p in files.values()):
+            return {split: str(p) for split, p in files.items()}
+    return write_splits(data, tmp_path, N_TRAIN, N_TEST)
+
+
+def _options(name: str, cls: type, tmp_path: Path) -> dict:
     if not issubclass(cls, FileTask):
         return {}
-    if name not in SHARED:
-        pytest.skip(f"{name} needs local data; see tests/test_file_tasks.py")
-    folder, suffix, extra = SHARED[name]
-    files = {split: SHARED_DATA / folder / f"{split}.{suffix}" for split in ("train", "test")}
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        pytest.skip(f"{name} needs {', '.join(missing)} (../shared/data beside the checkout is absent)")
-    return {"data_files": {k: str(v) for k, v in files.items()}, **extra}
+    if name == "file":
+        return {"data_files": _data_files("sst2", tmp_path), **FILE_OPTIONS}
+    return {"data_files": _data_files(name, tmp_path)}
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_builtin_task_conforms(name):
+def test_builtin_task_conforms(name, tmp_path):
     cls = plugins.catalog().get("task", name).obj
-    done = check_task(cls, **_options(name, cls))
+    done = check_task(cls, **_options(name, cls, tmp_path))
     assert "check_export" in done
+
+
+def test_every_file_task_has_fixture_rows():
+    file_tasks = {n for n in TASKS if issubclass(plugins.catalog().get("task", n).obj, FileTask)}
+    missing = file_tasks - {"file"} - set(CASES)
+    assert not missing, f"add fixture rows for {sorted(missing)} to test_file_tasks.CASES"
 
 
 def test_generated_builtins_are_checked():

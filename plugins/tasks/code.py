@@ -19,7 +19,7 @@ class Code(FileTask):
     hub_dataset, hub_config = "sahil2801/CodeAlpaca-20k", None
     hub_splits = {"train": "train", "test": "train"}
     text_columns, target_column = ("instruction",), "output"
-    template = "Instruction: {{instruction}}{% if input %}\nInput: {{input}}{% endif %}\nCode:"
+    template = "Instruction: {{instruction}}{% if input is defined and input %}\nInput: {{input}}{% endif %}\nCode:"
     answer_regex = r"(?m)^\s*(\S.*?)\s*$"  # the first non-blank line
     max_gen_toks = 64
 

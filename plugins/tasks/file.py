@@ -41,6 +41,7 @@ from pydantic import Field, field_validator, model_validator
 
 from harness.filetasks import DataError, FileTask, FileTaskOptions
 from harness.hookspecs import hookimpl
+from harness.tasks import first_match
 
 
 class FileOptions(FileTaskOptions):
@@ -122,15 +123,6 @@ class _either:
 
     def __get__(self, obj, cls):
         return functools.partial(self.func, cls if obj is None else obj)
-
-
-def first_match(regex: str, text: str) -> str | None:
-    """What lm-eval's regex filter keeps: the first match (its first non-empty group)."""
-    matches = re.findall(regex, text)
-    if not matches:
-        return None
-    match = matches[0]
-    return next((m for m in match if m), "") if isinstance(match, tuple) else match
 
 
 class FileDefinedTask(FileTask):

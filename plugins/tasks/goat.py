@@ -13,13 +13,13 @@ The hub dataset has a single ``train`` split; give a held-out file as ``data_fil
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field
 
 from harness.filetasks import DataError, FileTask, FileTaskOptions
 from harness.hookspecs import hookimpl
+from harness.tasks import first_match
 
 TEMPLATES = {"instruction": "{{instruction}}\nAnswer:", "input": "{{input}} ="}
 
@@ -27,15 +27,6 @@ TEMPLATES = {"instruction": "{{instruction}}\nAnswer:", "input": "{{input}} ="}
 class GoatOptions(FileTaskOptions):
     prompt_column: Literal["instruction", "input"] = Field(
         "instruction", description="Prompt from the worded `instruction` or the bare expression `input`.")
-
-
-def first_match(regex: str, text: str) -> str | None:
-    """What lm-eval's regex filter keeps: the first match (the first non-empty group of it)."""
-    matches = re.findall(regex, text)
-    if not matches:
-        return None
-    match = matches[0]
-    return next((m for m in match if m), "") if isinstance(match, tuple) else match
 
 
 class Goat(FileTask):
