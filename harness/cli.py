@@ -1,4 +1,4 @@
-"""The ``harness`` command: run, validate, plugins, export-task, new-task.
+"""The ``harness`` command: run, validate, plugins, traits, export-task, new-task, new-trait.
 
 Exit codes: 0 success, 1 the run finished but some cells or plugins failed, 2 invalid input.
 """
@@ -41,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     new = sub.add_parser("new-task", help="Scaffold an installable task plugin package harness-task-NAME.")
     new.add_argument("name", help="Task name: a Python identifier.")
     new.add_argument("--dir", type=Path, help="Package directory to create (default: ./harness-task-NAME).")
+    new_trait = sub.add_parser("new-trait", help="Scaffold an installable trait plugin package harness-trait-NAME.")
+    new_trait.add_argument("name", help="Trait name: a Python identifier.")
+    new_trait.add_argument("--dir", type=Path, help="Package directory to create (default: ./harness-trait-NAME).")
+    traits = sub.add_parser("traits", help="Compute source and pair traits of a registry without fine-tuning.")
+    traits.add_argument("registry", type=Path)
+    traits.add_argument("--out", type=Path, help="Output directory (default: the registry's output_dir).")
+    traits.add_argument("--quiet", action="store_true")
     return parser
 
 
@@ -53,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return _plugins(args)
     if args.command == "export-task":
         return _export_task(args, err, sys.argv[1:] if argv is None else list(argv))
-    if args.command == "new-task":
-        return _new_task(args, err)
+    if args.command in ("new-task", "new-trait"):
+        return _new_plugin(args, err, args.command.removeprefix("new-"))
     from harness.registry import RegistryError, load_registry
 
     try:
@@ -70,9 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from harness.filetasks import DataError
     from harness.models import ModelNotFound
-    from harness.pipeline import run
+    from harness.pipeline import run, run_traits
 
     try:
+        if args.command == "traits":
+            return run_traits(registry, args.registry.resolve(), out=args.out, quiet=args.quiet).exit_code
         outcome = run(registry, args.registry.resolve(), out=args.out, quiet=args.quiet, dry_run=args.dry_run)
     except (ModelNotFound, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -133,23 +142,24 @@ def _export_task(args, err, argv: list[str]) -> int:
     return 0
 
 
-def _new_task(args, err) -> int:
+def _new_plugin(args, err, kind: str) -> int:
     from harness.plugins import PluginError, catalog
     from harness.scaffold import ScaffoldError, distribution_name, module_name, scaffold
 
     try:
-        existing = catalog().names("task")
+        existing = catalog().names(kind)
     except PluginError:
         existing = []
     try:
-        root = scaffold(args.name, args.dir, existing)
+        root = scaffold(args.name, args.dir, existing, kind=kind)
     except ScaffoldError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(root)
-    err.print(f"Created {distribution_name(args.name)} (task {args.name!r} in {module_name(args.name)}/task.py). "
+    err.print(f"Created {distribution_name(args.name, kind)} ({kind} {args.name!r} in "
+              f"{module_name(args.name, kind)}/{kind}.py). "
               f"Next:\n  cd {root} && pip install -e \".[test]\" && python -m pytest -q\n"
-              f"  harness plugins --kind task", markup=False, highlight=False, soft_wrap=True)
+              f"  harness plugins --kind {kind}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

@@ -34,7 +34,9 @@ def tokenize_pairs(tokenizer, pairs: list[tuple[str, str]], max_length: int) -> 
     return out
 
 
-def _batch(rows, pad_id: int, device) -> dict[str, torch.Tensor]:
+def pad_batch(rows, pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``labels`` (-100 on padding) and ``attention_mask`` for
+    (input_ids, labels) rows, as wide as the longest row only."""
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
@@ -87,7 +89,7 @@ def train_adapter(host: AdapterHost, adapter_name: str, tokenizer, pairs: list[t
             order += torch.randperm(len(rows), generator=generator).tolist()
         batch_rows = [rows[i] for i in order[: settings.batch_size]]
         del order[: settings.batch_size]
-        batch = _batch(batch_rows, pad_id, device)
+        batch = pad_batch(batch_rows, pad_id, device)
         t0 = time.perf_counter()
         loss = peft_model(**batch).loss
         loss.backward()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,10 +109,11 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     with timer.stage("matrix"):
         mat = matrix.assemble(plan, cache)
     with timer.stage("traits"):
-        if tokenizer is None:
-            tokenizer = models.load_tokenizer(models.materialise(location, registry.base_model, cache))
-        trait_values, trait_failures = traits.compute_all(registry, plan, cat, tokenizer)
-        failures += trait_failures
+        model, tokenizer = _trait_model(registry, cat, location, cache, model, tokenizer)
+        with (host.base_only() if host is not None else nullcontext()):
+            trait_results = traits.compute_all(registry, plan, cat, tokenizer, model,
+                                               samples=_behaviour_data(plan, cache), cache=cache)
+        failures += trait_results.failures
     with timer.stage("decompose"):
         decompositions, dec_failures = decompose.run_all(registry, cat, mat, plan)
         failures += dec_failures
@@ -130,13 +131,57 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
         "reused": reused,
         "computed": computed,
     }
-    results = report.build_results(registry, plan, mat, trait_values, decompositions, provenance, failures)
+    results = report.build_results(registry, plan, mat, trait_results, decompositions, provenance, failures)
     with timer.stage("report"):
         report.write_outputs(run_dir, results, mat, plan, cache)
     results["provenance"]["seconds"] = timer.seconds
     write_json_atomic(run_dir / "results.json", results)
     report.print_summary(results, console)
     return RunOutcome(run_dir, results, failures)
+
+
+def _trait_model(registry: Registry, cat, location, cache: Cache, model, tokenizer):
+    """The tokenizer always; the base model too when a trait requires it and it is not loaded."""
+    wants_model = any("base_model" in cat.get("trait", use.name).obj.requires for use in registry.traits)
+    if tokenizer is not None and (model is not None or not wants_model):
+        return model, tokenizer
+    path = models.materialise(location, registry.base_model, cache)
+    if wants_model and model is None:
+        return models.load(path, registry.base_model)
+    return model, models.load_tokenizer(path)
+
+
+def _behaviour_data(plan: Plan, cache: Cache):
+    from harness.matrix import read_samples
+    from harness.traits import BehaviourData
+
+    data = BehaviourData(sources=[a.source for a in plan.adapters], targets=dict(plan.tasks))
+    for cell in plan.cells:
+        records = read_samples(cache, cell.key)
+        if records:
+            data.samples.setdefault(cell.model, {})[cell.target] = records
+    return data
+
+
+def run_traits(registry: Registry, registry_path: Path | None = None, out: Path | None = None,
+               quiet: bool = False, console: Console | None = None) -> RunOutcome:
+    """Source and pair traits only, without fine-tuning: triage of candidate source datasets."""
+    from harness import report, traits
+
+    console = console or Console(stderr=True, quiet=quiet)
+    run_dir, cache = resolve_dirs(registry, registry_path, out)
+    cat = catalog()
+    location = models.locate(registry.base_model, cache)
+    plan = make_plan(registry, cat, cache, location)
+    model, tokenizer = _trait_model(registry, cat, location, cache, None, None)
+    results = traits.compute_all(registry, plan, cat, tokenizer, model, cache=cache, scopes=("source", "pair"))
+    report.write_traits(run_dir, [a.source for a in plan.adapters], results)
+    for failure in results.failures:
+        console.print(f"[red]trait {failure['plugin']} failed"
+                      + (f" on {failure['source']}" if "source" in failure else "") + f":[/] {failure['error']}",
+                      highlight=False)
+    console.print(f"Traits of {len(plan.adapters)} sources in {run_dir / 'traits.csv'}")
+    return RunOutcome(run_dir, None, results.failures)
 
 
 def _finetune(plan: Plan, registry: Registry, cache: Cache, host, tokenizer, console, failures) -> None:

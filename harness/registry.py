@@ -121,8 +121,9 @@ class Registry(_Config):
     targets: list[TargetConfig] = Field(min_length=1)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
-    traits: list[PluginUse] = Field(default_factory=lambda: [PluginUse(name="class_distribution"),
-                                                             PluginUse(name="completion_length")])
+    traits: list[PluginUse] = Field(default_factory=lambda: [PluginUse(name=n) for n in (
+        "class_distribution", "completion_length", "lexical", "linguistic", "tfidf_similarity", "behaviour")],
+        description="Trait extractors by name (see `harness plugins --kind trait`).")
     decomposers: list[PluginUse] = Field(default_factory=lambda: [PluginUse(name="pca")])
 
     @field_validator("sources", "targets")

@@ -20,7 +20,7 @@ from harness.registry import Registry
 SCHEMA_PATH = Path(__file__).parent / "schema" / "results.schema.json"
 
 
-def build_results(registry: Registry, plan: Plan, mat: Matrix, traits: dict, decompositions: dict,
+def build_results(registry: Registry, plan: Plan, mat: Matrix, traits, decompositions: dict,
                   provenance: dict, failures: list[dict]) -> dict:
     return {
         "experiment": registry.experiment,
@@ -33,7 +33,9 @@ def build_results(registry: Registry, plan: Plan, mat: Matrix, traits: dict, dec
         "base": mat.base,
         "scores": mat.scores,
         "transfer": mat.transfer,
-        "traits": traits,
+        "traits": traits.values,
+        "pair_traits": traits.pairs,
+        "behaviour": traits.behaviour,
         "decompositions": decompositions,
         "failures": [{k: v for k, v in f.items() if k != "traceback"} for f in failures],
         "provenance": provenance,
@@ -64,10 +66,7 @@ def write_outputs(run_dir: Path, results: dict, mat: Matrix, plan: Plan, cache: 
     write_json_atomic(run_dir / "results.json", results)
     write_text_atomic(run_dir / "matrix.csv", _csv(
         ["source", *mat.targets], [[s, *(_num(mat.transfer[s][t]) for t in mat.targets)] for s in mat.sources]))
-    trait_names = sorted({k for row in results["traits"].values() for k in row})
-    write_text_atomic(run_dir / "traits.csv", _csv(
-        ["source", *trait_names],
-        [[s, *(_num(results["traits"].get(s, {}).get(k)) for k in trait_names)] for s in mat.sources]))
+    _write_trait_tables(run_dir, mat.sources, results["traits"], results["pair_traits"])
     write_text_atomic(run_dir / "report.md", markdown(results))
     # Per-sample logs and training logs travel with the run, so it can be analysed without the cache.
     for cell in plan.cells:
@@ -81,6 +80,26 @@ def write_outputs(run_dir: Path, results: dict, mat: Matrix, plan: Plan, cache: 
         if src.is_file():
             (run_dir / "training").mkdir(exist_ok=True)
             shutil.copyfile(src, run_dir / "training" / f"{job.source}.json")
+
+
+def _write_trait_tables(run_dir: Path, sources: list[str], values: dict, pairs: dict) -> None:
+    """traits.csv (one row per source) and, when there are pair traits, pair_traits.csv (long form)."""
+    names = sorted({k for row in values.values() for k in row})
+    write_text_atomic(run_dir / "traits.csv", _csv(
+        ["source", *names], [[s, *(_num(values.get(s, {}).get(k)) for k in names)] for s in sources]))
+    if pairs:
+        rows = [[s, t, name, _num(v)] for name, by_source in sorted(pairs.items())
+                for s, row in by_source.items() for t, v in row.items()]
+        write_text_atomic(run_dir / "pair_traits.csv", _csv(["source", "target", "trait", "value"], rows))
+
+
+def write_traits(run_dir: Path, sources: list[str], traits) -> None:
+    """What `harness traits` writes: the trait tables and a small JSON of the same numbers."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_trait_tables(run_dir, sources, traits.values, traits.pairs)
+    write_json_atomic(run_dir / "traits.json", {"traits": traits.values, "pair_traits": traits.pairs,
+                                                "failures": [{k: v for k, v in f.items() if k != "traceback"}
+                                                             for f in traits.failures]})
 
 
 def _md_escape(text: str) -> str:

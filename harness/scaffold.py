@@ -1,8 +1,9 @@
-"""``harness new-task NAME``: scaffold an installable task plugin package.
+"""``harness new-task NAME`` and ``harness new-trait NAME``: scaffold an installable plugin package.
 
-The package (``harness-task-<name>``) holds a small working generated task, its ``register_tasks``
-hook, the entry point that makes the harness find it once installed, a README and a test that runs
-:func:`harness.testing.check_task` on it. Edit the task, keep the test green, ``pip install`` it.
+The package (``harness-task-<name>`` or ``harness-trait-<name>``) holds a small working plugin, its
+``register_*`` hook, the entry point that makes the harness find it once installed, a README and a
+test (for tasks, :func:`harness.testing.check_task`). Edit the plugin, keep the test green,
+``pip install`` it.
 """
 
 from __future__ import annotations
@@ -15,28 +16,29 @@ class ScaffoldError(Exception):
     """Invalid name or target directory; the CLI exits 2."""
 
 
-def distribution_name(name: str) -> str:
-    return f"harness-task-{name}"
+def distribution_name(name: str, kind: str = "task") -> str:
+    return f"harness-{kind}-{name}"
 
 
-def module_name(name: str) -> str:
-    return f"harness_task_{name}"
+def module_name(name: str, kind: str = "task") -> str:
+    return f"harness_{kind}_{name}"
 
 
-def class_name(name: str) -> str:
+def class_name(name: str, kind: str = "task") -> str:
+    suffix = kind.capitalize()
     camel = "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
     if not camel or not camel.isidentifier() or keyword.iskeyword(camel):
-        camel = "Task" + camel
-    return camel + ("" if camel.endswith("Task") else "Task")
+        camel = suffix + camel
+    return camel + ("" if camel.endswith(suffix) else suffix)
 
 
-def check_name(name: str, existing: list[str] | None = None) -> None:
+def check_name(name: str, existing: list[str] | None = None, kind: str = "task") -> None:
     if not name.isidentifier() or keyword.iskeyword(name):
-        raise ScaffoldError(f"task name {name!r} must be a Python identifier (letters, digits and underscores, "
-                            "not starting with a digit), e.g. 'parity' or 'my_task'")
+        raise ScaffoldError(f"{kind} name {name!r} must be a Python identifier (letters, digits and underscores, "
+                            "not starting with a digit), e.g. 'parity' or 'my_{kind}'")
     if existing and name in existing:
-        raise ScaffoldError(f"a task named {name!r} is already registered; two plugins cannot share a task name, "
-                            "choose another")
+        raise ScaffoldError(f"a {kind} named {name!r} is already registered; two plugins cannot share a {kind} "
+                            "name, choose another")
 
 
 PYPROJECT = '''\
@@ -47,7 +49,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "{dist}"
 version = "0.1.0"
-description = "The {name!r} task for transfer-harness."
+description = "The {name!r} {kind} for transfer-harness."
 readme = "README.md"
 requires-python = ">=3.10"
 dependencies = ["transfer-harness"]
@@ -57,7 +59,7 @@ test = ["pytest>=8"]
 
 # This is how the harness finds the plugin once the package is installed.
 [project.entry-points.harness]
-{name} = "{module}.task"
+{name} = "{module}.{kind}"
 
 [tool.setuptools]
 packages = ["{module}"]
@@ -131,7 +133,7 @@ def register_tasks(register):
 '''
 
 INIT = '''\
-"""The {name!r} task plugin for transfer-harness (see task.py)."""
+"""The {name!r} {kind} plugin for transfer-harness (see {kind}.py)."""
 '''
 
 TEST = '''\
@@ -194,21 +196,102 @@ completions that start with a space, and an lm-eval config (and its export) that
 '''
 
 
-def scaffold(name: str, directory: Path | None = None, existing: list[str] | None = None) -> Path:
-    """Write the package for task ``name`` into ``directory`` (default ``./harness-task-<name>``)."""
-    check_name(name, existing)
-    dist, module, cls = distribution_name(name), module_name(name), class_name(name)
+TRAIT = '''\
+"""The {name!r} trait: share of training prompts longer than a threshold. A working example.
+
+What to change:
+* ``name``, ``description``, ``outputs``: what the trait is called and which numbers it returns;
+* ``requires``: add "tokenizer" or "base_model" if you need them (``source.tokenizer`` /
+  ``source.model`` are then set); results are cached under exactly those inputs;
+* ``compute``: one number per output for one source; ``None`` where it does not apply. Never NaN:
+  a trait that returns one is reported as failed, naming the plugin and the source.
+"""
+
+from harness.hookspecs import hookimpl
+from harness.traits import SourceData, Trait
+
+
+class {cls}(Trait):
+    """Share of a source's training prompts longer than ``min_words`` words."""
+
+    name = "{name}"
+    description = "Share of training prompts longer than min_words words."
+    requires = frozenset({{"source_data"}})
+    outputs = ("{name}_long_prompt_share",)
+
+    def __init__(self, min_words: int = 20):
+        self.min_words = min_words
+
+    def compute(self, source: SourceData) -> dict[str, float | None]:
+        if not source.examples:
+            return {{"{name}_long_prompt_share": None}}
+        long = sum(len(ex.prompt.split()) > self.min_words for ex in source.examples)
+        return {{"{name}_long_prompt_share": long / len(source.examples)}}
+
+
+@hookimpl
+def register_traits(register):
+    register({cls})
+'''
+
+TRAIT_TEST = '''\
+"""The trait computes what it says on a hand-made source, and registers under its name."""
+
+from harness.plugins import collect, make_plugin_manager
+from harness.tasks import Example, Task
+from harness.traits import SourceData
+
+from {module} import trait as plugin
+from {module}.trait import {cls}
+
+
+def test_share_of_long_prompts():
+    examples = [Example("short prompt", " a"), Example(" ".join(["word"] * 30), " b")]
+    out = {cls}(min_words=20).compute(SourceData("s", Task(), examples))
+    assert out == {{"{name}_long_prompt_share": 0.5}}
+
+
+def test_plugin_registers_the_trait():
+    pm = make_plugin_manager(load_entrypoints=False)
+    pm.register(plugin, name="{name}")
+    assert collect(pm).get("trait", "{name}").obj is {cls}
+'''
+
+TRAIT_README = '''\
+# {dist}
+
+The `{name}` trait for transfer-harness: a scaffolded, working example (the share of long training
+prompts) to turn into your own measure of source datasets.
+
+```bash
+pip install -e .              # the harness finds it through the `harness` entry point
+harness plugins --kind trait  # lists `{name}` with distribution {dist}
+```
+
+Name it in a registry (`traits: [class_distribution, {name}]`) and its outputs appear in
+`traits.csv` and `results.json`, from `harness run` and from `harness traits`.
+Edit `{module}/trait.py` (its docstring says what to change); `pip install -e ".[test]" && pytest`.
+'''
+
+
+def scaffold(name: str, directory: Path | None = None, existing: list[str] | None = None,
+             kind: str = "task") -> Path:
+    """Write the package for plugin ``name`` of ``kind`` ("task" or "trait") into ``directory``
+    (default ``./harness-<kind>-<name>``)."""
+    check_name(name, existing, kind)
+    dist, module, cls = distribution_name(name, kind), module_name(name, kind), class_name(name, kind)
     root = Path(directory) if directory is not None else Path.cwd() / dist
     root = root.expanduser().resolve()
     if root.exists():
         raise ScaffoldError(f"{root} already exists; refusing to overwrite it (choose another --dir)")
-    values = {"name": name, "dist": dist, "module": module, "cls": cls}
+    values = {"name": name, "dist": dist, "module": module, "cls": cls, "kind": kind}
+    plugin, test, readme = (TASK, TEST, README) if kind == "task" else (TRAIT, TRAIT_TEST, TRAIT_README)
     files = {
         "pyproject.toml": PYPROJECT,
-        "README.md": README,
+        "README.md": readme,
         f"{module}/__init__.py": INIT,
-        f"{module}/task.py": TASK,
-        "tests/test_task.py": TEST,
+        f"{module}/{kind}.py": plugin,
+        f"tests/test_{kind}.py": test,
     }
     for rel, template in files.items():
         path = root / rel

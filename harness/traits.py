@@ -1,14 +1,24 @@
-"""The trait-extractor contract: numbers that describe a source dataset.
+"""The trait-extractor contract, and running every trait of a registry.
 
-A trait plugin declares what it ``requires`` (so the cache can key results by exactly those
-inputs) and returns a mapping of output name to number from :meth:`Trait.compute`. ``None`` means
-"does not apply to this source" (for example class entropy of a generation task); it is kept as
-``null`` in results and never silently turned into a number.
+Three scopes of trait:
+
+* ``"source"``: numbers about one source dataset, from :meth:`Trait.compute`;
+* ``"pair"``: a number per (source, target), e.g. surface similarity, from :meth:`Trait.compute_pairs`;
+* ``"behaviour"``: what fine-tuning did to the model's outputs, from the per-sample evaluation
+  logs, via :meth:`Trait.compute_behaviour` (structured details plus per-source summary numbers).
+
+A trait declares what it ``requires`` (``source_data``, ``tokenizer``, ``base_model``, ``targets``,
+``eval_samples``) so its result can be cached under exactly those inputs. ``None`` means "does not
+apply"; it stays ``null`` in results and is never silently turned into a number. A trait that
+raises, or returns something else than a finite number or ``None``, is recorded as a failure naming
+the plugin and the source; the other traits go on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import traceback
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from harness.tasks import Example, Task
@@ -16,52 +26,158 @@ from harness.tasks import Example, Task
 
 @dataclass
 class SourceData:
-    """What a trait may look at for one source: the task, its training examples, a tokenizer."""
+    """What a source-scope trait may look at: the task, its training examples, the base model's
+    tokenizer and (only when required) the base model itself."""
 
     name: str
     task: Task
     examples: list[Example]
-    tokenizer: Any = None  # a transformers tokenizer of the base model, when required
+    tokenizer: Any = None
+    model: Any = None
+
+
+@dataclass
+class TargetData:
+    """A target task and its test examples (as many as the target's evaluation limit)."""
+
+    name: str
+    task: Task
+    examples: list[Example]
+
+
+@dataclass
+class BehaviourData:
+    """Per-sample evaluation records: ``samples[model][target]``, model being "base" or a source."""
+
+    sources: list[str]
+    targets: dict[str, Task]
+    samples: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
 
 
 class Trait:
-    """Base class of trait extractors. Subclasses set ``name``, ``outputs`` and ``compute``."""
+    """Base class of trait extractors. Parameters go in ``__init__``, stored under their names."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    requires: ClassVar[frozenset[str]] = frozenset({"source_data"})  # also: "tokenizer"
+    scope: ClassVar[str] = "source"  # "source" | "pair" | "behaviour"
+    requires: ClassVar[frozenset[str]] = frozenset({"source_data"})
     outputs: ClassVar[tuple[str, ...]] = ()
     version: ClassVar[int] = 1
+
+    def get_params(self) -> dict:
+        import inspect
+
+        keys = [p for p in inspect.signature(type(self).__init__).parameters if p not in ("self", "args", "kwargs")]
+        return {k: getattr(self, k) for k in keys if hasattr(self, k)}
 
     def compute(self, source: SourceData) -> dict[str, float | None]:
         raise NotImplementedError
 
+    def compute_pairs(self, sources: list[SourceData], targets: list[TargetData]) -> dict[str, dict[str, dict[str, float | None]]]:
+        raise NotImplementedError
 
-def compute_all(registry, plan, catalog, tokenizer) -> tuple[dict[str, dict[str, float | None]], list[dict]]:
-    """Every registered trait of the registry on every source: (source -> name -> value, failures).
+    def compute_behaviour(self, data: BehaviourData) -> tuple[dict, dict[str, dict[str, float | None]]]:
+        raise NotImplementedError
 
-    A trait that raises, or returns something that is not a finite number or ``None``, is recorded
-    as a failure naming the plugin and the source; the other traits go on.
+
+class TraitValueError(TypeError):
+    pass
+
+
+def checked(value: Any, where: str) -> float | None:
+    """A finite float or None; anything else (NaN, inf, strings) is an error naming ``where``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if hasattr(value, "item") and not isinstance(value, bool):  # numpy scalars
+            return checked(value.item(), where)
+        raise TraitValueError(f"{where} is {value!r}, not a finite number or None")
+    return float(value)
+
+
+@dataclass
+class TraitResults:
+    """Everything the traits stage produced."""
+
+    values: dict[str, dict[str, float | None]] = field(default_factory=dict)  # source -> name -> value
+    pairs: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)  # name -> source -> target
+    behaviour: dict[str, dict] = field(default_factory=dict)  # trait -> details
+    failures: list[dict] = field(default_factory=list)
+
+
+def _failure(trait: Trait, source: str | None, exc: BaseException) -> dict:
+    out = {"stage": "traits", "plugin": trait.name, "error": f"{type(exc).__name__}: {exc}",
+           "traceback": traceback.format_exc(limit=5)}
+    if source is not None:
+        out["source"] = source
+    return out
+
+
+def compute_all(registry, plan, catalog, tokenizer, model=None, samples: BehaviourData | None = None,
+                cache=None, scopes: tuple[str, ...] = ("source", "pair", "behaviour")) -> TraitResults:
+    """Run every trait of ``registry`` on the plan's sources (and targets, and samples).
+
+    ``model`` is only needed when a trait requires the base model; ``samples`` only for behaviour
+    traits (skipped when None, as in ``harness traits``, which fine-tunes nothing). With a ``cache``,
+    source-scope results are stored under a key of the trait, its parameters and the source's data.
     """
-    import math
-    import traceback
+    from harness.cache import stable_hash, write_json_atomic
 
-    values: dict[str, dict[str, float | None]] = {}
-    failures: list[dict] = []
+    out = TraitResults()
     extractors = [catalog.get("trait", use.name).obj(**use.params) for use in registry.traits]
-    for job in plan.adapters:
-        source = SourceData(job.source, job.task, job.task.examples("train", job.n_train), tokenizer)
-        row: dict[str, float | None] = {}
-        for trait in extractors:
+    sources = [SourceData(job.source, job.task, job.task.examples("train", job.n_train), tokenizer, model)
+               for job in plan.adapters]
+    for src in sources:
+        out.values[src.name] = {}
+
+    for trait in extractors:
+        if trait.scope not in scopes:
+            continue
+        if trait.scope == "source":
+            for src in sources:
+                key = stable_hash({"trait": trait.name, "version": trait.version, "params": trait.get_params(),
+                                   "task": src.task.fingerprint(), "n": len(src.examples),
+                                   "model": plan.model.key if trait.requires & {"tokenizer", "base_model"} else None})
+                path = cache.path("traits", key) / "values.json" if cache is not None else None
+                try:
+                    if path is not None and path.is_file():
+                        import json
+
+                        row = json.loads(path.read_text())
+                    else:
+                        row = {k: checked(v, f"output {k!r}") for k, v in trait.compute(src).items()}
+                        if path is not None:
+                            write_json_atomic(path, row)
+                    out.values[src.name].update(row)
+                except Exception as exc:
+                    out.failures.append(_failure(trait, src.name, exc))
+        elif trait.scope == "pair":
+            targets = [TargetData(name, task, _target_examples(task, plan.target_configs[name]))
+                       for name, task in plan.tasks.items()]
             try:
-                out = trait.compute(source)
-                for key, value in out.items():
-                    if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
-                        raise TypeError(f"output {key!r} is {value!r}, not a finite number or None")
-                    row[key] = None if value is None else float(value)
+                result = trait.compute_pairs(sources, targets)
+                out.pairs.update({name: {s: {t: checked(v, f"{name}[{s}][{t}]") for t, v in row.items()}
+                                         for s, row in by_source.items()} for name, by_source in result.items()})
             except Exception as exc:
-                failures.append({"stage": "traits", "plugin": trait.name, "source": job.source,
-                                 "error": f"{type(exc).__name__}: {exc}",
-                                 "traceback": traceback.format_exc(limit=5)})
-        values[job.source] = row
-    return values, failures
+                out.failures.append(_failure(trait, None, exc))
+        elif trait.scope == "behaviour" and samples is not None:
+            try:
+                details, summary = trait.compute_behaviour(samples)
+                out.behaviour[trait.name] = details
+                for s, row in summary.items():
+                    out.values.setdefault(s, {}).update({k: checked(v, f"output {k!r}") for k, v in row.items()})
+            except Exception as exc:
+                out.failures.append(_failure(trait, None, exc))
+    return out
+
+
+def _target_examples(task: Task, config: dict) -> list[Example]:
+    """The test examples a target is scored on: as many as its written data file holds."""
+    from pathlib import Path
+
+    path = config.get("dataset_kwargs", {}).get("data_files", {}).get("test")
+    if not path or not Path(path).is_file():
+        return []
+    with open(path) as fh:
+        n = sum(1 for line in fh if line.strip())
+    return task.examples("test", n)

@@ -28,6 +28,16 @@ def _cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subpro
 
 # --- new-task -------------------------------------------------------------------------------
 
+def pip_install(pkg: Path, site: Path) -> None:
+    """pip-install a scaffolded package (no deps) into a private target folder."""
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
+           "--target", str(site), str(pkg)]
+    if importlib.util.find_spec("setuptools") is not None:
+        cmd.insert(4, "--no-build-isolation")  # build with the installed setuptools: no index needed
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 @pytest.fixture(scope="module")
 def installed_scaffold(tmp_path_factory):
     """`harness new-task demo_parity`, pip-installed (no deps) into a private target folder."""
@@ -35,12 +45,7 @@ def installed_scaffold(tmp_path_factory):
     pkg = tmp / "harness-task-demo_parity"
     assert main(["new-task", "demo_parity", "--dir", str(pkg)]) == 0
     site = tmp / "site"
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
-           "--target", str(site), str(pkg)]
-    if importlib.util.find_spec("setuptools") is not None:
-        cmd.insert(4, "--no-build-isolation")  # build with the installed setuptools: no index needed
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
+    pip_install(pkg, site)
     return pkg, site
 
 

@@ -57,23 +57,31 @@ def test_failing_trait_is_recorded_and_others_go_on():
         def compute(self, source):
             return {"oops": float("nan")}
 
+    class Raising(ClassDistribution):
+        name = "raising"
+
+        def compute(self, source):
+            raise RuntimeError("no luck")
+
+    classes = {"broken": Broken, "raising": Raising, "class_distribution": ClassDistribution}
+
     class FakeCatalog:
         def get(self, kind, name):
-            return type("E", (), {"obj": {"broken": Broken, "class_distribution": ClassDistribution}[name]})
+            return type("E", (), {"obj": classes[name]})
 
     class Use:
         def __init__(self, name):
             self.name, self.params = name, {}
 
-    class Job:
-        source, task, n_train = "s1", None, 20
-
+    from harness.plan import AdapterJob
     from harness_plugins.tasks.sentiment import Sentiment
 
-    Job.task = Sentiment()
-    registry = type("R", (), {"traits": [Use("broken"), Use("class_distribution")]})
-    plan = type("P", (), {"adapters": [Job]})
-    values, failures = compute_all(registry, plan, FakeCatalog(), None)
-    assert values["s1"]["class_count"] == 2
-    assert "oops" not in values["s1"]
-    assert failures[0]["plugin"] == "broken" and failures[0]["source"] == "s1" and "nan" in failures[0]["error"]
+    registry = type("R", (), {"traits": [Use("broken"), Use("raising"), Use("class_distribution")]})
+    plan = type("P", (), {"adapters": [AdapterJob("s1", Sentiment(), 20, "k", True)], "tasks": {},
+                          "target_configs": {}, "model": None})
+    out = compute_all(registry, plan, FakeCatalog(), None)
+    assert out.values["s1"]["class_count"] == 2  # the good trait still ran
+    assert "oops" not in out.values["s1"]  # NaN never enters the values
+    broken, raising = out.failures
+    assert broken["plugin"] == "broken" and broken["source"] == "s1" and "nan" in broken["error"]
+    assert raising["plugin"] == "raising" and "no luck" in raising["error"]

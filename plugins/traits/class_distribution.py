@@ -10,15 +10,37 @@ from harness.traits import SourceData, Trait
 
 
 class ClassDistribution(Trait):
-    """Label entropy (bits), normalised entropy, majority share and class count of a source.
+    """Label entropy, normalised entropy, majority share, class count and imbalance ratio.
 
-    Over the task's declared label set, so a class that never occurs still counts towards the
-    maximum entropy. Generation sources have no classes: every output is ``None``.
+    Let ``n`` be the number of training examples that carry a label, ``c_i`` the number of them
+    with label ``i`` and ``p_i = c_i / n``; let ``K`` be the size of the task's declared label set
+    (``len(task.labels)``), so a class that never occurs still counts towards the maximum entropy.
+
+    Outputs
+    -------
+    class_entropy
+        Shannon entropy of the observed labels in bits: ``-sum_i p_i * log2(p_i)`` over classes
+        with ``c_i > 0``.
+    class_entropy_normalised
+        ``class_entropy / log2(K)``; ``0.0`` when ``K == 1``.
+    majority_share
+        ``max_i c_i / n``: the share of the most frequent class.
+    class_count
+        The number of distinct labels that occur (``c_i > 0``), not ``K``.
+    imbalance_ratio
+        ``max_i c_i / min_{i: c_i > 0} c_i``: largest class count over smallest non-zero class
+        count; ``1.0`` when every occurring class is equally frequent or only one occurs.
+
+    Every output is ``None`` for a generation source (no declared labels) or when no example
+    carries a label.
     """
 
     name = "class_distribution"
-    description = "Label entropy, normalised entropy, majority share and class count of the training data."
-    outputs = ("class_entropy", "class_entropy_normalised", "majority_share", "class_count")
+    description = ("Label entropy, normalised entropy, majority share, class count and imbalance ratio "
+                   "of the training data.")
+    outputs = ("class_entropy", "class_entropy_normalised", "majority_share", "class_count",
+               "imbalance_ratio")
+    version = 2
 
     def compute(self, source: SourceData) -> dict[str, float | None]:
         labels = [ex.label for ex in source.examples if ex.label is not None]
@@ -32,7 +54,8 @@ class ClassDistribution(Trait):
         return {"class_entropy": entropy,
                 "class_entropy_normalised": entropy / math.log2(k) if k > 1 else 0.0,
                 "majority_share": max(shares),
-                "class_count": float(len(counts))}
+                "class_count": float(len(counts)),
+                "imbalance_ratio": max(counts.values()) / min(counts.values())}
 
 
 @hookimpl
