@@ -238,12 +238,13 @@ def _evaluate(plan: Plan, registry: Registry, cache: Cache, host, model, tokeniz
             for cell in cells:
                 progress.update(bar, description=f"evaluate {model_name} on {cell.target}")
                 try:
+                    start = time.perf_counter()
                     if model_name == BASE:
                         with host.base_only():
                             result = _score(evaluator, plan, cell.target)
                     else:
                         result = _score(evaluator, plan, cell.target)
-                    _store_cell(cache, cell, result)
+                    _store_cell(cache, cell, result, time.perf_counter() - start)
                 except Exception as exc:
                     failures.append({"stage": "evaluate", "source": model_name, "target": cell.target,
                                      "error": f"{type(exc).__name__}: {exc}",
@@ -257,10 +258,11 @@ def _score(evaluator, plan: Plan, target: str):
     return evaluator.evaluate({target: plan.target_configs[target]}, {target: task.metric()})[target]
 
 
-def _store_cell(cache: Cache, cell, result) -> None:
+def _store_cell(cache: Cache, cell, result, seconds: float) -> None:
     with cache.entry("cells", cell.key) as tmp:
         write_json_atomic(tmp / "cell.json", {"model": cell.model, "target": cell.target, "value": result.value,
-                                              "stderr": result.stderr, "metric": result.metric, "n": result.n})
+                                              "stderr": result.stderr, "metric": result.metric, "n": result.n,
+                                              "seconds": round(seconds, 3)})
         with open(tmp / "samples.jsonl", "w") as fh:
             for sample in result.samples:
                 fh.write(json.dumps(sample) + "\n")
