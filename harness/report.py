@@ -62,8 +62,7 @@ def _num(value) -> str:
 
 
 def write_outputs(run_dir: Path, results: dict, mat: Matrix, plan: Plan, cache: Cache) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "results.json", results)
+    run_dir.mkdir(parents=True, exist_ok=True)  # results.json itself is written last, by the pipeline
     write_text_atomic(run_dir / "matrix.csv", _csv(
         ["source", *mat.targets], [[s, *(_num(mat.transfer[s][t]) for t in mat.targets)] for s in mat.sources]))
     _write_trait_tables(run_dir, mat.sources, results["traits"], results["pair_traits"])
