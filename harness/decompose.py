@@ -15,18 +15,14 @@ from typing import ClassVar
 
 import numpy as np
 
+from harness.params import Parameterised
 
-class Decomposer:
+
+class Decomposer(Parameterised):
     """Base class of decomposer plugins."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-
-    def get_params(self) -> dict:
-        import inspect
-
-        keys = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {k: getattr(self, k) for k in keys}
 
     def fit(self, X: np.ndarray, y=None) -> "Decomposer":
         raise NotImplementedError

@@ -21,6 +21,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from harness.params import Parameterised
 from harness.tasks import Example, Task
 
 
@@ -54,7 +55,7 @@ class BehaviourData:
     samples: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
 
 
-class Trait:
+class Trait(Parameterised):
     """Base class of trait extractors. Parameters go in ``__init__``, stored under their names."""
 
     name: ClassVar[str]
@@ -63,12 +64,6 @@ class Trait:
     requires: ClassVar[frozenset[str]] = frozenset({"source_data"})
     outputs: ClassVar[tuple[str, ...]] = ()
     version: ClassVar[int] = 1
-
-    def get_params(self) -> dict:
-        import inspect
-
-        keys = [p for p in inspect.signature(type(self).__init__).parameters if p not in ("self", "args", "kwargs")]
-        return {k: getattr(self, k) for k in keys if hasattr(self, k)}
 
     def compute(self, source: SourceData) -> dict[str, float | None]:
         raise NotImplementedError
