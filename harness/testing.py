@@ -303,3 +303,207 @@ def check_task(task_cls, /, **options) -> list[str]:
         check_export(task, Path(tmp), N_TEST, reference)
         done.append("check_export")
     return done
+
+
+# --- decomposers --------------------------------------------------------------------------------
+
+# Random transfer-like matrices with negative entries: fewer sources than targets (the usual case)
+# and more.
+DECOMPOSER_SHAPES = ((4, 6), (12, 5))
+
+
+def _who_decomposer(cls) -> str:
+    return f"decomposer {getattr(cls, 'name', cls.__name__)!r} ({cls.__module__}.{cls.__qualname__})"
+
+
+def _numpydoc_section(doc: str, title: str) -> bool:
+    return re.search(rf"^[ \t]*{title}[ \t]*\n[ \t]*-{{{len(title)}}}[ \t]*$", doc, re.MULTILINE) is not None
+
+
+def check_decomposer_class(cls) -> None:
+    """``name``, ``description`` and a numpydoc class docstring with Parameters and Attributes."""
+    import inspect
+
+    check_name(cls)
+    who = _who_decomposer(cls)
+    description = getattr(cls, "description", "")
+    assert isinstance(description, str) and description.strip(), (
+        f"{who}: description is empty; set a class attribute `description`, one line saying what it does")
+    doc = inspect.getdoc(cls) or ""
+    for title in ("Parameters", "Attributes"):
+        assert _numpydoc_section(doc, title), (
+            f"{who}: the class docstring has no numpydoc '{title}' section; add '{title}' underlined with "
+            f"'{'-' * len(title)}' listing each {'__init__ argument' if title == 'Parameters' else 'fitted attribute'} "
+            "with its type and, for arrays, shape")
+
+
+def check_decomposer_params(cls, params: dict) -> None:
+    """``__init__`` accepts ``n_components``, stores every argument unchanged, learns nothing;
+    ``get_params()`` round-trips."""
+    import inspect
+
+    import numpy as np
+
+    who = _who_decomposer(cls)
+    signature = inspect.signature(cls.__init__)
+    assert "n_components" in signature.parameters, (
+        f"{who}: __init__ has no `n_components` argument; the analysis layer passes it to every decomposer "
+        "(add `n_components: int | None = None`, None letting the decomposer choose)")
+    est = cls(**params)
+    given = {name: p.default for name, p in signature.parameters.items()
+             if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    given.update(params)
+    for name, value in given.items():
+        assert hasattr(est, name), (f"{who}: __init__ does not store its argument {name!r}; set "
+                                    f"`self.{name} = {name}` (get_params reads it back from there)")
+        stored = getattr(est, name)
+        assert stored is value or _same(stored, value), (
+            f"{who}: __init__ stores {name}={stored!r} but was given {value!r}; store arguments unchanged and "
+            "derive values (defaults, clipping) in fit, into attributes ending in '_'")
+    learned = sorted(a for a in vars(est) if a.endswith("_") and not a.startswith("_"))
+    assert not learned, f"{who}: __init__ sets {learned}; attributes ending in '_' are learned state, set them in fit"
+    got = est.get_params()
+    again = cls(**got).get_params()
+    assert _same(again, got), (f"{who}: get_params() does not round-trip: cls(**get_params()).get_params() gives "
+                               f"{again!r}, not {got!r}")
+    try:
+        cls(**{**params, "n_components": 0}).fit(np.random.default_rng(0).normal(size=(4, 3)))
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"{who}: n_components=0 is accepted; raise ValueError for anything but a positive "
+                             "integer or None")
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - arrays and other things without a plain ==
+        return False
+
+
+def _default_k(n: int, p: int) -> int:
+    return max(1, min(n - 1, p))
+
+
+def check_decomposer_fit(cls, params: dict, X: np.ndarray, n_components: int | None) -> None:
+    """On ``X``: fit returns self, leaves ``X`` alone; components_, ratios and transform have the
+    contract's shapes, are finite, ordered by explained variance and signed."""
+    import numpy as np
+
+    who = _who_decomposer(cls)
+    n, p = X.shape
+    k = _default_k(n, p) if n_components is None else n_components
+    where = f"{who} on a {n}x{p} matrix with n_components={n_components}"
+    before = X.copy()
+    est = cls(**{**params, "n_components": n_components})
+    try:
+        fitted = est.fit(X)
+    except Exception as exc:  # noqa: BLE001
+        raise AssertionError(f"{where}: fit raised {type(exc).__name__}: {exc}") from exc
+    assert fitted is est, f"{where}: fit returned {fitted!r}, not self; end fit with `return self`"
+    assert np.array_equal(X, before), f"{where}: fit modified X in place; work on a copy (e.g. X - mean, not X -= mean)"
+    C = getattr(est, "components_", None)
+    assert isinstance(C, np.ndarray) and C.shape == (k, p), (
+        f"{where}: components_ has shape {getattr(C, 'shape', None)}, not ({k}, {p}) = (n_components, n_targets)"
+        + ("; n_components=None must keep min(n_sources - 1, n_targets), at least 1" if n_components is None else ""))
+    assert np.isfinite(C).all(), f"{where}: components_ has non-finite entries"
+    r = getattr(est, "explained_variance_ratio_", None)
+    assert isinstance(r, np.ndarray) and r.shape == (k,), (
+        f"{where}: explained_variance_ratio_ has shape {getattr(r, 'shape', None)}, not ({k},)")
+    assert np.isfinite(r).all() and (r >= 0).all() and (r <= 1).all(), (
+        f"{where}: explained_variance_ratio_ {r} is not finite in [0, 1]; clip shares that can overshoot")
+    assert (np.diff(r) <= 1e-12).all(), (
+        f"{where}: explained_variance_ratio_ {r} is not descending; order components by explained variance")
+    top = C[np.arange(k), np.abs(C).argmax(axis=1)]
+    assert (top >= 0).all(), (
+        f"{where}: component(s) {np.flatnonzero(top < 0).tolist()} have a negative largest |loading|; flip "
+        "each component (and its scores) so its largest-magnitude loading is positive")
+    try:
+        T = est.transform(X)
+    except Exception as exc:  # noqa: BLE001
+        raise AssertionError(f"{where}: transform raised {type(exc).__name__}: {exc}") from exc
+    assert isinstance(T, np.ndarray) and T.shape == (n, k), (
+        f"{where}: transform(X) has shape {getattr(T, 'shape', None)}, not ({n}, {k}) = (n_sources, n_components)")
+    assert np.isfinite(T).all(), f"{where}: transform(X) has non-finite entries"
+    assert np.array_equal(X, before), f"{where}: transform modified X in place; work on a copy"
+    again = cls(**{**params, "n_components": n_components}).fit(X)
+    same = (np.allclose(again.components_, C, rtol=0, atol=1e-10)
+            and np.allclose(again.transform(X), T, rtol=0, atol=1e-10))
+    assert same, (f"{where}: not deterministic: two fits of the same matrix differ (largest change in "
+                  f"components_ {np.abs(again.components_ - C).max():.3g}); seed every random choice from "
+                  "a `random_state` parameter, default 0")
+
+
+def check_decomposer_rejects(cls, params: dict, X: np.ndarray) -> None:
+    """ValueError for a matrix with NaN or inf, and for n_components above what the matrix allows."""
+    import numpy as np
+
+    who = _who_decomposer(cls)
+    for bad in (np.nan, np.inf):
+        Y = X.copy()
+        Y[1, 1] = bad
+        try:
+            cls(**params).fit(Y)
+        except ValueError:
+            pass
+        except Exception as exc:  # noqa: BLE001
+            raise AssertionError(f"{who}: a matrix with {bad} raises {type(exc).__name__}: {exc}; raise ValueError "
+                                 "saying X must be finite") from exc
+        else:
+            raise AssertionError(f"{who}: fit accepts a matrix with {bad}; check np.isfinite(X).all() and raise "
+                                 "ValueError")
+    n, p = X.shape
+    k = min(n, p) + 1
+    try:
+        cls(**{**params, "n_components": k}).fit(X)
+    except ValueError as exc:
+        assert str(k) in str(exc), (f"{who}: n_components={k} on a {n}x{p} matrix raises ValueError({str(exc)!r}), "
+                                    f"which does not name {k}; say both the number asked and the most allowed")
+    except Exception as exc:  # noqa: BLE001
+        raise AssertionError(f"{who}: n_components={k} on a {n}x{p} matrix raises {type(exc).__name__}: {exc}; "
+                             "raise ValueError naming both numbers") from exc
+    else:
+        raise AssertionError(f"{who}: n_components={k} on a {n}x{p} matrix is accepted, more than min(n_sources, "
+                             f"n_targets)={min(n, p)}; raise ValueError naming both numbers instead of clipping")
+
+
+def check_decomposer(cls, /, **params) -> list[str]:
+    """Run every conformance check on the decomposer class ``cls`` with ``params``; return the checks' names.
+
+    Raises AssertionError naming the decomposer and the first problem found. ``params`` are further
+    ``__init__`` arguments (``n_components`` is varied by the checks). Use it in a plugin's tests::
+
+        from harness.testing import check_decomposer
+
+        def test_my_decomposer_conforms():
+            check_decomposer(MyDecomposer)
+            check_decomposer(MyDecomposer, rotation="varimax")
+
+    What is checked: ``name``, ``description`` and numpydoc ``Parameters`` and ``Attributes``
+    sections; ``__init__`` takes ``n_components``, stores its arguments unchanged, learns nothing, and
+    ``get_params()`` round-trips; on a 4x6 and a 12x5 random matrix with negative entries and
+    n_components 1, 2 and None: ``fit`` returns self and leaves X alone, ``components_`` is
+    (n_components, n_targets), ``explained_variance_ratio_`` finite in [0, 1] and descending, each
+    component's largest |loading| positive, ``transform`` (n_sources, n_components), two fits equal;
+    NaN, inf and n_components > min(n_sources, n_targets) raise ValueError.
+    """
+    import numpy as np
+
+    from harness.decompose import Decomposer
+
+    assert isinstance(cls, type) and issubclass(cls, Decomposer), (
+        f"{cls!r} is not a subclass of harness.decompose.Decomposer")
+    check_decomposer_class(cls)
+    done = ["check_decomposer_class"]
+    check_decomposer_params(cls, params)
+    done.append("check_decomposer_params")
+    matrices = [np.random.default_rng(i).normal(size=shape) for i, shape in enumerate(DECOMPOSER_SHAPES)]
+    for X in matrices:
+        for k in (1, 2, None):
+            check_decomposer_fit(cls, params, X, k)
+    done.append("check_decomposer_fit")
+    for X in matrices:
+        check_decomposer_rejects(cls, params, X)
+    done.append("check_decomposer_rejects")
+    return done
