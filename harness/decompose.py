@@ -40,28 +40,40 @@ def component_ids(n: int) -> list[str]:
 
 
 def name_components(components: np.ndarray, targets: list[str],
-                    abilities: dict[str, tuple[str, ...]]) -> dict[str, str]:
+                    abilities: dict[str, tuple[str, ...]]) -> tuple[dict[str, str], dict[str, list[dict]]]:
     """Name each component from the ability tags of the targets that load on it most.
 
     Tags are weighted by |loading| over the targets whose |loading| is at least half the
     component's largest; the heaviest tag names the component, with the runner-up appended when
-    it weighs at least half as much (e.g. ``"sentiment+nlu"``).
+    it weighs at least half as much (e.g. ``"sentiment+nlu"``). A target without tags stands for
+    itself, so a matrix from elsewhere still gets readable names.
+
+    Returns
+    -------
+    names : dict, component id -> name
+    evidence : dict, component id -> the loadings that justify the name, largest |loading| first:
+        list of {"target", "loading", "abilities"}
     """
     names: dict[str, str] = {}
+    evidence: dict[str, list[dict]] = {}
     components = np.asarray(components)
     for cid, row in zip(component_ids(len(components)), components):
         top = np.abs(row).max()
         weights: dict[str, float] = {}
-        for target, loading in zip(targets, row):
+        evidence[cid] = []
+        for j in np.argsort(-np.abs(row), kind="stable"):
+            target, loading = targets[j], float(row[j])
             if top > 0 and abs(loading) >= 0.5 * top:
-                for tag in abilities.get(target, ()) or ("unlabelled",):
-                    weights[tag] = weights.get(tag, 0.0) + abs(float(loading))
+                tags = tuple(abilities.get(target, ())) or (target,)
+                evidence[cid].append({"target": target, "loading": loading, "abilities": list(tags)})
+                for tag in tags:
+                    weights[tag] = weights.get(tag, 0.0) + abs(loading)
         ranked = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))
         label = ranked[0][0] if ranked else "flat"
         if len(ranked) > 1 and ranked[1][1] >= 0.5 * ranked[0][1]:
             label += "+" + ranked[1][0]
         names[cid] = label
-    return names
+    return names, evidence
 
 
 def complete_submatrix(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,39 +92,86 @@ def complete_submatrix(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
-def run_all(registry, catalog, matrix, plan) -> tuple[dict, list[dict]]:
-    """Fit every decomposer of the registry to the transfer matrix.
+def decompose(use, cls, sources: list[str], targets: list[str], X: np.ndarray, base: np.ndarray | None,
+              outcomes, abilities: dict[str, tuple[str, ...]], settings) -> dict:
+    """Normalise, choose the number of components, fit, name, and check stability: one decomposition.
 
-    Sources or targets with a missing cell are left out of the fit (and named in the result), since
-    no decomposer here accepts holes.
+    Parameters
+    ----------
+    use : DecomposerUse
+        The registry entry (params, normalisation, n_components, names).
+    cls : type
+        The decomposer class.
+    X : ndarray of shape (n_sources, n_targets)
+        Raw transfer, no holes.
+    base : ndarray of shape (n_targets,) or None
+        Base scores (for relative transfer and the bootstrap).
+    outcomes : Outcomes or None
+        Per-sample outcomes (for ordinal normalisation, the bootstrap).
+    settings : AnalysisSettings
     """
-    import traceback
+    from harness import dimensionality, stability
+    from harness.normalise import normalise
 
-    X = matrix.array()
-    keep_rows, keep_cols = complete_submatrix(X)
-    sources = [s for s, k in zip(matrix.sources, keep_rows) if k]
-    targets = [t for t, k in zip(matrix.targets, keep_cols) if k]
-    X = X[keep_rows][:, keep_cols]
-    abilities = {t: plan.tasks[t].abilities for t in targets}
-    out, failures = {}, []
-    for use in registry.decomposers:
-        try:
-            if len(sources) < 2 or not targets:
-                raise ValueError(f"needs at least 2 complete sources and 1 target, has {len(sources)} and {len(targets)}")
-            est = catalog.get("decomposer", use.name).obj(**use.params)
-            scores = est.fit(X).transform(X)
-            ids = component_ids(len(est.components_))
-            names = name_components(est.components_, targets, abilities)
-            out[use.name] = {
-                "params": est.get_params(),
-                "explained_variance_ratio": [float(v) for v in est.explained_variance_ratio_],
-                "loadings": {c: dict(zip(targets, map(float, row))) for c, row in zip(ids, est.components_)},
-                "scores": {s: dict(zip(ids, map(float, row))) for s, row in zip(sources, scores)},
-                "labels": names,
-                "excluded": {"sources": [s for s in matrix.sources if s not in sources],
-                             "targets": [t for t in matrix.targets if t not in targets]},
-            }
-        except Exception as exc:
-            failures.append({"stage": "decompose", "plugin": use.name, "error": f"{type(exc).__name__}: {exc}",
-                             "traceback": traceback.format_exc(limit=5)})
-    return out, failures
+    rows = [1 + outcomes.sources.index(s) for s in sources] if outcomes is not None else []
+    aligned = outcomes is not None and all(t in outcomes.values for t in targets)
+
+    def per_target(resampled=None):
+        return [outcomes.values[t][[0, *rows]] if resampled is None else outcomes.values[t][[0, *rows]][:, resampled[t]]
+                for t in targets]
+
+    if use.normalisation == "ordinal" and not aligned:
+        missing = [t for t in targets if outcomes is None or t not in outcomes.values]
+        raise ValueError(f"ordinal normalisation needs per-sample logs of every model on {', '.join(missing)}")
+    prepared = normalise(use.normalisation, X, base, per_target() if use.normalisation == "ordinal" else None, targets)
+    k, scree = dimensionality.choose(use.n_components, prepared, seed=settings.seed)
+
+    def fit(M, n_components):
+        return cls(**use.params, n_components=n_components).fit(M)
+
+    est = fit(prepared, k)
+    ids = component_ids(len(est.components_))
+    scores = est.transform(prepared)
+    names, evidence = name_components(est.components_, targets, abilities)
+    unknown = sorted(set(use.names) - set(ids))
+    if unknown:
+        raise ValueError(f"names given for {', '.join(unknown)}, but the decomposition has only {', '.join(ids)}")
+    names.update(use.names)
+
+    def refit(M, n_components):
+        return fit(M, n_components).components_
+
+    boot = None
+    resampleable = [t for t in targets if outcomes is not None and t in outcomes.values
+                    and (use.normalisation == "ordinal" or t not in outcomes.not_mean)]
+    if settings.bootstrap and resampleable and base is not None:
+        def draw(rng):
+            picks = {t: rng.integers(0, outcomes.values[t].shape[1], outcomes.values[t].shape[1]) for t in resampleable}
+            M = X.copy()
+            b = base.copy()
+            for j, t in enumerate(targets):
+                if t in picks:
+                    means = outcomes.values[t][[0, *rows]][:, picks[t]].mean(axis=1)
+                    b[j], M[:, j] = means[0], means[1:] - means[0]
+            ordinal = per_target({t: picks.get(t, slice(None)) for t in targets}) if use.normalisation == "ordinal" else None
+            return normalise(use.normalisation, M, b, ordinal, targets)
+
+        boot = stability.bootstrap(refit, draw, est.components_, targets, ids, settings.bootstrap,
+                                   seed=settings.seed, confidence=settings.confidence)
+        boot["fixed_targets"] = [t for t in targets if t not in resampleable]
+    loso = None
+    if len(sources) >= 3:
+        loso = stability.leave_one_source_out(refit, prepared, sources, est.components_, ids,
+                                              max_k=lambda n, p: min(n - 1, p))
+    return {
+        "params": est.get_params(),
+        "normalisation": use.normalisation,
+        "n_components": {"requested": use.n_components, "k": len(ids), **scree},
+        "explained_variance_ratio": [float(v) for v in est.explained_variance_ratio_],
+        "loadings": {c: dict(zip(targets, map(float, row))) for c, row in zip(ids, est.components_)},
+        "scores": {s: dict(zip(ids, map(float, row))) for s, row in zip(sources, scores)},
+        "labels": names,
+        "label_evidence": evidence,
+        "stability": {"bootstrap": boot, "leave_one_source_out": loso,
+                      "verdict": {c: stability.verdict(boot, loso, c) for c in ids}},
+    }

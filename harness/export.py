@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from harness.registry import did_you_mean
+
 DEFAULT_LIMIT = 100
 
 
@@ -29,25 +31,13 @@ class ExportError(Exception):
 
 # --- task lookup and options ------------------------------------------------------------------
 
-def _did_you_mean(name: str, known: list[str]) -> str:
-    try:
-        from harness.registry import _did_you_mean as hint
-    except ImportError:  # pragma: no cover - the registry's helper moved
-        import difflib
-
-        def hint(name, known):
-            close = difflib.get_close_matches(name, known, n=1)
-            return (f"; did you mean {close[0]!r}?" if close else "") + f" Known: {', '.join(known) or 'none'}."
-    return hint(name, known)
-
-
 def task_class(name: str) -> type:
     """The registered task class called ``name``, or ExportError with a did-you-mean hint."""
     from harness.plugins import catalog
 
     cat = catalog()
     if name not in cat.names("task"):
-        raise ExportError(f"unknown task {name!r}{_did_you_mean(name, cat.names('task'))}")
+        raise ExportError(f"unknown task {name!r}{did_you_mean(name, cat.names('task'))}")
     return cat.get("task", name).obj
 
 

@@ -104,19 +104,28 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     with timer.stage("evaluate"):
         _evaluate(plan, registry, cache, host, model, tokenizer, console, failures)
 
-    from harness import decompose, matrix, report, traits
+    from harness import analysis, matrix, report, traits
+    from harness.outcomes import collect
 
     with timer.stage("matrix"):
         mat = matrix.assemble(plan, cache)
     with timer.stage("traits"):
         model, tokenizer = _trait_model(registry, cat, location, cache, model, tokenizer)
+        behaviour = _behaviour_data(plan, cache)
         with (host.base_only() if host is not None else nullcontext()):
-            trait_results = traits.compute_all(registry, plan, cat, tokenizer, model,
-                                               samples=_behaviour_data(plan, cache), cache=cache)
+            trait_results = traits.compute_all(registry, plan, cat, tokenizer, model, samples=behaviour, cache=cache)
         failures += trait_results.failures
-    with timer.stage("decompose"):
-        decompositions, dec_failures = decompose.run_all(registry, cat, mat, plan)
-        failures += dec_failures
+    with timer.stage("analyse"):
+        data = analysis.TransferData(
+            sources=mat.sources, targets=mat.targets, transfer=mat.transfer,
+            base={t: (c["value"] if c else None) for t, c in mat.base.items()},
+            abilities={t: plan.tasks[t].abilities for t in mat.targets},
+            traits=trait_results.values,
+            source_trait_names=[k for k, scope in trait_results.scopes.items() if scope == "source"],
+            pair_traits=trait_results.pairs,
+            outcomes=collect(behaviour.samples, mat.sources, mat.targets, {BASE: mat.base, **mat.scores}))
+        analysed, analysis_failures = analysis.analyse(data, registry.decomposers, cat, registry.analysis)
+        failures += analysis_failures
 
     provenance = {
         "versions": library_versions(),
@@ -131,7 +140,7 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
         "reused": reused,
         "computed": computed,
     }
-    results = report.build_results(registry, plan, mat, trait_results, decompositions, provenance, failures)
+    results = report.build_results(registry, plan, mat, trait_results, analysed, provenance, failures)
     with timer.stage("report"):
         report.write_outputs(run_dir, results, mat, plan, cache)
     results["provenance"]["seconds"] = timer.seconds

@@ -6,6 +6,7 @@ serialised form, and :func:`load_registry` turns a file into a checked :class:`R
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -110,6 +111,63 @@ class PluginUse(_Config):
         return {"name": value} if isinstance(value, str) else value
 
 
+class DecomposerUse(PluginUse):
+    """A decomposer, with how the matrix is prepared for it and how many components it keeps."""
+
+    normalisation: Literal["raw", "relative", "zscore", "ordinal"] = Field(
+        "raw", description="Matrix fed to the decomposer: raw transfer (adapter - base); relative "
+                           "((adapter - base) / base); zscore (each target standardised over sources); ordinal "
+                           "(Taskonomy-style: pairwise win rates from per-sample outcomes, AHP priorities, log "
+                           "ratio against the base model).")
+    n_components: int | float | Literal["parallel"] | None = Field(
+        None, description="Components kept: an integer; a float in (0, 1) keeps the fewest components whose "
+                          "explained variance reaches it; 'parallel' uses Horn's parallel analysis; empty lets "
+                          "the decomposer choose (at most n_sources - 1).")
+    names: dict[str, str] = Field(default_factory=dict, description="Component names that override the "
+                                  "automatic ones, e.g. {C1: arithmetic}.")
+    alias: str | None = Field(None, pattern=SAFE_NAME, description="Key of this decomposition in results, "
+                              "when one decomposer is used twice (e.g. PCA on raw and on z-scored transfer).")
+
+    @property
+    def key(self) -> str:
+        return self.alias or self.name
+
+    @field_validator("n_components")
+    @classmethod
+    def _components(cls, value):
+        if isinstance(value, bool):
+            raise ValueError("n_components must be an integer, a float in (0, 1), 'parallel' or empty")
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"n_components must be at least 1, got {value}")
+        if isinstance(value, float) and not 0 < value < 1:
+            raise ValueError(f"a float n_components is an explained-variance threshold in (0, 1), got {value}; "
+                             "for a fixed number of components write an integer")
+        return value
+
+    @model_validator(mode="after")
+    def _not_in_params(self):
+        if "n_components" in self.params:
+            raise ValueError("give n_components on the decomposer entry itself (next to name), not in params")
+        for key in self.names:
+            if not re.fullmatch(r"C[1-9][0-9]*", key):
+                raise ValueError(f"names keys are component ids C1, C2, ...; got {key!r}")
+        return self
+
+
+class AnalysisSettings(_Config):
+    """Statistics of the analysis stage: stability, trait tests, cell tests, prediction."""
+
+    bootstrap: int = Field(200, ge=0, le=100_000, description="Bootstrap resamples of the evaluation samples "
+                           "(per target, shared by all models) for loading intervals and component stability; 0 turns it off.")
+    permutations: int = Field(10_000, ge=100, description="Permutation budget of trait tests; the test is exact "
+                              "(every ordering) when n_sources! is within it.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Level of confidence intervals.")
+    fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg level: q-values below it are reported as discoveries.")
+    ridge_alpha: float = Field(1.0, gt=0, description="Ridge penalty of the trait -> transfer prediction "
+                               "(features standardised).")
+    seed: int = Field(0, description="Seed of every resampling in the analysis.")
+
+
 class Registry(_Config):
     """One experiment: a base model, sources to fine-tune on, targets to score, and the analysis."""
 
@@ -124,9 +182,13 @@ class Registry(_Config):
     traits: list[PluginUse] = Field(default_factory=lambda: [PluginUse(name=n) for n in (
         "class_distribution", "completion_length", "lexical", "linguistic", "tfidf_similarity", "behaviour")],
         description="Trait extractors by name (see `harness plugins --kind trait`).")
-    decomposers: list[PluginUse] = Field(default_factory=lambda: [PluginUse(name="pca")])
+    decomposers: list[DecomposerUse] = Field(default_factory=lambda: [DecomposerUse(name="pca")],
+                                             description="Decomposers of the transfer matrix (see `harness plugins --kind decomposer`).")
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    candidates: list[SourceConfig] = Field(default_factory=list, description="Datasets not fine-tuned: "
+                                           "`harness recommend` predicts their transfer from their traits.")
 
-    @field_validator("sources", "targets")
+    @field_validator("sources", "targets", "candidates")
     @classmethod
     def _unique(cls, uses):
         seen: dict[str, int] = {}
@@ -136,6 +198,23 @@ class Registry(_Config):
                                  "remove one, or give one an `alias` if the options differ")
             seen[use.key] = i
         return uses
+
+    @field_validator("decomposers")
+    @classmethod
+    def _unique_decomposers(cls, uses):
+        keys = [use.key for use in uses]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise ValueError(f"decomposer {key!r} is listed twice; give one an `alias` (results are keyed by it)")
+        return uses
+
+    @model_validator(mode="after")
+    def _candidates_are_new(self):
+        tuned = {use.key for use in self.sources}
+        for use in self.candidates:
+            if use.key in tuned:
+                raise ValueError(f"candidate {use.key!r} is already a source; candidates are datasets not fine-tuned")
+        return self
 
 
 # --- loading with line numbers ------------------------------------------------------------------
@@ -188,7 +267,7 @@ def _line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
     return lines.get(loc)
 
 
-def _did_you_mean(name: str, known: list[str]) -> str:
+def did_you_mean(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"{hint} Known: {', '.join(known) or 'none'}."
@@ -244,11 +323,11 @@ def _plugin_problems(registry: Registry):
     from harness.plugins import catalog
 
     cat = catalog()
-    for section in ("sources", "targets"):
+    for section in ("sources", "targets", "candidates"):
         for i, use in enumerate(getattr(registry, section)):
             if use.task not in cat.entries["task"]:
                 loc = (section, i, "task")
-                yield loc, _path_str(loc), f"unknown task {use.task!r}" + _did_you_mean(use.task, cat.names("task"))
+                yield loc, _path_str(loc), f"unknown task {use.task!r}" + did_you_mean(use.task, cat.names("task"))
                 continue
             try:
                 options = cat.get("task", use.task).obj.Options(**use.options)
@@ -266,7 +345,7 @@ def _plugin_problems(registry: Registry):
         for i, use in enumerate(getattr(registry, section)):
             loc = (section, i)
             if use.name not in cat.entries[kind]:
-                yield loc, _path_str(loc), f"unknown {kind} {use.name!r}" + _did_you_mean(use.name, cat.names(kind))
+                yield loc, _path_str(loc), f"unknown {kind} {use.name!r}" + did_you_mean(use.name, cat.names(kind))
                 continue
             try:
                 cat.get(kind, use.name).obj(**use.params)

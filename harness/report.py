@@ -20,7 +20,7 @@ from harness.registry import Registry
 SCHEMA_PATH = Path(__file__).parent / "schema" / "results.schema.json"
 
 
-def build_results(registry: Registry, plan: Plan, mat: Matrix, traits, decompositions: dict,
+def build_results(registry: Registry, plan: Plan, mat: Matrix, traits, analysed: dict,
                   provenance: dict, failures: list[dict]) -> dict:
     return {
         "experiment": registry.experiment,
@@ -34,9 +34,10 @@ def build_results(registry: Registry, plan: Plan, mat: Matrix, traits, decomposi
         "scores": mat.scores,
         "transfer": mat.transfer,
         "traits": traits.values,
+        "trait_scopes": traits.scopes,
         "pair_traits": traits.pairs,
         "behaviour": traits.behaviour,
-        "decompositions": decompositions,
+        **analysed,
         "failures": [{k: v for k, v in f.items() if k != "traceback"} for f in failures],
         "provenance": provenance,
     }
@@ -120,28 +121,25 @@ def markdown(results: dict) -> str:
         cell = results["base"][t]
         score = "failed" if cell is None else f"{cell['value']:.3f} ± {cell['stderr'] or 0:.3f}"
         out.append(f"| {_md_escape(t)} | {results['metrics'][t]} | {score} |")
+    tests = results.get("cell_tests") or {}
     out += ["", "## Transfer (adapter − base)", "",
-            "Marked `*` where |change| exceeds twice the adapter cell's standard error.", "",
+            ("Marked `*` where the paired test of adapter against base on the same documents (McNemar, or a "
+             "paired bootstrap) is significant after Benjamini-Hochberg correction over the matrix."
+             if tests else "Marked `*` where |change| exceeds twice the adapter cell's standard error."), "",
             "| source | " + " | ".join(_md_escape(t) for t in targets) + " |",
             "|---|" + "---|" * len(targets)]
     for s in sources:
         cells = []
         for t in targets:
             delta, score = results["transfer"][s][t], results["scores"][s][t]
-            mark = "*" if delta is not None and score and score["stderr"] and abs(delta) > 2 * score["stderr"] else ""
+            test = tests.get(s, {}).get(t)
+            if tests:
+                mark = "*" if test and test["significant"] else ""
+            else:
+                mark = "*" if delta is not None and score and score["stderr"] and abs(delta) > 2 * score["stderr"] else ""
             cells.append(_signed(delta) + mark)
         out.append(f"| {_md_escape(s)} | " + " | ".join(cells) + " |")
-    for name, dec in results["decompositions"].items():
-        comps = list(dec["labels"])
-        out += ["", f"## Latent abilities ({_md_escape(name)})", "",
-                "| component | name | explained variance |", "|---|---|---|"]
-        for c, ratio in zip(comps, dec["explained_variance_ratio"]):
-            out.append(f"| {c} | {_md_escape(dec['labels'][c])} | {ratio:.3f} |")
-        loaded = list(next(iter(dec["loadings"].values()), {}))
-        out += ["", "Loadings:", "", "| component | " + " | ".join(_md_escape(t) for t in loaded) + " |",
-                "|---|" + "---|" * len(loaded)]
-        for c in comps:
-            out.append(f"| {c} | " + " | ".join(f"{dec['loadings'][c][t]:+.2f}" for t in loaded) + " |")
+    out += _markdown_analysis(results)
     trait_names = sorted({k for row in results["traits"].values() for k in row})
     if trait_names:
         out += ["", "## Source traits", "", "| source | " + " | ".join(trait_names) + " |",
@@ -155,6 +153,54 @@ def markdown(results: dict) -> str:
         out += [f"- {f['stage']}: " + ", ".join(f"{k}={_md_escape(v)}" for k, v in f.items() if k != "stage")
                 for f in results["failures"]]
     return "\n".join(out) + "\n"
+
+
+def _markdown_analysis(results: dict) -> list[str]:
+    out = []
+    for name, dec in results["decompositions"].items():
+        comps = list(dec["labels"])
+        n = dec.get("n_components", {})
+        stab = dec.get("stability") or {}
+        boot, loso = stab.get("bootstrap") or {}, stab.get("leave_one_source_out") or {}
+        out += ["", f"## Latent abilities ({_md_escape(name)})", "",
+                f"{len(comps)} component(s) of the {_md_escape(dec.get('normalisation', 'raw'))} matrix; "
+                f"chosen by {_md_escape(n.get('method', 'the decomposer'))}.", "",
+                "| component | name | explained variance | stability | bootstrap congruence (median) | "
+                "leave-one-source-out congruence (min) |", "|---|---|---|---|---|---|"]
+        for c, ratio in zip(comps, dec["explained_variance_ratio"]):
+            out.append(f"| {c} | {_md_escape(dec['labels'][c])} | {ratio:.3f} | {stab.get('verdict', {}).get(c, 'untested')} | "
+                       f"{_fmt(boot.get('congruence', {}).get(c, {}).get('median'))} | {_fmt(loso.get('min', {}).get(c))} |")
+        loaded = list(next(iter(dec["loadings"].values()), {}))
+        out += ["", "Loadings:", "", "| component | " + " | ".join(_md_escape(t) for t in loaded) + " |",
+                "|---|" + "---|" * len(loaded)]
+        for c in comps:
+            out.append(f"| {c} | " + " | ".join(f"{dec['loadings'][c][t]:+.2f}" for t in loaded) + " |")
+    tests = results.get("correlations") or []
+    if tests:
+        out += ["", "## Traits and latent abilities", "",
+                "Spearman correlation of each trait with each component's source scores; permutation p-values "
+                "(exact when every ordering fits the budget), Benjamini-Hochberg q-values per decomposition.", ""]
+        min_ps = [v["min_p"] for v in (results.get("trait_tests") or {}).values() if v.get("min_p") is not None]
+        if min_ps and min(min_ps) > 0.05:
+            out += [f"With {len(results['sources'])} sources the smallest attainable p-value is "
+                    f"{min(min_ps):.3f}: no association can be significant; add sources.", ""]
+        out += ["| trait | component | Spearman | Pearson | p | q |", "|---|---|---|---|---|---|"]
+        for row in sorted(tests, key=lambda r: (r["p"] is None, r["p"] or 0))[:15]:
+            out.append(f"| {_md_escape(row['trait'])} | {_md_escape(row['decomposer'])}:{row['component']} | "
+                       f"{_fmt(row['spearman'])} | {_fmt(row['pearson'])} | {_fmt(row['p'], '.3f')} | {_fmt(row['q'], '.3f')} |")
+    for name, variants in (results.get("similarity_test") or {}).items():
+        out += ["", f"## Does surface similarity ({_md_escape(name)}) predict transfer?", "",
+                "| pairs | n | Spearman | CI | p |", "|---|---|---|---|---|"]
+        for label, res in variants.items():
+            ci = res.get("ci") or [None, None]
+            out.append(f"| {label.replace('_', ' ')} | {res.get('n_pairs')} | {_fmt(res.get('spearman'))} | "
+                       f"[{_fmt(ci[0])}, {_fmt(ci[1])}] | {_fmt(res.get('p'), '.3f')} |")
+    pred = results.get("prediction") or {}
+    if "score" in pred:
+        out += ["", "## Predicting transfer from traits", "",
+                f"Leave-one-source-out ridge regression: mean Spearman between predicted and actual transfer rows "
+                f"{_fmt(pred['score'])}, against {_fmt(pred.get('baseline_score'))} for predicting the mean row."]
+    return out
 
 
 def print_summary(results: dict, console: Console) -> None:
@@ -173,11 +219,62 @@ def print_summary(results: dict, console: Console) -> None:
             row.append(f"[{color}]{_signed(d)}")
         table.add_row(*row)
     console.print(table)
-    for name, dec in results["decompositions"].items():
-        parts = [f"{c} {dec['labels'][c]} ({r:.0%})" for c, r in zip(dec["labels"], dec["explained_variance_ratio"])]
-        console.print(f"[bold]{name}[/]: " + ", ".join(parts))
+    print_analysis(results, console)
     if results["failures"]:
         console.print(f"[red]{len(results['failures'])} failure(s); see results.json 'failures'.")
+
+
+def _fmt(value, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def print_analysis(analysed: dict, console: Console, top: int = 5) -> None:
+    """Decompositions, the strongest trait associations, the similarity test and prediction, in a
+    form that fits an 80-column terminal."""
+    for key, dec in analysed.get("decompositions", {}).items():
+        n = dec["n_components"]
+        table = Table(title=f"{key} on {dec['normalisation']} transfer: {n['k']} component(s) ({n['method']})",
+                      title_justify="left")
+        for col in ("", "name", "var", "stability", "boot φ", "LOSO φ", "top loadings"):
+            table.add_column(col, overflow="fold")
+        stab = dec.get("stability") or {}
+        boot, loso = stab.get("bootstrap") or {}, stab.get("leave_one_source_out") or {}
+        for c, ratio in zip(dec["labels"], dec["explained_variance_ratio"]):
+            tops = ", ".join(f"{e['target']} {e['loading']:+.2f}" for e in dec["label_evidence"][c][:3])
+            phi = boot.get("congruence", {}).get(c, {}).get("median")
+            table.add_row(c, dec["labels"][c], f"{ratio:.0%}", stab.get("verdict", {}).get(c, "untested"),
+                          _fmt(phi), _fmt(loso.get("min", {}).get(c)), tops)
+        console.print(table)
+        if n.get("retained_by_test") == 0:
+            console.print("[yellow]Parallel analysis: no component beats chance; one is shown anyway.")
+    tests = analysed.get("correlations", [])
+    if tests:
+        table = Table(title="Traits vs components (Spearman, permutation p, BH q)", title_justify="left")
+        for col in ("trait", "component", "rho", "p", "q"):
+            table.add_column(col, overflow="fold")
+        for row in sorted(tests, key=lambda r: (r["p"] is None, r["p"] if r["p"] is not None else 1))[:top]:
+            table.add_row(row["trait"], f"{row['decomposer']}:{row['component']}", _fmt(row["spearman"]),
+                          _fmt(row["p"], ".3f"), _fmt(row["q"], ".3f"))
+        console.print(table)
+    for key, info in analysed.get("trait_tests", {}).items():
+        if info.get("min_p") is not None and info["min_p"] > 0.05:
+            console.print(f"[yellow]{key}: with this many sources the smallest attainable p-value is "
+                          f"{info['min_p']:.3f}; no trait test can be significant at 0.05.", highlight=False)
+            break
+    for name, variants in analysed.get("similarity_test", {}).items():
+        for label, res in variants.items():
+            if res.get("spearman") is None:
+                continue
+            ci = res.get("ci") or [None, None]
+            console.print(f"Does {name} predict transfer ({label.replace('_', ' ')})? Spearman "
+                          f"{res['spearman']:+.2f} [{_fmt(ci[0])}, {_fmt(ci[1])}], p {_fmt(res.get('p'), '.3f')}, "
+                          f"{res['n_pairs']} pairs", highlight=False)
+    pred = analysed.get("prediction") or {}
+    if "score" in pred:
+        console.print(f"Leave-one-source-out prediction from traits: Spearman {_fmt(pred['score'])} "
+                      f"(mean-row baseline {_fmt(pred.get('baseline_score'))})", highlight=False)
+    elif "skipped" in pred:
+        console.print(f"[dim]Prediction skipped: {pred['skipped']}", highlight=False)
 
 
 def print_plan(plan: Plan, console: Console, run_dir: Path, cache: Cache) -> None:

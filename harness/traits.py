@@ -98,6 +98,7 @@ class TraitResults:
     pairs: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)  # name -> source -> target
     behaviour: dict[str, dict] = field(default_factory=dict)  # trait -> details
     failures: list[dict] = field(default_factory=list)
+    scopes: dict[str, str] = field(default_factory=dict)  # output name in `values` -> "source" | "behaviour"
 
 
 def _failure(trait: Trait, source: str | None, exc: BaseException) -> dict:
@@ -144,6 +145,7 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
                         if path is not None:
                             write_json_atomic(path, row)
                     out.values[src.name].update(row)
+                    out.scopes.update(dict.fromkeys(row, "source"))
                 except Exception as exc:
                     out.failures.append(_failure(trait, src.name, exc))
         elif trait.scope == "pair":
@@ -161,6 +163,7 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
                 out.behaviour[trait.name] = details
                 for s, row in summary.items():
                     out.values.setdefault(s, {}).update({k: checked(v, f"output {k!r}") for k, v in row.items()})
+                    out.scopes.update(dict.fromkeys(row, "behaviour"))
             except Exception as exc:
                 out.failures.append(_failure(trait, None, exc))
     return out

@@ -63,9 +63,14 @@ def test_components_are_named_from_the_abilities_of_their_top_targets():
     targets = ["arith", "words", "sent", "nli"]
     abilities = {"arith": ("arithmetic",), "words": ("arithmetic", "reasoning"), "sent": ("sentiment",), "nli": ("nlu",)}
     components = np.array([[0.7, 0.6, 0.1, 0.0], [0.0, 0.1, -0.7, 0.6]])
-    names = name_components(components, targets, abilities)
+    names, evidence = name_components(components, targets, abilities)
     # C1: arithmetic weighs 0.7 + 0.6, reasoning only 0.6 (< half): one name. C2: two near-equal tags.
     assert names == {"C1": "arithmetic", "C2": "sentiment+nlu"}
+    # The evidence is the loadings the name rests on (|loading| at least half the largest), largest first.
+    assert [(e["target"], e["loading"]) for e in evidence["C2"]] == [("sent", -0.7), ("nli", 0.6)]
+    assert evidence["C1"][1] == {"target": "words", "loading": 0.6, "abilities": ["arithmetic", "reasoning"]}
+    # Targets without tags stand for themselves (a matrix from elsewhere has no ability tags).
+    assert name_components(components, targets, {})[0] == {"C1": "arith+words", "C2": "sent+nli"}
     assert component_ids(3) == ["C1", "C2", "C3"]
 
 

@@ -95,10 +95,32 @@ def test_misspelt_field():
 
 
 def test_unknown_decomposer_and_bad_parameters():
-    found = problems(GOOD + "decomposers: [pcaa, {name: pca, params: {n_components: -1}}]\n")
+    found = problems(GOOD + "decomposers: [pcaa, {name: pca, params: {whiten: true}}]\n")
     assert [(p.path, p.line) for p in found] == [("decomposers[0]", 12), ("decomposers[1].params", 12)]
     assert "did you mean 'pca'" in found[0].message
-    assert "n_components" in found[1].message
+    assert "whiten" in found[1].message
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{name: pca, n_components: 0}", "at least 1"),
+    ("{name: pca, n_components: 1.5}", "threshold in (0, 1)"),
+    ("{name: pca, n_components: several}", "parallel"),
+    ("{name: pca, params: {n_components: 2}}", "not in params"),
+    ("{name: pca, names: {first: x}}", "component ids C1"),
+    ("{name: pca, normalisation: log}", "'raw', 'relative', 'zscore' or 'ordinal'"),
+    ("pca, pca", "listed twice; give one an `alias`"),
+])
+def test_decomposer_entries_are_checked(entry, message):
+    found = problems(GOOD + f"decomposers: [{entry}]\n")
+    assert found and found[0].path.startswith("decomposers") and message in " ".join(p.message for p in found)
+
+
+def test_decomposer_entry_choices_parse():
+    reg = parse_registry(GOOD + "decomposers: [{name: pca, n_components: parallel, normalisation: zscore}, "
+                         "{name: pca, alias: pca_raw, n_components: 0.8, names: {C1: maths}}]\n")
+    assert [(d.key, d.n_components, d.normalisation) for d in reg.decomposers] == [
+        ("pca", "parallel", "zscore"), ("pca_raw", 0.8, "raw")]
+    assert reg.decomposers[1].names == {"C1": "maths"}
 
 
 def test_validate_command_exits_2_with_file_line_and_field(tmp_path, capsys):

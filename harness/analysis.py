@@ -1,0 +1,143 @@
+"""The analysis stage: from a transfer matrix (with traits and, when there are any, per-sample
+outcomes) to decompositions, trait tests, cell tests, the similarity test and prediction.
+
+It takes plain data, not a run, so ``harness analyze`` can give a matrix made elsewhere the same
+treatment as a run of the harness: whatever needs per-sample outcomes or base scores (bootstrap,
+ordinal and relative normalisation, cell tests) is skipped, and says so, when they are absent.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.decompose import complete_submatrix, decompose
+from harness.outcomes import Outcomes
+from harness.plan import BASE
+
+
+@dataclass
+class TransferData:
+    sources: list[str]
+    targets: list[str]
+    transfer: dict[str, dict[str, float | None]]  # source -> target -> adapter - base
+    base: dict[str, float | None] | None = None  # target -> base score
+    abilities: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    traits: dict[str, dict[str, float | None]] = field(default_factory=dict)  # source -> trait -> value
+    # Traits a dataset has before anything is fine-tuned on it (not behaviour): prediction uses only these.
+    source_trait_names: list[str] | None = None
+    pair_traits: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
+    outcomes: Outcomes | None = None
+
+    def array(self) -> np.ndarray:
+        return np.array([[np.nan if self.transfer[s][t] is None else self.transfer[s][t] for t in self.targets]
+                         for s in self.sources], dtype=float)
+
+    def source_traits(self) -> dict[str, dict[str, float | None]]:
+        keep = self.source_trait_names
+        return {s: {k: v for k, v in self.traits.get(s, {}).items() if keep is None or k in keep} for s in self.sources}
+
+
+def _failure(stage: str, plugin: str | None, exc: BaseException) -> dict:
+    out = {"stage": stage, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=5)}
+    if plugin:
+        out["plugin"] = plugin
+    return out
+
+
+def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[dict, list[dict]]:
+    """Everything the analysis stage adds to results, and the failures met on the way.
+
+    ``decomposers`` are registry ``DecomposerUse`` entries; ``settings`` an ``AnalysisSettings``.
+    """
+    from harness import associations, predict
+
+    failures: list[dict] = []
+    X = data.array()
+    keep_rows, keep_cols = complete_submatrix(X)
+    sources = [s for s, k in zip(data.sources, keep_rows) if k]
+    targets = [t for t, k in zip(data.targets, keep_cols) if k]
+    excluded = {"sources": [s for s in data.sources if s not in sources],
+                "targets": [t for t in data.targets if t not in targets]}
+    X = X[keep_rows][:, keep_cols]
+    base = None
+    if data.base is not None and all(data.base.get(t) is not None for t in targets):
+        base = np.array([data.base[t] for t in targets], dtype=float)
+
+    out: dict = {"decompositions": {}, "correlations": [], "trait_tests": {}}
+    for use in decomposers:
+        try:
+            if len(sources) < 2 or not targets:
+                raise ValueError(f"needs at least 2 sources and 1 target with every cell scored; "
+                                 f"has {len(sources)} and {len(targets)}")
+            cls = catalog.get("decomposer", use.name).obj
+            dec = decompose(use, cls, sources, targets, X, base, data.outcomes, data.abilities, settings)
+            dec["excluded"] = excluded
+            out["decompositions"][use.key] = dec
+        except Exception as exc:
+            failures.append(_failure("decompose", use.key, exc))
+            continue
+        tests = associations.correlate_traits({s: data.traits.get(s, {}) for s in sources}, dec["scores"],
+                                              kind="component", max_permutations=settings.permutations,
+                                              seed=settings.seed)
+        out["correlations"] += [{"decomposer": use.key, **row} for row in tests["tests"]]
+        out["trait_tests"][use.key] = {k: v for k, v in tests.items() if k != "tests"}
+
+    by_target = {s: {t: data.transfer[s][t] for t in data.targets} for s in data.sources}
+    targets_test = associations.correlate_traits(data.traits, by_target, kind="target",
+                                                 max_permutations=settings.permutations, seed=settings.seed)
+    out["target_correlations"] = targets_test.pop("tests")
+    out["trait_tests"]["targets"] = targets_test
+
+    out["similarity_test"] = {}
+    for name, similarity in data.pair_traits.items():
+        out["similarity_test"][name] = {
+            key: associations.similarity_versus_transfer(similarity, data.transfer, exclude_same=exclude,
+                                                         n_permutations=min(settings.permutations, 5000),
+                                                         seed=settings.seed, confidence=settings.confidence)
+            for key, exclude in (("all_pairs", False), ("excluding_in_domain", True))}
+
+    out["cell_tests"] = cell_tests(data.outcomes, settings) if data.outcomes is not None else None
+    try:
+        out["prediction"] = predict.leave_one_source_out(data.source_traits(), data.pair_traits, data.transfer,
+                                                         alpha=settings.ridge_alpha)
+    except ValueError as exc:
+        out["prediction"] = {"skipped": str(exc)}
+    return out, failures
+
+
+def cell_tests(outcomes: Outcomes, settings) -> dict:
+    """A paired test of every adapter cell against the base on the same documents (McNemar for
+    0/1 outcomes, a paired bootstrap otherwise), with Benjamini-Hochberg q-values over the matrix.
+
+    Returns source -> target -> {"method", "delta", "p", "q", "ci", "n", "significant"}.
+    """
+    from harness.stats import bh_qvalues, paired_test
+
+    rows = []
+    for target, y in outcomes.values.items():
+        for i, source in enumerate(outcomes.sources):
+            rows.append((source, target, paired_test(y[0], y[1 + i], seed=settings.seed,
+                                                     confidence=settings.confidence)))
+    qs = bh_qvalues(np.array([r[2]["p"] for r in rows], dtype=float)) if rows else []
+    out: dict = {s: {} for s in outcomes.sources}
+    for (source, target, test), q in zip(rows, qs):
+        q = None if np.isnan(q) else float(q)
+        out[source][target] = {**test, "q": q, "significant": q is not None and q < settings.fdr}
+    return out
+
+
+def from_results(results: dict, samples: dict | None = None, source_trait_names: list[str] | None = None) -> TransferData:
+    """The analysis input of a finished run (``results.json`` and its per-sample logs)."""
+    from harness.outcomes import collect
+
+    cells = {BASE: results["base"], **results["scores"]}
+    outcomes = collect(samples, results["sources"], results["targets"], cells) if samples else None
+    return TransferData(
+        sources=results["sources"], targets=results["targets"], transfer=results["transfer"],
+        base={t: (c["value"] if c else None) for t, c in results["base"].items()},
+        abilities={t: tuple(v) for t, v in results.get("abilities", {}).items()},
+        traits=results.get("traits", {}), source_trait_names=source_trait_names,
+        pair_traits=results.get("pair_traits", {}), outcomes=outcomes)

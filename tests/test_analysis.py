@@ -1,0 +1,215 @@
+"""The analysis stage end to end on synthetic runs (per-sample outcomes included), and
+`harness analyze` on a bare matrix.csv and on a run folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from harness.analysis import TransferData, analyse, cell_tests
+from harness.cli import main
+from harness.outcomes import collect
+from harness.plugins import catalog
+from harness.registry import AnalysisSettings, DecomposerUse
+
+TARGETS = ["add", "words", "pos", "nli", "order"]
+ABILITIES = {"add": ("arithmetic",), "words": ("arithmetic", "reasoning"), "pos": ("sentiment",),
+             "nli": ("nlu",), "order": ("reasoning",)}
+
+
+def synthetic_run(n_sources=6, n_docs=120, seed=0):
+    """Binary per-sample outcomes: the base at fixed accuracies; each source gains on the targets of
+    its own ability, so the transfer matrix has two planted components (maths, language)."""
+    rng = np.random.default_rng(seed)
+    sources = [f"src{i}" for i in range(n_sources)]
+    base_acc = {"add": 0.3, "words": 0.2, "pos": 0.6, "nli": 0.4, "order": 0.4}
+    maths = np.linspace(0.0, 0.4, n_sources)
+    language = rng.permutation(np.linspace(0.0, 0.2, n_sources))
+    effect = {"add": maths, "words": 0.8 * maths, "pos": language, "nli": 0.9 * language, "order": 0.5 * maths}
+    samples = {"base": {}}
+    base_draws = {}
+    for t in TARGETS:
+        u = rng.random(n_docs)  # one uniform per document, shared: models agree where they can
+        base_draws[t] = u
+        samples["base"][t] = [{"doc_id": d, "correct": float(u[d] < base_acc[t])} for d in range(n_docs)]
+    for i, s in enumerate(sources):
+        samples[s] = {t: [{"doc_id": d, "correct": float(base_draws[t][d] < base_acc[t] + effect[t][i])}
+                          for d in range(n_docs)] for t in TARGETS}
+    mean = {m: {t: float(np.mean([r["correct"] for r in samples[m][t]])) for t in TARGETS} for m in samples}
+    transfer = {s: {t: mean[s][t] - mean["base"][t] for t in TARGETS} for s in sources}
+    traits = {s: {"maths_share": float(maths[i] + 0.02 * rng.normal()), "noise_a": float(rng.normal()),
+                  "noise_b": float(rng.normal())} for i, s in enumerate(sources)}
+    pairs = {"similarity": {s: {t: float(rng.random()) for t in TARGETS} for s in sources}}
+    cells = {m: {t: {"value": mean[m][t]} for t in TARGETS} for m in samples}
+    data = TransferData(sources=sources, targets=TARGETS, transfer=transfer, base=mean["base"],
+                        abilities=ABILITIES, traits=traits, source_trait_names=["maths_share", "noise_a", "noise_b"],
+                        pair_traits=pairs, outcomes=collect(samples, sources, TARGETS, cells))
+    return data, samples, mean, effect
+
+
+USES = [DecomposerUse(name="pca", n_components=2),
+        DecomposerUse(name="pca", alias="pca_ordinal", normalisation="ordinal", n_components=2),
+        DecomposerUse(name="factor_analysis", params={"rotation": "varimax"}, normalisation="zscore", n_components=2),
+        DecomposerUse(name="nmf", n_components=2, names={"C1": "maths"}),
+        DecomposerUse(name="ica", n_components="parallel", normalisation="relative")]
+
+
+@pytest.fixture(scope="module")
+def analysed():
+    data, *_ = synthetic_run()
+    out, failures = analyse(data, USES, catalog(), AnalysisSettings(bootstrap=40, permutations=2000))
+    return data, out, failures
+
+
+def test_every_decomposition_is_fitted_named_and_checked(analysed):
+    data, out, failures = analysed
+    assert failures == []
+    assert list(out["decompositions"]) == ["pca", "pca_ordinal", "factor_analysis", "nmf", "ica"]
+    for key, dec in out["decompositions"].items():
+        ids = list(dec["labels"])
+        assert dec["n_components"]["k"] == len(ids) and len(dec["n_components"]["eigenvalues"]) == 5
+        assert set(dec["scores"]) == set(data.sources)
+        assert all(dec["label_evidence"][c] for c in ids)
+        boot = dec["stability"]["bootstrap"]
+        assert boot["n"] + boot["n_failed"] == 40 and boot["fixed_targets"] == []
+        for c in ids:
+            lo, hi = boot["loadings_ci"][c]["add"]
+            assert lo <= hi
+        assert set(dec["stability"]["leave_one_source_out"]["congruence"][ids[0]]) == set(data.sources)
+        assert set(dec["stability"]["verdict"].values()) <= {"stable", "unstable", "untested"}
+    assert out["decompositions"]["nmf"]["labels"]["C1"] == "maths"  # the registry's name wins
+    pca = out["decompositions"]["pca"]
+    # The strongest planted component is maths (gains of 0 to 0.4 on add/words/order): C1 says so.
+    assert "arithmetic" in pca["labels"]["C1"] and pca["stability"]["verdict"]["C1"] == "stable"
+    assert out["decompositions"]["pca_ordinal"]["normalisation"] == "ordinal"
+
+
+def test_trait_tests_find_the_planted_trait(analysed):
+    data, out, _ = analysed
+    rows = [r for r in out["correlations"] if r["decomposer"] == "pca"]
+    assert {(r["trait"], r["component"]) for r in rows} == {(t, c) for t in ("maths_share", "noise_a", "noise_b")
+                                                               for c in ("C1", "C2")}
+    best = min(rows, key=lambda r: r["p"])
+    assert (best["trait"], best["component"]) == ("maths_share", "C1") and abs(best["spearman"]) > 0.9
+    for r in rows:
+        assert set(r) >= {"trait", "component", "spearman", "pearson", "p", "q", "decomposer"}
+        assert r["q"] >= r["p"]
+    # Six sources: an exact test over 720 orderings, smallest attainable p 2/720.
+    assert out["trait_tests"]["pca"]["min_p"] == pytest.approx(2 / 720)
+    by_target = {(r["trait"], r["target"]): r for r in out["target_correlations"]}
+    assert by_target["maths_share", "add"]["spearman"] > 0.9
+
+
+def test_cells_are_tested_pairwise_against_the_base(analysed):
+    data, out, _ = analysed
+    tests = out["cell_tests"]
+    assert set(tests) == set(data.sources) and all(set(row) == set(TARGETS) for row in tests.values())
+    assert tests["src0"]["add"]["method"] == "mcnemar"
+    assert tests["src0"]["add"]["p"] == 1.0 and not tests["src0"]["add"]["significant"]  # no planted effect
+    assert tests["src5"]["add"]["significant"] and tests["src5"]["add"]["delta"] > 0.3
+    assert all(t["q"] >= t["p"] for row in tests.values() for t in row.values())
+
+
+def test_similarity_and_prediction_sections(analysed):
+    data, out, _ = analysed
+    sim = out["similarity_test"]["similarity"]
+    assert sim["all_pairs"]["n_pairs"] == 30 and sim["excluding_in_domain"]["n_pairs"] == 30  # no shared names
+    pred = out["prediction"]
+    assert set(pred["per_source"]) == set(data.sources) and "score" in pred and "baseline_score" in pred
+
+
+def test_bootstrap_resamples_documents_shared_by_all_models():
+    """With every model given identical outcomes the resampled transfer is exactly 0 whatever the
+    documents drawn: pairing across models is kept."""
+    data, samples, *_ = synthetic_run(n_sources=4)
+    for s in data.sources:
+        samples[s] = samples["base"]
+    data.outcomes = collect(samples, data.sources, TARGETS)
+    data.transfer = {s: {t: 0.0 for t in TARGETS} for s in data.sources}
+    base, adapters = data.outcomes.cell_means({t: np.random.default_rng(1).integers(0, 120, 120) for t in TARGETS})
+    assert np.all(adapters == base)
+    tests = cell_tests(data.outcomes, AnalysisSettings())
+    assert all(t["p"] == 1.0 for row in tests.values() for t in row.values())
+
+
+def test_a_failing_decomposer_is_recorded_and_the_rest_go_on():
+    data, *_ = synthetic_run(n_sources=4)
+    uses = [DecomposerUse(name="pca", names={"C9": "x"}), DecomposerUse(name="pca", alias="ok")]
+    out, failures = analyse(data, uses, catalog(), AnalysisSettings(bootstrap=0))
+    assert list(out["decompositions"]) == ["ok"]
+    assert failures[0]["plugin"] == "pca" and "names given for C9" in failures[0]["error"]
+    assert out["decompositions"]["ok"]["stability"]["bootstrap"] is None
+
+
+# --- harness analyze -----------------------------------------------------------------------------------
+
+def write_csvs(tmp_path, data):
+    matrix = tmp_path / "matrix.csv"
+    matrix.write_text("source," + ",".join(data.targets) + "\n" + "".join(
+        s + "," + ",".join(repr(data.transfer[s][t]) for t in data.targets) + "\n" for s in data.sources))
+    traits = tmp_path / "traits.csv"
+    names = ["maths_share", "noise_a", "noise_b"]
+    traits.write_text("source," + ",".join(names) + "\n" + "".join(
+        s + "," + ",".join(repr(data.traits[s][k]) for k in names) + "\n" for s in data.sources))
+    return matrix, traits
+
+
+def test_analyze_a_bare_matrix(tmp_path, capsys):
+    data, *_ = synthetic_run()
+    matrix, traits = write_csvs(tmp_path, data)
+    assert main(["analyze", str(matrix), "--traits", str(traits), "--n-components", "2", "--json",
+                 "--decomposer", "pca", "--decomposer", "factor_analysis"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["decompositions"]) == {"pca", "factor_analysis"}
+    assert out["decompositions"]["pca"]["stability"]["bootstrap"] is None  # no per-sample logs
+    # Without ability tags, components are named after their targets.
+    assert set(out["decompositions"]["pca"]["labels"]["C1"].split("+")) <= set(TARGETS)
+    row = out["correlations"][0]
+    assert {"trait", "component", "spearman", "p", "q"} <= set(row)
+    assert out["cell_tests"] is None
+    assert main(["analyze", str(matrix), "--traits", str(traits)]) == 0  # the terminal form
+    text = capsys.readouterr().out
+    assert "pca on raw transfer" in text and "maths_share" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--decomposer", "pcaa"], "did you mean 'pca'"),
+    (["--normalisation", "ordinal"], "needs per-sample logs"),
+    (["--n-components", "two"], "--n-components 'two'"),
+    (["--n-components", "1.5"], "threshold in (0, 1)"),
+])
+def test_analyze_usage_errors_exit_2(tmp_path, capsys, args, message):
+    data, *_ = synthetic_run(n_sources=4)
+    matrix, _ = write_csvs(tmp_path, data)
+    assert main(["analyze", str(matrix), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_analyze_reports_bad_rows_with_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "matrix.csv"
+    bad.write_text("source,a,b\ns1,0.1,0.2\ns2,0.3,lots\n")
+    assert main(["analyze", str(bad)]) == 2
+    assert f"{bad}:3: column 'b': 'lots' is not a number" in capsys.readouterr().err
+
+
+def test_analyze_a_run_folder_uses_its_samples(tmp_path, capsys):
+    data, samples, mean, _ = synthetic_run()
+    run = tmp_path / "run"
+    for model, by_target in samples.items():
+        for t, records in by_target.items():
+            path = run / "samples" / model / f"{t}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    results = {"sources": data.sources, "targets": TARGETS, "transfer": data.transfer,
+               "base": {t: {"value": mean["base"][t], "stderr": 0.04} for t in TARGETS},
+               "scores": {s: {t: {"value": mean[s][t], "stderr": 0.04} for t in TARGETS} for s in data.sources},
+               "abilities": {t: list(v) for t, v in ABILITIES.items()}, "traits": data.traits,
+               "trait_scopes": {"maths_share": "source", "noise_a": "source", "noise_b": "behaviour"}}
+    (run / "results.json").write_text(json.dumps(results))
+    assert main(["analyze", str(run), "--bootstrap", "20", "--normalisation", "ordinal", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["decompositions"]["pca"]["stability"]["bootstrap"]["n"] == 20
+    assert out["cell_tests"]["src5"]["add"]["significant"]
+    assert "source:noise_b" not in out["prediction"]["features"]  # a behaviour trait: not a predictor
