@@ -1,4 +1,5 @@
-"""The ``harness`` command: run, validate, plugins, traits, export-task, new-task, new-trait.
+"""The ``harness`` command: run, validate, plugins, traits, analyze, recommend, export-task, new-task,
+new-trait.
 
 Exit codes: 0 success, 1 the run finished but some cells or plugins failed, 2 invalid input.
 """
@@ -48,6 +49,28 @@ def _parser() -> argparse.ArgumentParser:
     traits.add_argument("registry", type=Path)
     traits.add_argument("--out", type=Path, help="Output directory (default: the registry's output_dir).")
     traits.add_argument("--quiet", action="store_true")
+    ana = sub.add_parser("analyze", help="Decompose a transfer matrix and test traits against it (no model needed).",
+                         description="Analyse a transfer matrix made anywhere: a matrix.csv (source,<target>,...), "
+                                     "or a run folder / its results.json, whose traits and per-sample logs are used too.")
+    ana.add_argument("matrix", type=Path, help="matrix.csv, a run folder, or a results.json.")
+    ana.add_argument("--traits", type=Path, help="traits.csv: source,<trait>,... (a matrix.csv has none otherwise).")
+    ana.add_argument("--pair-traits", type=Path, help="pair_traits.csv: source,target,trait,value (e.g. similarity).")
+    ana.add_argument("--decomposer", action="append", help="Decomposer name, repeatable (default: pca).")
+    ana.add_argument("--n-components", help="An integer, a variance share in (0, 1), or 'parallel'.")
+    ana.add_argument("--normalisation", default="raw", choices=["raw", "relative", "zscore", "ordinal"])
+    ana.add_argument("--bootstrap", type=int, help="Bootstrap resamples (run folders only: needs per-sample logs).")
+    ana.add_argument("--permutations", type=int, help="Permutation budget of the trait tests.")
+    ana.add_argument("--seed", type=int, default=0)
+    ana.add_argument("--json", action="store_true", help="Print the analysis as JSON on stdout.")
+    rec = sub.add_parser("recommend", help="Rank sources for a target, including datasets not fine-tuned yet.",
+                         description="Rank the run's sources for one target by measured transfer, and candidate "
+                                     "datasets (the registry's `candidates`, or --candidates) by the transfer their "
+                                     "traits predict, with a 90% interval. Needs a finished `harness run`.")
+    rec.add_argument("registry", type=Path)
+    rec.add_argument("--target", required=True, help="A target of the registry.")
+    rec.add_argument("--candidates", nargs="*", default=[], help="Task names to consider besides the registry's candidates.")
+    rec.add_argument("--out", type=Path, help="Output directory the run was written to (default: the registry's).")
+    rec.add_argument("--json", action="store_true")
     return parser
 
 
@@ -62,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return _export_task(args, err, sys.argv[1:] if argv is None else list(argv))
     if args.command in ("new-task", "new-trait"):
         return _new_plugin(args, err, args.command.removeprefix("new-"))
+    if args.command == "analyze":
+        return _analyze(args, err)
     from harness.registry import RegistryError, load_registry
 
     try:
@@ -80,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     from harness.pipeline import run, run_traits
 
     try:
+        if args.command == "recommend":
+            return _recommend(args, registry)
         if args.command == "traits":
             return run_traits(registry, args.registry.resolve(), out=args.out, quiet=args.quiet).exit_code
         outcome = run(registry, args.registry.resolve(), out=args.out, quiet=args.quiet, dry_run=args.dry_run)
@@ -119,6 +146,46 @@ def _plugins(args) -> int:
         desc = r["description"] + (f" [{', '.join(r['abilities'])}]" if r.get("abilities") else "")
         table.add_row(r["name"], r["kind"], f"{r['module']}\n({r['distribution'] or 'not installed'})", desc)
     Console().print(table)
+    return 0
+
+
+def _analyze(args, err) -> int:
+    from pydantic import ValidationError
+
+    from harness.analyze import AnalyzeError, analyze
+
+    try:
+        analysed, failures = analyze(args)
+    except (AnalyzeError, ValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(analysed, indent=2))
+    else:
+        from rich.console import Console
+
+        from harness.report import print_analysis
+
+        print_analysis(analysed, Console())
+    for failure in failures:
+        err.print(f"[red]{failure.get('plugin', failure['stage'])} failed:[/] {failure['error']}", highlight=False)
+    return 1 if failures else 0
+
+
+def _recommend(args, registry) -> int:
+    from rich.console import Console
+
+    from harness.recommend import RecommendError, print_ranking, recommend_sources
+
+    try:
+        result = recommend_sources(registry, args.registry.resolve(), args.target, args.candidates, args.out)
+    except (RecommendError, ValueError) as exc:  # ValueError: too few sources to fit a prediction
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_ranking(result, Console())
     return 0
 
 

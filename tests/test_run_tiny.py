@@ -80,6 +80,52 @@ def test_writes_the_four_outputs_and_results_validate(tiny_run):
     assert "Transfer (adapter − base)" in (run_dir / "report.md").read_text()
 
 
+def test_results_carry_the_analysis(tiny_run):
+    root, _ = tiny_run
+    results = json.loads((root / "out" / "tiny" / "results.json").read_text())
+    pca = results["decompositions"]["pca"]
+    assert pca["stability"]["bootstrap"]["n"] + pca["stability"]["bootstrap"]["n_failed"] == 200
+    assert set(pca["stability"]["leave_one_source_out"]["congruence"]["C1"]) == set(results["sources"])
+    assert {r["component"] for r in results["correlations"]} <= set(pca["labels"])
+    assert all(0 <= r["p"] <= r["q"] <= 1 for r in results["correlations"] if r["p"] is not None)
+    assert set(results["cell_tests"]) == set(results["sources"])
+    assert results["cell_tests"]["nli"]["sentiment"]["method"] == "mcnemar"
+    assert results["prediction"]["n_sources"] == 3 and "score" in results["prediction"]
+    assert results["trait_scopes"]["class_entropy"] == "source"
+    assert results["trait_scopes"]["behaviour_tv_from_base"] == "behaviour"
+
+
+def test_recommend_ranks_sources_and_a_candidate(tiny_run):
+    root, _ = tiny_run
+    out = harness("recommend", "registry.yaml", "--target", "sentiment", "--candidates", "topic", "--json", cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    ranking = {row["source"]: row for row in result["ranking"]}
+    assert set(ranking) == {"sentiment", "nli", "arithmetic", "topic"}
+    results = json.loads((root / "out" / "tiny" / "results.json").read_text())
+    assert ranking["nli"]["measured"] == results["transfer"]["nli"]["sentiment"] and ranking["nli"]["fine_tuned"]
+    topic = ranking["topic"]
+    assert not topic["fine_tuned"] and topic["measured"] is None
+    assert topic["interval"][0] <= topic["predicted"] <= topic["interval"][1]
+    expected = [row["expected"] for row in result["ranking"]]
+    assert expected == sorted(expected, reverse=True)
+    text = harness("recommend", "registry.yaml", "--target", "sentiment", "--candidates", "topic", cwd=root)
+    assert text.returncode == 0 and "candidate" in text.stdout
+    bad = harness("recommend", "registry.yaml", "--target", "sentimnt", cwd=root)
+    assert bad.returncode == 2 and "did you mean 'sentiment'" in bad.stderr
+    bad = harness("recommend", "registry.yaml", "--target", "nli", "--candidates", "nli", cwd=root)
+    assert bad.returncode == 2 and "already fine-tuned" in bad.stderr
+
+
+def test_analyze_reads_the_run_folder(tiny_run):
+    root, _ = tiny_run
+    out = harness("analyze", "out/tiny", "--decomposer", "factor_analysis", "--bootstrap", "20", "--json", cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    analysed = json.loads(out.stdout)
+    assert analysed["decompositions"]["factor_analysis"]["stability"]["bootstrap"]["n"] > 0
+    assert analysed["cell_tests"]["nli"]["nli"]["method"] == "mcnemar"
+
+
 def test_rerun_reuses_every_adapter_and_cell(tiny_run):
     root, first = tiny_run
     before = json.loads((root / "out" / "tiny" / "results.json").read_text())

@@ -1,0 +1,80 @@
+"""``harness recommend``: which source to fine-tune on for a target, including datasets never
+fine-tuned, whose transfer is predicted from their traits by the model fitted on the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.registry import Registry, SourceConfig, did_you_mean
+
+
+class RecommendError(ValueError):
+    pass
+
+
+def recommend_sources(registry: Registry, registry_path: Path | None, target: str,
+                      candidate_names: list[str] | None = None, out: Path | None = None) -> dict:
+    """Rank the run's sources and the candidates for ``target``.
+
+    Candidates are the registry's ``candidates`` plus task names given on the command line (with
+    default options). Their source and pair traits are computed (and cached) exactly as for sources.
+    """
+    from harness import models, predict, traits
+    from harness.pipeline import _trait_model, resolve_dirs
+    from harness.plan import make_plan
+    from harness.plugins import catalog
+
+    run_dir, cache = resolve_dirs(registry, registry_path, out)
+    results_path = run_dir / "results.json"
+    if not results_path.is_file():
+        raise RecommendError(f"no finished run at {run_dir}: run `harness run {registry_path or 'REGISTRY'}` first")
+    results = json.loads(results_path.read_text())
+    if target not in results["targets"]:
+        raise RecommendError(f"{target!r} is not a target of this run" + did_you_mean(target, results["targets"]))
+    cat = catalog()
+    candidates = list(registry.candidates)
+    for name in candidate_names or []:
+        if any(c.key == name for c in candidates):
+            continue
+        if name in results["sources"]:
+            raise RecommendError(f"{name!r} is already fine-tuned in this run; it is ranked anyway")
+        if name not in cat.entries["task"]:
+            raise RecommendError(f"unknown candidate task {name!r}" + did_you_mean(name, cat.names("task")))
+        candidates.append(SourceConfig(task=name, n_train=registry.sources[0].n_train))
+    target_config = next(t for t in registry.targets if t.key == target)
+
+    scopes = results.get("trait_scopes") or {}
+    source_traits = {s: {k: v for k, v in row.items() if scopes.get(k, "source") == "source"}
+                     for s, row in results["traits"].items()}
+    cand_traits, cand_pairs = {}, {}
+    if candidates:
+        # The candidates as the sources of a sibling registry: same model, traits and target.
+        sibling = registry.model_copy(update={"sources": candidates, "targets": [target_config]})
+        location = models.locate(registry.base_model, cache)
+        plan = make_plan(sibling, cat, cache, location)
+        model, tokenizer = _trait_model(sibling, cat, location, cache, None, None)
+        measured = traits.compute_all(sibling, plan, cat, tokenizer, model, cache=cache, scopes=("source", "pair"))
+        if measured.failures:
+            first = measured.failures[0]
+            raise RecommendError(f"trait {first['plugin']} failed on candidate {first.get('source', '?')}: {first['error']}")
+        cand_traits = measured.values
+        cand_pairs = {name: {c: row.get(target) for c, row in by_source.items()}
+                      for name, by_source in measured.pairs.items()}
+    ranking = predict.recommend(source_traits, results.get("pair_traits", {}), results["transfer"], target,
+                                cand_traits, cand_pairs, alpha=registry.analysis.ridge_alpha, seed=registry.analysis.seed)
+    return {"target": target, "metric": results["metrics"].get(target), "run_dir": str(run_dir), "ranking": ranking}
+
+
+def print_ranking(result: dict, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Sources for {result['target']} (transfer in {result['metric']})", title_justify="left")
+    for col in ("#", "source", "", "measured", "predicted", "90% interval"):
+        table.add_column(col, justify="right" if col in ("#", "measured", "predicted") else "left")
+    for i, row in enumerate(result["ranking"], start=1):
+        lo, hi = row["interval"]
+        table.add_row(str(i), row["source"], "fine-tuned" if row["fine_tuned"] else "[cyan]candidate",
+                      "" if row["measured"] is None else f"{row['measured']:+.3f}", f"{row['predicted']:+.3f}",
+                      f"[{lo:+.3f}, {hi:+.3f}]")
+    console.print(table)
