@@ -11,6 +11,7 @@ returns ``self``, learned state ends in ``_``. After ``fit(X)`` with ``X`` of sh
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import ClassVar
 
 import numpy as np
@@ -32,6 +33,34 @@ class Decomposer(Parameterised):
 
     def fit_transform(self, X: np.ndarray, y=None) -> np.ndarray:
         return self.fit(X).transform(X)
+
+
+def check_n_components(value) -> None:
+    """``__init__`` check shared by decomposers: None or a positive integer."""
+    if value is not None and (not isinstance(value, Integral) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"n_components must be a positive integer or None, got {value!r}")
+
+
+def as_matrix(X) -> np.ndarray:
+    """``X`` as a float array of shape (n_sources, n_targets), or ValueError if not finite 2-D."""
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or not np.isfinite(X).all():
+        raise ValueError("X must be a finite 2-D array of shape (n_sources, n_targets)")
+    return X
+
+
+def components_to_keep(requested: int | None, n: int, p: int, centred_rank: bool = True) -> int:
+    """Components a fit keeps: ``requested``, or by default min(n - 1, p), the rank a centred
+    matrix can have. With ``centred_rank`` (methods that whiten or take a likelihood of the
+    centred matrix) that rank is also the limit; otherwise min(n, p) is."""
+    default = max(1, min(n - 1, p))
+    limit, what = (min(n - 1, p), "min(n_sources - 1, n_targets)") if centred_rank else (min(n, p), "min(n_sources, n_targets)")
+    if limit < 1:
+        raise ValueError(f"needs at least 2 sources, got {n}")
+    k = default if requested is None else int(requested)
+    if k > limit:
+        raise ValueError(f"n_components={k} exceeds {what}={limit}")
+    return k
 
 
 def component_ids(n: int) -> list[str]:

@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from harness.decompose import Decomposer
+from harness.decompose import Decomposer, as_matrix, check_n_components, components_to_keep
 from harness.hookspecs import hookimpl
 from harness.rotation import promax, varimax
 
@@ -79,9 +79,7 @@ class FactorAnalysis(Decomposer):
 
     def __init__(self, n_components: int | None = None, rotation: str | None = None, power: float = 4,
                  max_iter: int = 1000, tol: float = 1e-2):
-        if n_components is not None and (not isinstance(n_components, Integral) or isinstance(n_components, bool)
-                                         or n_components < 1):
-            raise ValueError(f"n_components must be a positive integer or None, got {n_components!r}")
+        check_n_components(n_components)
         if rotation not in ROTATIONS:
             raise ValueError(f"rotation must be one of {ROTATIONS}, got {rotation!r}")
         if not isinstance(power, Real) or power < 1:
@@ -98,18 +96,11 @@ class FactorAnalysis(Decomposer):
 
     def fit(self, X, y=None) -> "FactorAnalysis":
         """Fit to ``X`` of shape (n_sources, n_targets). Returns ``self``."""
-        X = np.asarray(X, dtype=float)
-        if X.ndim != 2 or not np.isfinite(X).all():
-            raise ValueError("X must be a finite 2-D array of shape (n_sources, n_targets)")
+        X = as_matrix(X)
         n, p = X.shape
         # The centred matrix has rank at most n - 1; a further factor would have a zero singular
         # value and an infinite log-likelihood.
-        limit = min(n - 1, p)
-        if limit < 1:
-            raise ValueError(f"factor analysis needs at least 2 sources, got {n}")
-        k = limit if self.n_components is None else int(self.n_components)
-        if k > limit:
-            raise ValueError(f"n_components={k} exceeds min(n_sources - 1, n_targets)={limit}")
+        k = components_to_keep(self.n_components, n, p)
 
         self.mean_ = X.mean(axis=0)
         Xc = X - self.mean_

@@ -6,7 +6,7 @@ from numbers import Integral
 
 import numpy as np
 
-from harness.decompose import Decomposer
+from harness.decompose import Decomposer, as_matrix, check_n_components, components_to_keep
 from harness.hookspecs import hookimpl
 
 
@@ -53,9 +53,7 @@ class FastICA(Decomposer):
     description = "Independent component analysis (scikit-learn's FastICA, unit-variance sources)."
 
     def __init__(self, n_components: int | None = None, max_iter: int = 1000, random_state=0):
-        if n_components is not None and (not isinstance(n_components, Integral) or isinstance(n_components, bool)
-                                         or n_components < 1):
-            raise ValueError(f"n_components must be a positive integer or None, got {n_components!r}")
+        check_n_components(n_components)
         if not isinstance(max_iter, Integral) or max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
         self.n_components = n_components
@@ -66,17 +64,10 @@ class FastICA(Decomposer):
         """Fit to ``X`` of shape (n_sources, n_targets). Returns ``self``."""
         from sklearn.decomposition import FastICA as SkFastICA
 
-        X = np.asarray(X, dtype=float)
-        if X.ndim != 2 or not np.isfinite(X).all():
-            raise ValueError("X must be a finite 2-D array of shape (n_sources, n_targets)")
+        X = as_matrix(X)
         n, p = X.shape
         # Whitening divides by the singular values of the centred matrix, whose rank is at most n - 1.
-        limit = min(n - 1, p)
-        if limit < 1:
-            raise ValueError(f"ICA needs at least 2 sources, got {n}")
-        k = limit if self.n_components is None else int(self.n_components)
-        if k > limit:
-            raise ValueError(f"n_components={k} exceeds min(n_sources - 1, n_targets)={limit}")
+        k = components_to_keep(self.n_components, n, p)
         self.mean_ = X.mean(axis=0)
         Xc = X - self.mean_
         s = np.linalg.svd(Xc, compute_uv=False)

@@ -6,7 +6,7 @@ from numbers import Integral
 
 import numpy as np
 
-from harness.decompose import Decomposer
+from harness.decompose import Decomposer, as_matrix, check_n_components, components_to_keep
 from harness.hookspecs import hookimpl
 
 NEGATIVE = ("split", "shift", "error")
@@ -72,9 +72,7 @@ class NMF(Decomposer):
 
     def __init__(self, n_components: int | None = None, negative: str = "split", max_iter: int = 2000,
                  random_state=0):
-        if n_components is not None and (not isinstance(n_components, Integral) or isinstance(n_components, bool)
-                                         or n_components < 1):
-            raise ValueError(f"n_components must be a positive integer or None, got {n_components!r}")
+        check_n_components(n_components)
         if negative not in NEGATIVE:
             raise ValueError(f"negative must be one of {NEGATIVE}, got {negative!r}")
         if not isinstance(max_iter, Integral) or max_iter < 1:
@@ -105,14 +103,9 @@ class NMF(Decomposer):
         """Fit to ``X`` of shape (n_sources, n_targets). Returns ``self``."""
         from sklearn.decomposition import NMF as SkNMF
 
-        X = np.asarray(X, dtype=float)
-        if X.ndim != 2 or not np.isfinite(X).all():
-            raise ValueError("X must be a finite 2-D array of shape (n_sources, n_targets)")
+        X = as_matrix(X)
         n, p = X.shape
-        limit = min(n, p)
-        k = max(1, min(n - 1, p)) if self.n_components is None else int(self.n_components)
-        if k > limit:
-            raise ValueError(f"n_components={k} exceeds min(n_sources, n_targets)={limit}")
+        k = components_to_keep(self.n_components, n, p, centred_rank=False)
         self.shift_ = float(min(X.min(), 0.0)) if self.negative == "shift" else 0.0
         X_fit = self._prepare(X)
         model = SkNMF(n_components=k, init="nndsvda", max_iter=self.max_iter, random_state=self.random_state)
@@ -137,9 +130,7 @@ class NMF(Decomposer):
     def transform(self, X) -> np.ndarray:
         """Scores of shape (n_sources, n_components): the non-negative ``W`` that best rebuilds ``X``
         (prepared as in ``fit``) from the fitted parts, signed like ``components_``."""
-        X = np.asarray(X, dtype=float)
-        if X.ndim != 2 or not np.isfinite(X).all():
-            raise ValueError("X must be a finite 2-D array of shape (n_sources, n_targets)")
+        X = as_matrix(X)
         return self.model_.transform(self._prepare(X))[:, self.order_] * self.signs_
 
 

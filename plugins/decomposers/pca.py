@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.decompose import Decomposer
+from harness.decompose import Decomposer, as_matrix, check_n_components, components_to_keep
 from harness.hookspecs import hookimpl
 
 
@@ -35,19 +35,14 @@ class PCA(Decomposer):
     description = "Principal component analysis of the centred transfer matrix (SVD)."
 
     def __init__(self, n_components: int | None = None):
-        if n_components is not None and (not isinstance(n_components, int) or n_components < 1):
-            raise ValueError(f"n_components must be a positive integer or None, got {n_components!r}")
+        check_n_components(n_components)
         self.n_components = n_components
 
     def fit(self, X, y=None) -> "PCA":
         """Fit to ``X`` of shape (n_sources, n_targets). Returns ``self``."""
-        X = np.asarray(X, dtype=float)
-        if X.ndim != 2 or not np.isfinite(X).all():
-            raise ValueError("X must be a finite 2-D array of shape (n_sources, n_targets)")
+        X = as_matrix(X)
         n, p = X.shape
-        k = max(1, min(n - 1, p)) if self.n_components is None else self.n_components
-        if k > min(n, p):
-            raise ValueError(f"n_components={k} exceeds min(n_sources, n_targets)={min(n, p)}")
+        k = components_to_keep(self.n_components, n, p, centred_rank=False)
         self.mean_ = X.mean(axis=0)
         U, S, Vt = np.linalg.svd(X - self.mean_, full_matrices=False)
         # Deterministic signs: make each component's largest-magnitude loading positive.
