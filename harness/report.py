@@ -35,6 +35,7 @@ def build_results(registry: Registry, plan: Plan, mat: Matrix, traits, analysed:
         "transfer": mat.transfer,
         "traits": traits.values,
         "trait_scopes": traits.scopes,
+        "analysis_settings": registry.analysis.model_dump(),
         "pair_traits": traits.pairs,
         "behaviour": traits.behaviour,
         **analysed,
@@ -67,6 +68,12 @@ def write_outputs(run_dir: Path, results: dict, mat: Matrix, plan: Plan, cache: 
     write_text_atomic(run_dir / "matrix.csv", _csv(
         ["source", *mat.targets], [[s, *(_num(mat.transfer[s][t]) for t in mat.targets)] for s in mat.sources]))
     _write_trait_tables(run_dir, mat.sources, results["traits"], results["pair_traits"])
+    tests = results.get("cell_tests") or {}
+    if tests:  # the significance of every matrix.csv cell, in the same long form as pair_traits.csv
+        rows = [[s, t, _num(test["delta"]), _num(test["p"]), _num(test["q"]), test["method"], int(test["significant"])]
+                for s, row in tests.items() for t, test in row.items()]
+        write_text_atomic(run_dir / "cell_tests.csv", _csv(
+            ["source", "target", "delta", "p", "q", "method", "significant"], rows))
     write_text_atomic(run_dir / "report.md", markdown(results))
     # Per-sample logs and training logs travel with the run, so it can be analysed without the cache.
     for cell in plan.cells:
@@ -211,14 +218,19 @@ def print_summary(results: dict, console: Console) -> None:
     base_row = ["[dim]base score"] + [("failed" if results["base"][t] is None else f"[dim]{results['base'][t]['value']:.2f}")
                                       for t in results["targets"]]
     table.add_row(*base_row)
+    tests = results.get("cell_tests") or {}
     for s in results["sources"]:
         row = [s]
         for t in results["targets"]:
             d = results["transfer"][s][t]
             color = "green" if d is not None and d > 0 else "red" if d is not None and d < 0 else "white"
-            row.append(f"[{color}]{_signed(d)}")
+            mark = "*" if tests.get(s, {}).get(t, {}).get("significant") else " "
+            row.append(f"[{color}]{_signed(d)}{mark}")
         table.add_row(*row)
     console.print(table)
+    if tests:
+        console.print("[dim]* adapter differs from base on the same documents (paired test, BH q < "
+                      f"{results.get('analysis_settings', {}).get('fdr', 0.05)})", highlight=False)
     print_analysis(results, console)
     if results["failures"]:
         console.print(f"[red]{len(results['failures'])} failure(s); see results.json 'failures'.")

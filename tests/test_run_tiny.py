@@ -90,6 +90,12 @@ def test_results_carry_the_analysis(tiny_run):
     assert all(0 <= r["p"] <= r["q"] <= 1 for r in results["correlations"] if r["p"] is not None)
     assert set(results["cell_tests"]) == set(results["sources"])
     assert results["cell_tests"]["nli"]["sentiment"]["method"] == "mcnemar"
+    with open(root / "out" / "tiny" / "cell_tests.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 9 and {r["method"] for r in rows} == {"mcnemar"}
+    nli = next(r for r in rows if (r["source"], r["target"]) == ("nli", "sentiment"))
+    assert float(nli["p"]) == results["cell_tests"]["nli"]["sentiment"]["p"]
+    assert results["analysis_settings"]["bootstrap"] == 200
     assert results["prediction"]["n_sources"] == 3 and "score" in results["prediction"]
     assert results["trait_scopes"]["class_entropy"] == "source"
     assert results["trait_scopes"]["behaviour_tv_from_base"] == "behaviour"
