@@ -1,5 +1,5 @@
-"""The ``harness`` command: run, validate, plugins, traits, analyze, recommend, export-task, new-task,
-new-trait.
+"""The ``harness`` command: run, validate, plugins, traits, analyze, recommend, report, check,
+export-task, new-task, new-trait.
 
 Exit codes: 0 success, 1 the run finished but some cells or plugins failed, 2 invalid input.
 """
@@ -71,6 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--candidates", nargs="*", default=[], help="Task names to consider besides the registry's candidates.")
     rec.add_argument("--out", type=Path, help="Output directory the run was written to (default: the registry's).")
     rec.add_argument("--json", action="store_true")
+    rep = sub.add_parser("report", help="Rebuild report.md, report.html and plots/ of a run from its results.json.")
+    rep.add_argument("run_dir", type=Path, help="A run folder (holding results.json).")
+    rep.add_argument("--json", action="store_true", help="Print the files written as JSON.")
+    chk = sub.add_parser("check", help="Gate on regressions against a baseline results.json (exit 1 on regression).",
+                         description="Compare every cell (base and adapters) with a baseline. A cell fails when it is "
+                                     "lower by more than the tolerance AND the drop is significant given both stderrs "
+                                     "(more than z * sqrt(se1^2 + se2^2)); a cell that stopped scoring fails too. "
+                                     "Prints a Markdown diff table; exit 0 pass, 1 regression, 2 usage error.")
+    chk.add_argument("run_dir", type=Path, help="A run folder, or its results.json.")
+    chk.add_argument("--baseline", type=Path, required=True, help="The baseline results.json (or run folder).")
+    chk.add_argument("--tolerance", type=float, default=0.0, help="Drop allowed in the metric's units (default 0).")
+    chk.add_argument("--z", type=float, default=1.96, help="Significance multiple of the combined stderr (default 1.96).")
+    chk.add_argument("--junit", type=Path, help="Also write JUnit XML here, one test case per cell.")
+    chk.add_argument("--json", action="store_true", help="Print the comparison as JSON instead of Markdown.")
     return parser
 
 
@@ -87,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         return _new_plugin(args, err, args.command.removeprefix("new-"))
     if args.command == "analyze":
         return _analyze(args, err)
+    if args.command == "report":
+        return _report(args)
+    if args.command == "check":
+        return _check(args)
     from harness.registry import RegistryError, load_registry
 
     try:
@@ -187,6 +205,62 @@ def _recommend(args, registry) -> int:
     else:
         print_ranking(result, Console())
     return 0
+
+
+def _report(args) -> int:
+    from rich.console import Console
+
+    from harness.check import CheckError, load_results
+    from harness.report import print_summary, write_reports
+
+    import jsonschema
+
+    from harness.report import validate_results
+
+    try:
+        results = load_results(args.run_dir, role="run")
+        validate_results(results)
+    except CheckError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except jsonschema.ValidationError as exc:
+        where = "/".join(map(str, exc.absolute_path)) or "(top level)"
+        print(f"error: {args.run_dir}: results.json does not follow the schema at {where}: {exc.message}", file=sys.stderr)
+        return 2
+    run_dir = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent
+    written = write_reports(run_dir, results)
+    if args.json:
+        print(json.dumps({name: str(path) for name, path in written.items()}, indent=2))
+    else:
+        print_summary(results, Console())
+        Console(stderr=True).print(f"Wrote {run_dir / 'report.html'}, report.md and {len(written) - 2} plot(s).")
+    return 0
+
+
+def _check(args) -> int:
+    from harness.check import CheckError, compare, load_results, to_json, to_junit, to_markdown
+
+    try:
+        current = load_results(args.run_dir, role="current run")
+        baseline = load_results(args.baseline, role="baseline")
+        result = compare(current, baseline, tolerance=args.tolerance, z=args.z)
+    except CheckError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.junit:
+        try:
+            args.junit.parent.mkdir(parents=True, exist_ok=True)
+            args.junit.write_text(to_junit(result), encoding="utf-8")
+        except OSError as exc:
+            print(f"error: cannot write {args.junit}: {exc.strerror}", file=sys.stderr)
+            return 2
+    text = json.dumps(to_json(result), indent=2) if args.json else to_markdown(result)
+    print(text)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary and not args.json:  # shows up on the GitHub Actions job page
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    return 0 if result.passed else 1
 
 
 def _export_task(args, err, argv: list[str]) -> int:

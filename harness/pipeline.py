@@ -143,6 +143,7 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     results = report.build_results(registry, plan, mat, trait_results, analysed, provenance, failures)
     with timer.stage("report"):
         report.write_outputs(run_dir, results, mat, plan, cache)
+        report.write_reports(run_dir, results)
     results["provenance"]["seconds"] = timer.seconds
     write_json_atomic(run_dir / "results.json", results)
     report.print_summary(results, console)

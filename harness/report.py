@@ -16,6 +16,7 @@ from harness.cache import Cache, write_json_atomic, write_text_atomic
 from harness.matrix import Matrix
 from harness.plan import BASE, Plan
 from harness.registry import Registry
+from harness.text import md_escape
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "results.schema.json"
 
@@ -74,7 +75,6 @@ def write_outputs(run_dir: Path, results: dict, mat: Matrix, plan: Plan, cache: 
                 for s, row in tests.items() for t, test in row.items()]
         write_text_atomic(run_dir / "cell_tests.csv", _csv(
             ["source", "target", "delta", "p", "q", "method", "significant"], rows))
-    write_text_atomic(run_dir / "report.md", markdown(results))
     # Per-sample logs and training logs travel with the run, so it can be analysed without the cache.
     for cell in plan.cells:
         src = cache.path("cells", cell.key) / "samples.jsonl"
@@ -87,6 +87,19 @@ def write_outputs(run_dir: Path, results: dict, mat: Matrix, plan: Plan, cache: 
         if src.is_file():
             (run_dir / "training").mkdir(exist_ok=True)
             shutil.copyfile(src, run_dir / "training" / f"{job.source}.json")
+
+
+def write_reports(run_dir: Path, results: dict) -> dict[str, Path]:
+    """report.md, plots/*.png and the self-contained report.html, from ``results`` alone (no model:
+    `harness report` calls this on a finished run). Returns what was written, by name."""
+    from harness import htmlreport, plots
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "report.md", markdown(results))
+    drawn = plots.render_all(results, run_dir / "plots")
+    write_text_atomic(run_dir / "report.html", htmlreport.render(results, drawn))
+    return {"report.md": run_dir / "report.md", "report.html": run_dir / "report.html",
+            **{f"plots/{Path(p.path).name}": Path(p.path) for p in drawn}}
 
 
 def _write_trait_tables(run_dir: Path, sources: list[str], values: dict, pairs: dict) -> None:
@@ -109,31 +122,26 @@ def write_traits(run_dir: Path, sources: list[str], traits) -> None:
                                                              for f in traits.failures]})
 
 
-def _md_escape(text: str) -> str:
-    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("|", "\\|"))
-
-
 def _signed(value) -> str:
     return "n/a" if value is None else f"{value:+.3f}"
 
 
 def markdown(results: dict) -> str:
     targets, sources = results["targets"], results["sources"]
-    out = [f"# Transfer report: {_md_escape(results['experiment'])}", "",
-           f"Base model: `{_md_escape(results['base_model']['name'])}`. "
+    out = [f"# Transfer report: {md_escape(results['experiment'])}", "",
+           f"Base model: `{md_escape(results['base_model']['name'])}`. "
            f"{len(sources)} sources x {len(targets)} targets.", ""]
     out += ["## Base scores", "", "| target | metric | score |", "|---|---|---|"]
     for t in targets:
         cell = results["base"][t]
         score = "failed" if cell is None else f"{cell['value']:.3f} ± {cell['stderr'] or 0:.3f}"
-        out.append(f"| {_md_escape(t)} | {results['metrics'][t]} | {score} |")
+        out.append(f"| {md_escape(t)} | {md_escape(results['metrics'][t])} | {score} |")
     tests = results.get("cell_tests") or {}
     out += ["", "## Transfer (adapter − base)", "",
             ("Marked `*` where the paired test of adapter against base on the same documents (McNemar, or a "
              "paired bootstrap) is significant after Benjamini-Hochberg correction over the matrix."
              if tests else "Marked `*` where |change| exceeds twice the adapter cell's standard error."), "",
-            "| source | " + " | ".join(_md_escape(t) for t in targets) + " |",
+            "| source | " + " | ".join(md_escape(t) for t in targets) + " |",
             "|---|" + "---|" * len(targets)]
     for s in sources:
         cells = []
@@ -145,19 +153,19 @@ def markdown(results: dict) -> str:
             else:
                 mark = "*" if delta is not None and score and score["stderr"] and abs(delta) > 2 * score["stderr"] else ""
             cells.append(_signed(delta) + mark)
-        out.append(f"| {_md_escape(s)} | " + " | ".join(cells) + " |")
+        out.append(f"| {md_escape(s)} | " + " | ".join(cells) + " |")
     out += _markdown_analysis(results)
     trait_names = sorted({k for row in results["traits"].values() for k in row})
     if trait_names:
-        out += ["", "## Source traits", "", "| source | " + " | ".join(trait_names) + " |",
+        out += ["", "## Source traits", "", "| source | " + " | ".join(md_escape(k) for k in trait_names) + " |",
                 "|---|" + "---|" * len(trait_names)]
         for s in sources:
             row = results["traits"].get(s, {})
-            out.append(f"| {_md_escape(s)} | " + " | ".join(
+            out.append(f"| {md_escape(s)} | " + " | ".join(
                 "n/a" if row.get(k) is None else f"{row[k]:.3g}" for k in trait_names) + " |")
     if results["failures"]:
         out += ["", "## Failures", ""]
-        out += [f"- {f['stage']}: " + ", ".join(f"{k}={_md_escape(v)}" for k, v in f.items() if k != "stage")
+        out += [f"- {md_escape(f['stage'])}: " + ", ".join(f"{md_escape(k)}={md_escape(v)}" for k, v in f.items() if k != "stage")
                 for f in results["failures"]]
     return "\n".join(out) + "\n"
 
@@ -169,19 +177,19 @@ def _markdown_analysis(results: dict) -> list[str]:
         n = dec.get("n_components", {})
         stab = dec.get("stability") or {}
         boot, loso = stab.get("bootstrap") or {}, stab.get("leave_one_source_out") or {}
-        out += ["", f"## Latent abilities ({_md_escape(name)})", "",
-                f"{len(comps)} component(s) of the {_md_escape(dec.get('normalisation', 'raw'))} matrix; "
-                f"chosen by {_md_escape(n.get('method', 'the decomposer'))}.", "",
+        out += ["", f"## Latent abilities ({md_escape(name)})", "",
+                f"{len(comps)} component(s) of the {md_escape(dec.get('normalisation', 'raw'))} matrix; "
+                f"chosen by {md_escape(n.get('method', 'the decomposer'))}.", "",
                 "| component | name | explained variance | stability | bootstrap congruence (median) | "
                 "leave-one-source-out congruence (min) |", "|---|---|---|---|---|---|"]
         for c, ratio in zip(comps, dec["explained_variance_ratio"]):
-            out.append(f"| {c} | {_md_escape(dec['labels'][c])} | {ratio:.3f} | {stab.get('verdict', {}).get(c, 'untested')} | "
+            out.append(f"| {md_escape(c)} | {md_escape(dec['labels'][c])} | {ratio:.3f} | {stab.get('verdict', {}).get(c, 'untested')} | "
                        f"{_fmt(boot.get('congruence', {}).get(c, {}).get('median'))} | {_fmt(loso.get('min', {}).get(c))} |")
         loaded = list(next(iter(dec["loadings"].values()), {}))
-        out += ["", "Loadings:", "", "| component | " + " | ".join(_md_escape(t) for t in loaded) + " |",
+        out += ["", "Loadings:", "", "| component | " + " | ".join(md_escape(t) for t in loaded) + " |",
                 "|---|" + "---|" * len(loaded)]
         for c in comps:
-            out.append(f"| {c} | " + " | ".join(f"{dec['loadings'][c][t]:+.2f}" for t in loaded) + " |")
+            out.append(f"| {md_escape(c)} | " + " | ".join(f"{dec['loadings'][c][t]:+.2f}" for t in loaded) + " |")
     tests = results.get("correlations") or []
     if tests:
         out += ["", "## Traits and latent abilities", "",
@@ -193,14 +201,14 @@ def _markdown_analysis(results: dict) -> list[str]:
                     f"{min(min_ps):.3f}: no association can be significant; add sources.", ""]
         out += ["| trait | component | Spearman | Pearson | p | q |", "|---|---|---|---|---|---|"]
         for row in sorted(tests, key=lambda r: (r["p"] is None, r["p"] or 0))[:15]:
-            out.append(f"| {_md_escape(row['trait'])} | {_md_escape(row['decomposer'])}:{row['component']} | "
+            out.append(f"| {md_escape(row['trait'])} | {md_escape(row['decomposer'])}:{row['component']} | "
                        f"{_fmt(row['spearman'])} | {_fmt(row['pearson'])} | {_fmt(row['p'], '.3f')} | {_fmt(row['q'], '.3f')} |")
     for name, variants in (results.get("similarity_test") or {}).items():
-        out += ["", f"## Does surface similarity ({_md_escape(name)}) predict transfer?", "",
+        out += ["", f"## Does surface similarity ({md_escape(name)}) predict transfer?", "",
                 "| pairs | n | Spearman | CI | p |", "|---|---|---|---|---|"]
         for label, res in variants.items():
             ci = res.get("ci") or [None, None]
-            out.append(f"| {label.replace('_', ' ')} | {res.get('n_pairs')} | {_fmt(res.get('spearman'))} | "
+            out.append(f"| {md_escape(label.replace('_', ' '))} | {res.get('n_pairs')} | {_fmt(res.get('spearman'))} | "
                        f"[{_fmt(ci[0])}, {_fmt(ci[1])}] | {_fmt(res.get('p'), '.3f')} |")
     pred = results.get("prediction") or {}
     if "score" in pred:

@@ -45,7 +45,7 @@ def tiny_run(tiny_model_dir, tmp_path_factory):
 def test_writes_the_four_outputs_and_results_validate(tiny_run):
     root, _ = tiny_run
     run_dir = root / "out" / "tiny"
-    for name in ("results.json", "matrix.csv", "traits.csv", "report.md"):
+    for name in ("results.json", "matrix.csv", "traits.csv", "report.md", "report.html", "plots/transfer_heatmap.png"):
         assert (run_dir / name).is_file(), name
     results = json.loads((run_dir / "results.json").read_text())
     validate_results(results)

@@ -1,0 +1,171 @@
+"""Reports from results.json alone: the self-contained HTML, Markdown, plots, `harness report`
+and `harness check`, including hostile names from data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+import pytest
+from test_analysis import ABILITIES, TARGETS, USES, synthetic_run
+
+from harness.analysis import analyse
+from harness.cli import main
+from harness.plugins import catalog
+from harness.registry import AnalysisSettings
+from harness.report import markdown, validate_results, write_reports
+
+HOSTILE = "<script>alert(1)</script>"
+VOID = {"meta", "img", "br", "hr", "input", "link"}
+
+
+def make_results(rename: dict[str, str] | None = None) -> dict:
+    """A schema-valid results.json of a synthetic run (6 sources, 5 targets, per-sample outcomes),
+    with sources optionally renamed."""
+    data, samples, mean, _ = synthetic_run()
+    analysed, failures = analyse(data, USES[:3], catalog(), AnalysisSettings(bootstrap=20, permutations=720))
+    assert not failures
+    results = {
+        "experiment": "synthetic", "base_model": {"name": "tiny", "resolved_from": "test"},
+        "sources": data.sources, "targets": TARGETS, "metrics": {t: "acc,none" for t in TARGETS},
+        "abilities": {t: list(v) for t, v in ABILITIES.items()},
+        "base": {t: {"value": mean["base"][t], "stderr": 0.04} for t in TARGETS},
+        "scores": {s: {t: {"value": mean[s][t], "stderr": 0.04} for t in TARGETS} for s in data.sources},
+        "transfer": data.transfer, "traits": data.traits, "pair_traits": data.pair_traits,
+        "trait_scopes": {k: "source" for k in ("maths_share", "noise_a", "noise_b")},
+        "behaviour": {"behaviour": {"targets": {
+            "pos": {"kind": "multiple_choice", "labels": ["negative", HOSTILE], "missing": [],
+                    "models": {m: {"confusion": [[40, 20], [10, 50]], "n": 120} for m in ["base", *data.sources]}},
+            "words": {"kind": "generation", "length_bin_edges": [0, 2, 4, 6], "missing": [],
+                      "models": {m: {"output_length_histogram": [50, 60, 10], "n": 120} for m in ["base", *data.sources]}}}}},
+        **analysed, "failures": [],
+        "provenance": {"versions": {k: "0" for k in ("harness", "lm_eval", "transformers", "peft", "torch")},
+                       "seeds": {}, "config_hashes": {"registry": "abc"}, "seconds": {"plan": 0.1}},
+    }
+    validate_results(results)
+    if rename:  # rename sources everywhere by a JSON round trip of the names
+        text = json.dumps(results)
+        for old, new in rename.items():
+            text = text.replace(json.dumps(old), json.dumps(new))
+        results = json.loads(text)
+    return results
+
+
+class Structure(HTMLParser):
+    """Checks that tags nest properly, and collects section ids, image sources and any URL."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.sections, self.images, self.errors = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section":
+            self.sections.append(attrs.get("id"))
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:]}")
+        else:
+            self.stack.pop()
+
+
+def png_size(path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    results = make_results()
+    (run_dir / "results.json").write_text(json.dumps(results))
+    return run_dir, results, write_reports(run_dir, results)
+
+
+def test_html_is_self_contained_and_has_every_section(written):
+    run_dir, results, files = written
+    text = (run_dir / "report.html").read_text()
+    assert "http://" not in text and "https://" not in text
+    parser = Structure()
+    parser.feed(text)
+    assert parser.errors == [] and parser.stack == []
+    assert parser.sections == ["provenance", "transfer", "base", "components", "traits", "side_effects", "recommendations"]
+    assert parser.images and all(src.startswith("data:image/png;base64,") for src in parser.images)
+    plots = {name for name in files if name.startswith("plots/")}
+    for expected in ("transfer_heatmap", "base_scores", "scree_pca", "loadings_pca", "biplot_pca",
+                     "traitcorr_pca", "confusion_pos", "lengths_words"):
+        assert any(expected in name for name in plots), expected
+    assert len(parser.images) == len(plots)  # every plot is embedded
+    for name in ("Strongest trait", "Does surface similarity", "bootstrap φ", "best source"):
+        assert name in text
+
+
+def test_plot_files_are_images_of_their_stated_size(written):
+    run_dir, _, files = written
+    for name, path in files.items():
+        if name.startswith("plots/"):
+            width, height = png_size(path)
+            assert width >= 400 and height >= 250 and path.stat().st_size > 2000, name
+
+
+def test_hostile_names_are_escaped_in_html_and_markdown(tmp_path):
+    results = make_results(rename={"src3": HOSTILE})
+    files = write_reports(tmp_path, results)
+    html_text = files["report.html"].read_text()
+    md = markdown(results)
+    assert HOSTILE not in html_text and HOSTILE not in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html_text and "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+    parser = Structure()
+    parser.feed(html_text)
+    assert "script" not in parser.stack and parser.errors == []
+
+
+def test_renders_in_headless_chromium_where_installed(written, tmp_path):
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome")
+                    if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no Chromium here; the HTML is checked by parsing instead (test_html_is_self_contained...)")
+    run_dir, _, _ = written
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1200,3000", (run_dir / "report.html").as_uri()], check=True, timeout=120,
+                   capture_output=True)
+    assert png_size(shot) == (1200, 3000) and shot.stat().st_size > 10_000
+
+
+def test_report_command_rebuilds_from_results_json_alone(written, capsys):
+    run_dir, _, _ = written
+    (run_dir / "report.html").unlink()
+    shutil.rmtree(run_dir / "plots")
+    assert main(["report", str(run_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (run_dir / "report.html").is_file() and "report.md" in out and any(k.startswith("plots/") for k in out)
+    (run_dir.parent / "bad.json").write_text(json.dumps({"sources": []}))
+    assert main(["report", str(run_dir.parent / "bad.json")]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_check_passes_on_an_identical_baseline_and_fails_on_a_doctored_one(written, tmp_path, capsys):
+    run_dir, results, _ = written
+    assert main(["check", str(run_dir), "--baseline", str(run_dir / "results.json")]) == 0
+    assert "**PASS**" in capsys.readouterr().out
+    doctored = json.loads(json.dumps(results))
+    doctored["scores"]["src2"]["nli"]["value"] = results["scores"]["src2"]["nli"]["value"] + 0.5
+    (tmp_path / "baseline.json").write_text(json.dumps(doctored))
+    junit = tmp_path / "junit.xml"
+    assert main(["check", str(run_dir), "--baseline", str(tmp_path / "baseline.json"), "--junit", str(junit)]) == 1
+    out = capsys.readouterr().out
+    assert "**FAIL**" in out and out.index("src2") < out.index("src0")  # the failing row comes first
+    failures = [case for case in ET.parse(junit).getroot().iter("testcase") if case.find("failure") is not None]
+    assert [(c.get("classname"), c.get("name")) for c in failures] == [("src2", "nli")]
+    assert main(["check", str(run_dir), "--baseline", str(tmp_path / "nowhere.json")]) == 2
