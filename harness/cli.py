@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="Output directory (default: the registry's output_dir).")
     run.add_argument("--quiet", action="store_true", help="No progress bars or summary; errors still print.")
     run.add_argument("--dry-run", action="store_true", help="Print the plan (cached vs to run) and stop.")
+    run.add_argument("--json", action="store_true", help="On stdout, a JSON summary of the run (folder, files, "
+                                                         "failures, work reused and computed); progress stays on stderr.")
     val = sub.add_parser("validate", help="Check a registry file; exit 2 listing every problem.")
     val.add_argument("registry", type=Path)
     plug = sub.add_parser("plugins", help="List the installed task, trait and decomposer plugins.")
@@ -49,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     traits.add_argument("registry", type=Path)
     traits.add_argument("--out", type=Path, help="Output directory (default: the registry's output_dir).")
     traits.add_argument("--quiet", action="store_true")
+    traits.add_argument("--json", action="store_true", help="Print the traits as JSON on stdout.")
     ana = sub.add_parser("analyze", help="Decompose a transfer matrix and test traits against it (no model needed).",
                          description="Analyse a transfer matrix made anywhere: a matrix.csv (source,<target>,...), "
                                      "or a run folder / its results.json, whose traits and per-sample logs are used too.")
@@ -126,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "recommend":
             return _recommend(args, registry)
         if args.command == "traits":
-            return run_traits(registry, args.registry.resolve(), out=args.out, quiet=args.quiet).exit_code
+            outcome = run_traits(registry, args.registry.resolve(), out=args.out, quiet=args.quiet)
+            if args.json:
+                print((outcome.run_dir / "traits.json").read_text())
+            return outcome.exit_code
         outcome = run(registry, args.registry.resolve(), out=args.out, quiet=args.quiet, dry_run=args.dry_run)
     except (ModelNotFound, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -134,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("[yellow]Interrupted.[/] Finished adapters and cells are cached; run the same command to resume.")
         return 130
+    if outcome.results is not None and args.json:
+        prov = outcome.results["provenance"]
+        print(json.dumps({"run_dir": str(outcome.run_dir), "exit_code": outcome.exit_code,
+                          "files": sorted(str(p.relative_to(outcome.run_dir)) for p in outcome.run_dir.rglob("*")
+                                          if p.is_file() and p.parent.name != "samples" and "samples" not in p.parts),
+                          "failures": outcome.results["failures"], "reused": prov["reused"],
+                          "computed": prov["computed"], "seconds": prov["seconds"]}, indent=2))
     if outcome.results is not None and not args.quiet:
         err.print(f"Results in {outcome.run_dir}")
     return outcome.exit_code

@@ -137,14 +137,28 @@ def test_rerun_reuses_every_adapter_and_cell(tiny_run):
     before = json.loads((root / "out" / "tiny" / "results.json").read_text())
     dry = harness("run", "registry.yaml", "--dry-run", cwd=root)
     assert dry.returncode == 0 and "0 of 3 adapters and 0 of 12 cells would run" in dry.stdout
-    again = harness("run", "registry.yaml", "--quiet", cwd=root)
+    again = harness("run", "registry.yaml", "--quiet", "--json", cwd=root)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stderr == ""  # --quiet: nothing printed
+    assert again.stderr == ""  # --quiet: nothing printed but the JSON summary on stdout
+    summary = json.loads(again.stdout)
+    assert summary["computed"] == {"adapters": 0, "cells": 0} and summary["failures"] == []
+    assert {"results.json", "report.html", "matrix.csv"} <= set(summary["files"])
     after = json.loads((root / "out" / "tiny" / "results.json").read_text())
     assert after["provenance"]["computed"] == {"adapters": 0, "cells": 0}
     assert after["provenance"]["reused"] == {"adapters": 3, "cells": 12}
     assert "load_model" not in after["provenance"]["seconds"]  # no model was loaded
     assert after["transfer"] == before["transfer"] and after["base"] == before["base"]
+
+
+def test_terminal_output_fits_80_columns(tiny_run):
+    root, _ = tiny_run
+    import os
+
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "report", "out/tiny"], cwd=root, capture_output=True,
+                         text=True, env={**os.environ, "COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = (out.stdout + out.stderr).splitlines()
+    assert len(lines) > 10 and max(len(line) for line in lines) <= 80
 
 
 def test_changing_one_target_reruns_only_its_column(tiny_run):
