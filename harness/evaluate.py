@@ -90,6 +90,19 @@ def _sample_record(sample: dict, metric_name: str) -> dict:
     return record
 
 
+CPU_BATCH_SIZE = 16
+
+
+def eval_batch_size(setting):
+    """lm-eval's batch size for a registry setting: on a GPU "auto" lets lm-eval find the largest
+    batch that fits; on CPU a larger batch buys nothing but padding, so auto means 16."""
+    if setting != "auto":
+        return setting
+    from harness.compute import device
+
+    return "auto" if device() == "cuda" else CPU_BATCH_SIZE
+
+
 class Evaluator:
     """Scores whatever the model currently is (base or an active adapter) on task configs."""
 
@@ -99,7 +112,7 @@ class Evaluator:
         from lm_eval.tasks import TaskManager
 
         self.settings = settings
-        self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size)
+        self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=eval_batch_size(settings.batch_size))
         # Targets are inline configs only: skipping the index of lm-eval's thousands of bundled
         # task files saves seconds per call, and means an inline task that shares a name with a
         # bundled one (lm-eval ships an "arithmetic") can never be merged with it.

@@ -1,8 +1,9 @@
 """LoRA fine-tuning of one adapter per source, on a base model loaded once.
 
-A plain loop rather than ``transformers.Trainer``: it is short, it pads each batch only to its own
-longest sequence, trains only on completion tokens, and logs exactly what the cache and the
-reports need (loss per step, tokens, seconds).
+A plain loop rather than ``transformers.Trainer``: it is short, it groups examples of similar
+length into a batch and pads each batch only to its own longest sequence (``benchmarks/
+training_throughput.py`` measures what that buys over max-length padding), trains only on
+completion tokens, and logs exactly what the cache and the reports need (loss, tokens, seconds).
 """
 
 from __future__ import annotations
@@ -17,6 +18,33 @@ import torch
 
 from harness.adapters import AdapterHost
 from harness.registry import LoraSettings
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generator,
+                  group_by_length: bool = True, mega: int = 16) -> list[list[int]]:
+    """One epoch of batches (lists of example indices), every example exactly once.
+
+    With ``group_by_length`` the shuffled examples are cut into mega-batches of ``mega`` batches,
+    each sorted by length before it is cut into batches, and the batch order is shuffled again:
+    batches stay random, but their rows have similar lengths, so dynamic padding pads little
+    (the idea of transformers' ``group_by_length``).
+    """
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    if not group_by_length:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = []
+    for start in range(0, len(order), batch_size * mega):
+        chunk = sorted(order[start:start + batch_size * mega], key=lambda i: -lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def tokenize_pairs(tokenizer, pairs: list[tuple[str, str]], max_length: int) -> list[tuple[list[int], list[int]]]:
@@ -63,7 +91,7 @@ def train_adapter(host: AdapterHost, adapter_name: str, tokenizer, pairs: list[t
     Returns the training log: ``{"steps": [{"step", "loss", "tokens", "seconds"}], ...}``.
     ``on_step(step, total, loss)`` is called after every step (for progress bars).
     """
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(usable_cores())
     torch.manual_seed(settings.seed)  # adapter initialisation
     host.add(adapter_name, lora_config(settings))
     peft_model = host.peft
@@ -82,14 +110,13 @@ def train_adapter(host: AdapterHost, adapter_name: str, tokenizer, pairs: list[t
     device = next(peft_model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    log, order, start = [], [], time.perf_counter()
+    lengths = [len(ids) for ids, _ in rows]
+    log, queue, start = [], [], time.perf_counter()
     peft_model.train()
     for step in range(total):
-        if len(order) < settings.batch_size:  # refill with a fresh shuffle: every example once per epoch
-            order += torch.randperm(len(rows), generator=generator).tolist()
-        batch_rows = [rows[i] for i in order[: settings.batch_size]]
-        del order[: settings.batch_size]
-        batch = pad_batch(batch_rows, pad_id, device)
+        if not queue:  # a new epoch
+            queue = epoch_batches(lengths, settings.batch_size, generator, settings.group_by_length)
+        batch = pad_batch([rows[i] for i in queue.pop(0)], pad_id, device)
         t0 = time.perf_counter()
         loss = peft_model(**batch).loss
         loss.backward()

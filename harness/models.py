@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cache import Cache, file_sha256, stable_hash
+from harness.compute import device, resolve_dtype
 from harness.registry import ModelConfig
 
 
@@ -109,7 +110,9 @@ def materialise(loc: ModelLocation, cfg: ModelConfig, cache: Cache) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtype = getattr(torch, cfg.dtype)
+    # Always stored in float32 (the dequantised weights, exactly); `load` casts to the run's dtype,
+    # so one converted copy serves CPU and GPU runs alike.
+    dtype = torch.float32
     gguf = loc.gguf_file
     with cache.entry("models", loc.key) as tmp:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -126,7 +129,7 @@ def materialise(loc: ModelLocation, cfg: ModelConfig, cache: Cache) -> Path:
 
 
 def load(path: Path, cfg: ModelConfig):
-    """Load (model, tokenizer) from a transformers directory, on CPU unless CUDA is present."""
+    """Load (model, tokenizer) from a transformers directory, on CUDA when present, else CPU."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -137,10 +140,9 @@ def load(path: Path, cfg: ModelConfig):
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype),
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, resolve_dtype(cfg.dtype)),
                                                  trust_remote_code=cfg.trust_remote_code)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
+    model = model.to(device())
     model.eval()
     return model, tokenizer
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import __version__
+from harness.compute import compute_setup
 from harness.cache import Cache, stable_hash
 from harness.models import ModelLocation
 from harness.plugins import Catalog
@@ -16,6 +17,9 @@ from harness.registry import Registry
 from harness.tasks import Task
 
 BASE = "base"  # the model key of the base model in cells
+# Part of every adapter's key: bump it when a change in harness/finetune.py changes what training
+# produces (2: length-grouped batches), so no adapter trained the old way is reused.
+TRAINING_VERSION = 2
 
 
 def library_versions() -> dict[str, str]:
@@ -79,13 +83,16 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
 
     versions = library_versions()
     lora = registry.lora.model_dump(mode="json")
+    # Numbers differ between float32 on CPU and bfloat16 on a GPU: results are keyed by both.
+    compute = compute_setup(registry.base_model.dtype)
     data_dir = cache.root / "data"
     plan = Plan(model=model, tasks={}, target_configs={})
 
     for use in registry.sources:
         task = catalog.get("task", use.task).obj(**use.options)
         key = stable_hash({"model": model.key, "task": task.fingerprint(), "n_train": use.n_train,
-                           "lora": lora, "versions": {k: versions[k] for k in ("transformers", "peft", "torch")}})
+                           "lora": lora, "trainer": TRAINING_VERSION, "compute": compute,
+                           "versions": {k: versions[k] for k in ("transformers", "peft", "torch")}})
         plan.adapters.append(AdapterJob(use.key, task, use.n_train, key, cache.has("adapters", key)))
 
     evaluation = registry.evaluation.model_dump(mode="json")
@@ -110,6 +117,6 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
         for target, config in plan.target_configs.items():
             key = stable_hash({"model": model.key, "adapter": adapter_key, "target": _config_for_key(config),
                                "metric": plan.tasks[target].metric(), "evaluation": evaluation,
-                               "lm_eval": versions["lm_eval"]})
+                               "compute": compute, "lm_eval": versions["lm_eval"]})
             plan.cells.append(CellJob(model_name, target, key, cache.has("cells", key)))
     return plan

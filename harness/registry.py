@@ -29,7 +29,9 @@ class ModelConfig(_Config):
     path: str | None = Field(None, description="Local directory holding a transformers model (config.json and weights).")
     gguf: str | None = Field(None, description="A GGUF file: a path, or 'python_package:file.gguf' for a file an installed package ships.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype for training and evaluation.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype for training and evaluation; auto: bfloat16 on a GPU that supports it, "
+                            "float32 on CPU.")
     trust_remote_code: bool = Field(False, description="Allow the model repository's own Python code to run. Off unless you trust it.")
 
     @model_validator(mode="after")
@@ -78,6 +80,8 @@ class LoraSettings(_Config):
     steps: int | None = Field(60, ge=1, description="Optimiser steps per adapter. Give steps or epochs, not both.")
     epochs: float | None = Field(None, gt=0, description="Passes over the training examples, instead of steps.")
     batch_size: int = Field(8, ge=1, description="Training examples per step.")
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding, "
+                                  "faster); batch order stays random.")
     max_length: int = Field(128, ge=8, description="Longer (prompt + completion) sequences are cut from the left.")
     seed: int = Field(0, description="Seed of adapter initialisation and batch order.")
 
@@ -93,7 +97,16 @@ class LoraSettings(_Config):
 class EvaluationSettings(_Config):
     """How lm-eval scores each (model, target) cell."""
 
-    batch_size: int = Field(16, ge=1, description="lm-eval batch size.")
+    batch_size: int | Literal["auto"] = Field(
+        "auto", description="lm-eval batch size; auto: lm-eval's own search for the largest that fits on a GPU, "
+                            "16 on CPU (larger batches only add padding there).")
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive(cls, value):
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"batch_size must be at least 1 or 'auto', got {value}")
+        return value
     num_fewshot: int = Field(0, ge=0, description="In-context examples per prompt.")
     seed: int = Field(1234, description="Seed for lm-eval's python, numpy, torch and few-shot sampling.")
 

@@ -53,3 +53,29 @@ def test_adapter_swap_changes_scores_and_base_only_restores_them(tiny_model, tmp
     with host.base_only():
         again = score(evaluator, task, tmp_path, 10)
     assert lls(again) == pytest.approx(lls(before), abs=1e-4)
+
+
+@pytest.mark.parametrize("task_cls, n", [(Sentiment, 12), (Arithmetic, 4)])
+def test_scores_do_not_depend_on_the_batch_size(tiny_model, tmp_path, task_cls, n):
+    """Batching only changes padding: the per-sample outcomes are identical and the
+    loglikelihoods agree to float32 rounding."""
+    model, tok = tiny_model
+    task = task_cls()
+    one = score(Evaluator(model, tok, EvaluationSettings(batch_size=1)), task, tmp_path, n)
+    many = score(Evaluator(model, tok, EvaluationSettings(batch_size=8)), task, tmp_path, n)
+    assert one.value == many.value
+    assert [s["correct"] for s in one.samples] == [s["correct"] for s in many.samples]
+    if "loglikelihoods" in one.samples[0]:
+        flat = lambda r: [ll for s in r.samples for ll in s["loglikelihoods"]]  # noqa: E731
+        assert flat(one) == pytest.approx(flat(many), abs=1e-4)
+
+
+def test_auto_batch_size_is_16_on_cpu_and_lm_evals_search_on_a_gpu(monkeypatch):
+    import harness.compute as compute
+    from harness.evaluate import eval_batch_size
+
+    assert eval_batch_size(4) == 4
+    monkeypatch.setattr(compute, "device", lambda: "cpu")
+    assert eval_batch_size("auto") == 16
+    monkeypatch.setattr(compute, "device", lambda: "cuda")
+    assert eval_batch_size("auto") == "auto"
