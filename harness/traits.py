@@ -101,6 +101,16 @@ class TraitResults:
     scopes: dict[str, str] = field(default_factory=dict)  # output name in `values` -> "source" | "behaviour"
 
 
+def source_trait_key(trait: Trait, task: Task, n_examples: int, model_key: str) -> str:
+    """Cache key of a source trait's values: the trait and its parameters, the task's data, and the
+    base model when the trait looks at its tokenizer or weights."""
+    from harness.cache import stable_hash
+
+    return stable_hash({"trait": trait.name, "version": trait.version, "params": trait.get_params(),
+                        "task": task.fingerprint(), "n": n_examples,
+                        "model": model_key if trait.requires & {"tokenizer", "base_model"} else None})
+
+
 def _failure(trait: Trait, source: str | None, exc: BaseException) -> dict:
     out = {"stage": "traits", "plugin": trait.name, "error": f"{type(exc).__name__}: {exc}",
            "traceback": traceback.format_exc(limit=5)}
@@ -117,7 +127,7 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
     traits (skipped when None, as in ``harness traits``, which fine-tunes nothing). With a ``cache``,
     source-scope results are stored under a key of the trait, its parameters and the source's data.
     """
-    from harness.cache import stable_hash, write_json_atomic
+    from harness.cache import write_json_atomic
 
     out = TraitResults()
     extractors = [catalog.get("trait", use.name).obj(**use.params) for use in registry.traits]
@@ -131,9 +141,7 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
             continue
         if trait.scope == "source":
             for src in sources:
-                key = stable_hash({"trait": trait.name, "version": trait.version, "params": trait.get_params(),
-                                   "task": src.task.fingerprint(), "n": len(src.examples),
-                                   "model": plan.model.key if trait.requires & {"tokenizer", "base_model"} else None})
+                key = source_trait_key(trait, src.task, len(src.examples), plan.model.key if plan.model else None)
                 path = cache.path("traits", key) / "values.json" if cache is not None else None
                 try:
                     if path is not None and path.is_file():
