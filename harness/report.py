@@ -92,14 +92,38 @@ def write_outputs(run_dir: Path, results: dict, mat: Matrix, plan: Plan, cache: 
 def write_reports(run_dir: Path, results: dict) -> dict[str, Path]:
     """report.md, plots/*.png and the self-contained report.html, from ``results`` alone (no model:
     `harness report` calls this on a finished run). Returns what was written, by name."""
-    from harness import htmlreport, plots
+    from harness import htmlreport
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "report.md", markdown(results))
-    drawn = plots.render_all(results, run_dir / "plots")
+    drawn = _plots(results, run_dir / "plots")
     write_text_atomic(run_dir / "report.html", htmlreport.render(results, drawn))
     return {"report.md": run_dir / "report.md", "report.html": run_dir / "report.html",
             **{f"plots/{Path(p.path).name}": Path(p.path) for p in drawn}}
+
+
+def _plots(results: dict, folder: Path) -> list:
+    """The figures of ``results``, drawn again only when what they show changed: drawing is most
+    of a warm re-run's time, and provenance (timings, cache hits) appears in no figure."""
+    from dataclasses import asdict
+
+    from harness import plots
+    from harness.cache import stable_hash
+
+    fingerprint = stable_hash({k: v for k, v in results.items() if k != "provenance"})
+    index = folder / "index.json"
+    try:
+        saved = json.loads(index.read_text())
+        if saved["fingerprint"] == fingerprint:
+            drawn = [plots.Plot(**{**d, "path": folder / d["path"]}) for d in saved["plots"]]
+            if all(p.path.is_file() for p in drawn):
+                return drawn
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no index yet, or an unreadable one: draw
+    drawn = plots.render_all(results, folder)
+    write_json_atomic(index, {"fingerprint": fingerprint,
+                              "plots": [{**asdict(p), "path": Path(p.path).name} for p in drawn]})
+    return drawn
 
 
 def _write_trait_tables(run_dir: Path, sources: list[str], values: dict, pairs: dict) -> None:

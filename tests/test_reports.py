@@ -169,3 +169,16 @@ def test_check_passes_on_an_identical_baseline_and_fails_on_a_doctored_one(writt
     failures = [case for case in ET.parse(junit).getroot().iter("testcase") if case.find("failure") is not None]
     assert [(c.get("classname"), c.get("name")) for c in failures] == [("src2", "nli")]
     assert main(["check", str(run_dir), "--baseline", str(tmp_path / "nowhere.json")]) == 2
+
+
+def test_plots_are_redrawn_only_when_what_they_show_changes(tmp_path):
+    results = make_results()
+    write_reports(tmp_path, results)
+    heatmap = tmp_path / "plots" / "transfer_heatmap.png"
+    first = heatmap.stat().st_mtime_ns
+    results["provenance"]["seconds"]["plan"] = 9.9  # timings appear in no figure
+    write_reports(tmp_path, results)
+    assert heatmap.stat().st_mtime_ns == first
+    results["transfer"]["src0"]["add"] += 0.1
+    write_reports(tmp_path, results)
+    assert heatmap.stat().st_mtime_ns != first
