@@ -1,5 +1,5 @@
 """The ``harness`` command: run, validate, plugins, traits, analyze, recommend, report, check,
-export-task, new-task, new-trait.
+cache, export-task, new-task, new-trait.
 
 Exit codes: 0 success, 1 the run finished but some cells or plugins failed, 2 invalid input.
 """
@@ -27,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="Print the plan (cached vs to run) and stop.")
     run.add_argument("--json", action="store_true", help="On stdout, a JSON summary of the run (folder, files, "
                                                          "failures, work reused and computed); progress stays on stderr.")
+    run.add_argument("--executor", choices=["local", "ray"], help="Where fine-tune and evaluation jobs run (default: "
+                     "the registry's executor, else local): ray runs each as a Ray task (pip install "
+                     "\"transfer-harness[ray]\").")
+    run.add_argument("--address", metavar="ADDR", help="Ray cluster to run on: 'auto' (the cluster `ray start` "
+                     "started on this node) or HEAD:PORT; implies --executor ray. Default: a Ray instance on this machine.")
     val = sub.add_parser("validate", help="Check a registry file; exit 2 listing every problem.")
     val.add_argument("registry", type=Path)
     plug = sub.add_parser("plugins", help="List the installed task, trait and decomposer plugins.")
@@ -74,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--candidates", nargs="*", default=[], help="Task names to consider besides the registry's candidates.")
     rec.add_argument("--out", type=Path, help="Output directory the run was written to (default: the registry's).")
     rec.add_argument("--json", action="store_true")
+    from harness import cache_admin
+
+    cache_admin.add_parser(sub)
     rep = sub.add_parser("report", help="Rebuild report.md, report.html and plots/ of a run from its results.json.")
     rep.add_argument("run_dir", type=Path, help="A run folder (holding results.json).")
     rep.add_argument("--json", action="store_true", help="Print the files written as JSON.")
@@ -104,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         return _new_plugin(args, err, args.command.removeprefix("new-"))
     if args.command == "analyze":
         return _analyze(args, err)
+    if args.command == "cache":
+        from harness import cache_admin
+
+        return cache_admin.main(args)
     if args.command == "report":
         return _report(args)
     if args.command == "check":
@@ -121,9 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         err.print(f"{args.registry}: ok ({len(registry.sources)} sources, {len(registry.targets)} targets)")
         return 0
+    from harness.executors import ExecutorError
     from harness.filetasks import DataError
     from harness.models import ModelNotFound
     from harness.pipeline import run, run_traits
+
+    if args.command == "run" and (args.executor or args.address):
+        problem = _override_executor(registry, args)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
 
     try:
         if args.command == "recommend":
@@ -134,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 print((outcome.run_dir / "traits.json").read_text())
             return outcome.exit_code
         outcome = run(registry, args.registry.resolve(), out=args.out, quiet=args.quiet, dry_run=args.dry_run)
-    except (ModelNotFound, DataError) as exc:
+    except (ModelNotFound, DataError, ExecutorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -150,6 +169,26 @@ def main(argv: list[str] | None = None) -> int:
     if outcome.results is not None and not args.quiet:
         err.print(f"Results in {outcome.run_dir}")
     return outcome.exit_code
+
+
+def _override_executor(registry, args) -> str | None:
+    """Apply --executor/--address to the registry's executor; a message when they conflict."""
+    from pydantic import ValidationError
+
+    from harness.registry import ExecutorSettings
+
+    if args.address and args.executor == "local":
+        return "--address is a Ray cluster address; use it with --executor ray"
+    update = {"kind": "ray" if args.address else args.executor}
+    if args.address:
+        update["address"] = args.address
+    elif update["kind"] == "local":
+        update["address"] = None  # the registry's Ray address means nothing to a local run
+    try:
+        registry.executor = ExecutorSettings.model_validate({**registry.executor.model_dump(), **update})
+    except ValidationError as exc:
+        return "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+    return None
 
 
 def _plugins(args) -> int:

@@ -144,3 +144,37 @@ class Evaluator:
             stderr = (math.sqrt(sum((x - value) ** 2 for x in scores) / (n - 1) / n) if n > 1 else None)
             results[target] = CellResult(value, stderr, metric, n, samples)
         return results
+
+
+class VLLMEvaluator(Evaluator):
+    """lm-eval's vLLM backend, LoRA adapters served by vLLM (``evaluation.backend: vllm``; GPU only).
+
+    vLLM holds its own copy of the weights, so the pipeline frees the training model before making
+    one. Adapters are switched by changing the LoRA request vLLM attaches to every prompt; ``None``
+    scores the base model.
+    """
+
+    def __init__(self, model_dir, settings: EvaluationSettings, first_adapter: str, max_lora_rank: int, dtype: str):
+        quiet_lm_eval()
+        try:
+            from lm_eval.models.vllm_causallms import VLLM
+            from vllm.lora.request import LoRARequest
+        except ImportError as exc:
+            raise RuntimeError(f"evaluation.backend vllm needs vLLM on a CUDA machine ({exc}); "
+                               "pip install vllm, or use backend hf") from None
+        from lm_eval.tasks import TaskManager
+
+        self.settings, self._request = settings, LoRARequest
+        # vLLM enables LoRA only when constructed with an adapter; later ones are swapped in.
+        self.lm = VLLM(pretrained=str(model_dir), lora_local_path=str(first_adapter), max_lora_rank=max_lora_rank,
+                       dtype=dtype, batch_size=eval_batch_size(settings.batch_size), seed=settings.seed)
+        self.task_manager = TaskManager(include_defaults=False)
+        self._ids: dict[str, int] = {}
+
+    def activate(self, name: str | None, path=None) -> None:
+        """Score adapter ``name`` (saved at ``path``) from now on; ``None`` for the base model."""
+        if name is None:
+            self.lm.lora_request = None
+            return
+        self._ids.setdefault(name, len(self._ids) + 1)  # vLLM identifies adapters by a positive int
+        self.lm.lora_request = self._request(name, self._ids[name], str(path))

@@ -85,13 +85,15 @@ def lora_config(settings: LoraSettings):
 
 def train_adapter(host: AdapterHost, adapter_name: str, tokenizer, pairs: list[tuple[str, str]],
                   settings: LoraSettings, out_dir: Path,
-                  on_step: Callable[[int, int, float], None] | None = None) -> dict:
+                  on_step: Callable[[int, int, float], None] | None = None, threads: int | None = None) -> dict:
     """Add adapter ``adapter_name`` to the host's model, train it on ``pairs``, save it to ``out_dir``.
 
     Returns the training log: ``{"steps": [{"step", "loss", "tokens", "seconds"}], ...}``.
-    ``on_step(step, total, loss)`` is called after every step (for progress bars).
+    ``on_step(step, total, loss)`` is called after every step (for progress bars). ``threads``:
+    torch threads to train with (default: every usable core). On CPU the thread count changes how
+    sums are split, so the losses and weights differ in their last bits from one count to another.
     """
-    torch.set_num_threads(usable_cores())
+    torch.set_num_threads(threads or usable_cores())
     torch.manual_seed(settings.seed)  # adapter initialisation
     host.add(adapter_name, lora_config(settings))
     peft_model = host.peft

@@ -68,6 +68,9 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     timer = Timer()
     run_dir, cache = resolve_dirs(registry, registry_path, out)
     cat = catalog()
+    from harness.executors import make_executor
+
+    executor = make_executor(registry.executor, console)  # a missing Ray fails here, before any work
 
     with timer.stage("plan"):
         try:
@@ -77,10 +80,13 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
                 raise
             # A dry run still shows the plan: nothing can be cached for a model never seen here.
             location = models.ModelLocation(key="unavailable", how=f"unavailable here ({exc})")
-        plan = make_plan(registry, cat, cache, location, dry_run=dry_run)
+        # Keyed by the device and dtype the jobs will compute in: a Ray worker's, not this machine's.
+        compute = executor.compute(registry.base_model.dtype, dry_run=dry_run)
+        plan = make_plan(registry, cat, cache, location, dry_run=dry_run, compute=compute)
     if dry_run:
         from harness.report import print_plan
 
+        executor.close()
         print_plan(plan, Console(quiet=False), run_dir, cache)
         return RunOutcome(run_dir, None)
 
@@ -88,21 +94,13 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     reused = {"adapters": len(plan.adapters) - len(plan.todo_adapters), "cells": len(plan.cells) - len(plan.todo_cells)}
     computed = {"adapters": len(plan.todo_adapters), "cells": len(plan.todo_cells)}
     failures: list[dict] = []
-    needs_model = bool(plan.todo_adapters or plan.todo_cells)
-    model = tokenizer = host = None
-    if needs_model:
-        with timer.stage("load_model"):
-            console.log(f"Loading base model {registry.base_model.display_name} ({location.how})")
-            path = models.materialise(location, registry.base_model, cache)
-            model, tokenizer = models.load(path, registry.base_model)
-            from harness.adapters import AdapterHost
-
-            host = AdapterHost(model)
-
-    with timer.stage("finetune"):
-        _finetune(plan, registry, cache, host, tokenizer, console, failures)
-    with timer.stage("evaluate"):
-        _evaluate(plan, registry, cache, host, model, tokenizer, console, failures)
+    # Fine-tune and evaluate (harness/executors.py): in this process, or as Ray tasks; either way
+    # every adapter and cell lands in the cache, which is all the stages below read.
+    try:
+        executor.run_jobs(plan, registry, cache, location, timer, failures)
+    finally:
+        executor.close()
+    model, tokenizer, host = executor.model, executor.tokenizer, executor.host  # loaded here by local runs
 
     from harness import analysis, matrix, report, traits
     from harness.outcomes import collect
@@ -131,12 +129,14 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
         "versions": library_versions(),
         "seeds": {"lora": registry.lora.seed, "evaluation": registry.evaluation.seed,
                   "tasks": {name: t.options.seed for name, t in plan.tasks.items()}},
-        "config_hashes": {"registry": stable_hash(registry.model_dump(mode="json")),
+        # Where jobs ran is not part of the experiment: the same registry hashes the same on any executor.
+        "config_hashes": {"registry": stable_hash(registry.model_dump(mode="json", exclude={"executor"})),
                           "base_model": location.key,
                           "adapters": {a.source: a.key for a in plan.adapters},
                           "cells": {f"{c.model}/{c.target}": c.key for c in plan.cells}},
         "seconds": timer.seconds,
         "cache_dir": str(cache.root),
+        "executor": executor.describe(),
         "reused": reused,
         "computed": computed,
     }
@@ -194,9 +194,8 @@ def run_traits(registry: Registry, registry_path: Path | None = None, out: Path 
     return RunOutcome(run_dir, None, results.failures)
 
 
-def _finetune(plan: Plan, registry: Registry, cache: Cache, host, tokenizer, console, failures) -> None:
-    from harness.finetune import train_adapter
-
+def _finetune(plan: Plan, registry: Registry, cache: Cache, host, tokenizer, console, failures,
+              threads: int | None = None) -> None:
     todo = plan.todo_adapters
     if not todo:
         return
@@ -209,10 +208,8 @@ def _finetune(plan: Plan, registry: Registry, cache: Cache, host, tokenizer, con
                 progress.update(bar, completed=step, total=total, description=f"train {job.source} loss {loss:.3f}")
 
             try:
-                with cache.entry("adapters", job.key) as tmp:
-                    log = train_adapter(host, adapter_name(job), tokenizer, pairs, registry.lora, tmp, on_step)
-                    log["source"] = job.source
-                    write_json_atomic(tmp / "train_log.json", log)
+                log = _train_and_store(cache, job.key, job.source, host, adapter_name(job), tokenizer, pairs,
+                                       registry.lora, on_step, threads)
                 job.cached = True
                 console.log(f"trained {job.source}: loss {log['first_loss']:.3f} -> {log['last_loss']:.3f} "
                             f"in {log['seconds']:.0f}s ({log['tokens_per_second']:.0f} tokens/s)")
@@ -220,6 +217,19 @@ def _finetune(plan: Plan, registry: Registry, cache: Cache, host, tokenizer, con
                 failures.append({"stage": "finetune", "source": job.source, "error": f"{type(exc).__name__}: {exc}",
                                  "traceback": traceback.format_exc(limit=5)})
                 console.log(f"[red]training {job.source} failed: {exc}")
+
+
+def _train_and_store(cache: Cache, key: str, source: str, host, name: str, tokenizer, pairs, lora,
+                     on_step=None, threads: int | None = None) -> dict:
+    """Train one adapter and file it (with its training log) in the cache, atomically; the same
+    code for the local executor and a Ray worker."""
+    from harness.finetune import train_adapter
+
+    with cache.entry("adapters", key) as tmp:
+        log = train_adapter(host, name, tokenizer, pairs, lora, tmp, on_step, threads=threads)
+        log["source"] = source
+        write_json_atomic(tmp / "train_log.json", log)
+    return log
 
 
 def _evaluate(plan: Plan, registry: Registry, cache: Cache, host, model, tokenizer, console, failures) -> None:

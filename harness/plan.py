@@ -77,14 +77,18 @@ def _config_for_key(config: dict) -> dict:
 
 
 def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLocation,
-              dry_run: bool = False) -> Plan:
-    """Every job with its key. A dry run notes data it cannot read in ``missing`` instead of failing."""
+              dry_run: bool = False, compute: dict[str, str] | None = None) -> Plan:
+    """Every job with its key. A dry run notes data it cannot read in ``missing`` instead of failing.
+
+    ``compute``: the device and dtype the jobs will run with, when that is not this machine's
+    (Ray workers); default :func:`compute_setup` here.
+    """
     from harness.filetasks import DataError, FileTask
 
     versions = library_versions()
     lora = registry.lora.model_dump(mode="json")
     # Numbers differ between float32 on CPU and bfloat16 on a GPU: results are keyed by both.
-    compute = compute_setup(registry.base_model.dtype)
+    compute = compute or compute_setup(registry.base_model.dtype)
     data_dir = cache.root / "data"
     plan = Plan(model=model, tasks={}, target_configs={})
 

@@ -108,7 +108,66 @@ class EvaluationSettings(_Config):
             raise ValueError(f"batch_size must be at least 1 or 'auto', got {value}")
         return value
     num_fewshot: int = Field(0, ge=0, description="In-context examples per prompt.")
+    backend: Literal["hf", "vllm"] = Field("hf", description="lm-eval backend: hf (transformers; adapters swapped "
+                                                             "in place) or vllm (GPU only; LoRA served by vLLM).")
     seed: int = Field(1234, description="Seed for lm-eval's python, numpy, torch and few-shot sampling.")
+
+
+EXECUTOR_KINDS = ("local", "ray")
+
+
+class ExecutorSettings(_Config):
+    """Where fine-tune and evaluation jobs run. Never part of a cache key: a result is the same
+    wherever it was computed, so a cache filled by one executor serves the other.
+
+    ``executor: ray`` is shorthand for ``executor: {kind: ray}``.
+    """
+
+    kind: Literal["local", "ray"] = Field(
+        "local", description="local: every job in this process, one base model loaded once and adapters swapped in "
+                             "place. ray: one Ray task per adapter to train and one per model to evaluate, spread "
+                             "over a Ray cluster (pip install \"transfer-harness[ray]\").")
+    address: str | None = Field(
+        None, description="Ray cluster to use (kind ray only): empty starts a Ray instance on this machine (or uses "
+                          "the one this process already started); 'auto' attaches to the cluster started on this "
+                          "node with `ray start`; or host:port of its head node.")
+    gpus_per_job: float = Field(0, ge=0, description="GPUs each Ray task requests (kind ray; a fraction shares a GPU "
+                                "between jobs). 0 runs jobs on CPU even on GPU nodes.")
+    cpus_per_job: int | None = Field(
+        None, ge=1, description="CPU cores per job: the torch threads a job computes with (both kinds), and the CPUs "
+                                "each Ray task requests. On CPU the thread count changes the last bits of the "
+                                "numbers, so keep it fixed across runs you compare. Empty: every core this process may "
+                                "use for CPU jobs (what local runs have always used, so a Ray run on the same machine "
+                                "gives identical numbers); 1 for GPU jobs (gpus_per_job > 0), which need a CPU only "
+                                "to feed the GPU.")
+    max_parallel: int | None = Field(None, ge=1, description="Most Ray tasks in flight at once (kind ray); empty: as "
+                                     "many as the cluster's free resources allow.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value):
+        if isinstance(value, str):
+            if value not in EXECUTOR_KINDS:
+                raise ValueError(f"unknown executor {value!r}; give 'local' or 'ray', or a mapping such as "
+                                 "{kind: ray, gpus_per_job: 1}" + did_you_mean(value, list(EXECUTOR_KINDS)))
+            return {"kind": value}
+        return value
+
+    @model_validator(mode="after")
+    def _address_needs_ray(self):
+        if self.address is not None and self.kind != "ray":
+            raise ValueError(f"address {self.address!r} is a Ray cluster address; set kind: ray, or remove address")
+        return self
+
+    def threads(self) -> int:
+        """The torch threads (and Ray CPUs) of one job, resolved on the machine that runs the driver."""
+        if self.cpus_per_job is not None:
+            return self.cpus_per_job
+        if self.kind == "ray" and self.gpus_per_job > 0:
+            return 1
+        from harness.finetune import usable_cores
+
+        return usable_cores()
 
 
 class PluginUse(_Config):
@@ -200,6 +259,8 @@ class Registry(_Config):
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     candidates: list[SourceConfig] = Field(default_factory=list, description="Datasets not fine-tuned: "
                                            "`harness recommend` predicts their transfer from their traits.")
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings, description="Where jobs run: `local` "
+                                       "(default) or `ray` (see ExecutorSettings); `harness run --executor` overrides it.")
 
     @field_validator("sources", "targets", "candidates")
     @classmethod
@@ -324,7 +385,7 @@ def parse_registry(text: str, filename: str = "<registry>", base_dir: Path | Non
 
 
 def _absolute_data_files(registry: Registry, base_dir: Path) -> None:
-    for use in [*registry.sources, *registry.targets]:
+    for use in [*registry.sources, *registry.targets, *registry.candidates]:
         files = use.options.get("data_files")
         if isinstance(files, dict):
             use.options["data_files"] = {split: str((base_dir / Path(p).expanduser()).resolve())
