@@ -154,7 +154,7 @@ class VLLMEvaluator(Evaluator):
     scores the base model.
     """
 
-    def __init__(self, model_dir, settings: EvaluationSettings, first_adapter: str, max_lora_rank: int, dtype: str):
+    def __init__(self, model_dir, settings: EvaluationSettings, first_adapter, max_lora_rank: int, dtype: str):
         quiet_lm_eval()
         try:
             from lm_eval.models.vllm_causallms import VLLM
@@ -166,7 +166,8 @@ class VLLMEvaluator(Evaluator):
 
         self.settings, self._request = settings, LoRARequest
         # vLLM enables LoRA only when constructed with an adapter; later ones are swapped in.
-        self.lm = VLLM(pretrained=str(model_dir), lora_local_path=str(first_adapter), max_lora_rank=max_lora_rank,
+        self.lm = VLLM(pretrained=str(model_dir), lora_local_path=str(first_adapter) if first_adapter else None,
+                       max_lora_rank=max_lora_rank,
                        dtype=dtype, batch_size=eval_batch_size(settings.batch_size), seed=settings.seed)
         self.task_manager = TaskManager(include_defaults=False)
         self._ids: dict[str, int] = {}

@@ -85,6 +85,9 @@ class LocalExecutor:
         from harness import models, pipeline
 
         needs_model = bool(plan.todo_adapters or plan.todo_cells)  # else nothing is loaded at all
+        path = None
+        if plan.todo_cells:
+            pipeline.check_backend(registry)
         with torch_threads(self.threads) if needs_model else contextlib.nullcontext():
             if needs_model:
                 with timer.stage("load_model"):
@@ -99,7 +102,7 @@ class LocalExecutor:
                                    threads=self.threads)
             with timer.stage("evaluate"):
                 pipeline._evaluate(plan, registry, cache, self.host, self.model, self.tokenizer, self.console,
-                                   failures)
+                                   failures, model_dir=path)
 
     def close(self) -> None:
         pass

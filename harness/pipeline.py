@@ -232,13 +232,16 @@ def _train_and_store(cache: Cache, key: str, source: str, host, name: str, token
     return log
 
 
-def _evaluate(plan: Plan, registry: Registry, cache: Cache, host, model, tokenizer, console, failures) -> None:
+def _evaluate(plan: Plan, registry: Registry, cache: Cache, host, model, tokenizer, console, failures,
+              model_dir: Path | None = None) -> None:
     from harness.evaluate import Evaluator
 
     todo = plan.todo_cells
     if not todo:
         return
-    evaluator = Evaluator(model, tokenizer, registry.evaluation)
+    vllm = registry.evaluation.backend == "vllm"
+    evaluator = (_vllm_evaluator(plan, registry, cache, model, model_dir) if vllm
+                 else Evaluator(model, tokenizer, registry.evaluation))
     adapters = {a.source: a for a in plan.adapters}
     by_model: dict[str, list] = {}
     for cell in todo:
@@ -254,12 +257,17 @@ def _evaluate(plan: Plan, registry: Registry, cache: Cache, host, model, tokeniz
                                          "error": "adapter was not trained (see the finetune failure)"})
                     progress.advance(bar, len(cells))
                     continue
-                host.load(adapter_name(job), cache.path("adapters", job.key))
+                if vllm:
+                    evaluator.activate(adapter_name(job), cache.path("adapters", job.key))
+                else:
+                    host.load(adapter_name(job), cache.path("adapters", job.key))
+            elif vllm:
+                evaluator.activate(None)
             for cell in cells:
                 progress.update(bar, description=f"evaluate {model_name} on {cell.target}")
                 try:
                     start = time.perf_counter()
-                    if model_name == BASE:
+                    if model_name == BASE and not vllm:
                         with host.base_only():
                             result = _score(evaluator, plan, cell.target)
                     else:
@@ -271,6 +279,38 @@ def _evaluate(plan: Plan, registry: Registry, cache: Cache, host, model, tokeniz
                                      "traceback": traceback.format_exc(limit=5)})
                     console.log(f"[red]scoring {model_name} on {cell.target} failed: {exc}")
                 progress.advance(bar)
+
+
+def _vllm_evaluator(plan: Plan, registry: Registry, cache: Cache, model, model_dir: Path | None):
+    """lm-eval's vLLM backend on the converted model directory, LoRA enabled through the first
+    trained adapter. The training model leaves the GPU first: vLLM loads its own copy."""
+    import torch
+
+    from harness.compute import resolve_dtype
+    from harness.evaluate import VLLMEvaluator
+
+    if model is not None:
+        model.to("cpu")
+        torch.cuda.empty_cache()
+    trained = [a for a in plan.adapters if a.cached]
+    first = cache.path("adapters", trained[0].key) if trained else None
+    return VLLMEvaluator(model_dir, registry.evaluation, first, registry.lora.rank,
+                         resolve_dtype(registry.base_model.dtype))
+
+
+def check_backend(registry: Registry) -> None:
+    """Refuse, before any work, an evaluation backend this machine cannot run."""
+    if registry.evaluation.backend != "vllm":
+        return
+    import importlib.util
+
+    from harness.compute import device
+    from harness.executors import ExecutorError
+
+    if device() != "cuda" or importlib.util.find_spec("vllm") is None:
+        raise ExecutorError("evaluation.backend vllm needs a CUDA GPU and `pip install vllm`; "
+                            "this machine has " + ("no vLLM" if device() == "cuda" else "no CUDA")
+                            + ". Use backend: hf")
 
 
 def _score(evaluator, plan: Plan, target: str):

@@ -176,3 +176,15 @@ def test_missing_model_offline_is_a_clear_error(tmp_path):
     out = harness("run", "r.yaml", cwd=tmp_path)
     assert out.returncode == 2
     assert "base model not found" in out.stderr and "HF_HUB_OFFLINE" in out.stderr
+
+
+def test_vllm_backend_is_refused_without_a_gpu(tiny_model_dir, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal is for machines without it")
+    (tmp_path / "registry.yaml").write_text(REGISTRY.format(model=tiny_model_dir).replace(
+        "evaluation: {batch_size: 8}", "evaluation: {batch_size: 8, backend: vllm}"))
+    out = harness("run", "registry.yaml", cwd=tmp_path)
+    assert out.returncode == 2 and "backend vllm needs a CUDA GPU" in out.stderr
+    assert not (tmp_path / "cache" / "adapters").exists()  # refused before any training
