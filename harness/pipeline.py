@@ -108,7 +108,7 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     with timer.stage("matrix"):
         mat = matrix.assemble(plan, cache)
     with timer.stage("traits"):
-        model, tokenizer = _trait_model(registry, cat, location, cache, model, tokenizer)
+        model, tokenizer = _trait_model(registry, cat, location, cache, model, tokenizer, plan)
         behaviour = _behaviour_data(plan, cache)
         with (host.base_only() if host is not None else nullcontext()):
             trait_results = traits.compute_all(registry, plan, cat, tokenizer, model, samples=behaviour, cache=cache)
@@ -150,9 +150,19 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     return RunOutcome(run_dir, results, failures)
 
 
-def _trait_model(registry: Registry, cat, location, cache: Cache, model, tokenizer):
-    """The tokenizer always; the base model too when a trait requires it and it is not loaded."""
-    wants_model = any("base_model" in cat.get("trait", use.name).obj.requires for use in registry.traits)
+def _trait_model(registry: Registry, cat, location, cache: Cache, model, tokenizer, plan: Plan | None = None):
+    """The tokenizer always; the base model too when a trait requires it, it is not loaded, and
+    (given the ``plan``) some source's values of that trait are not cached yet."""
+    from harness.traits import source_trait_key
+
+    def uncached(trait) -> bool:
+        if plan is None or trait.scope != "source":
+            return True
+        return any(not cache.has("traits", source_trait_key(trait, job.task, job.n_train, location.key))
+                   for job in plan.adapters)
+
+    wants_model = any("base_model" in trait.requires and uncached(trait)
+                      for trait in (cat.get("trait", use.name).obj(**use.params) for use in registry.traits))
     if tokenizer is not None and (model is not None or not wants_model):
         return model, tokenizer
     path = models.materialise(location, registry.base_model, cache)
@@ -183,7 +193,7 @@ def run_traits(registry: Registry, registry_path: Path | None = None, out: Path 
     cat = catalog()
     location = models.locate(registry.base_model, cache)
     plan = make_plan(registry, cat, cache, location)
-    model, tokenizer = _trait_model(registry, cat, location, cache, None, None)
+    model, tokenizer = _trait_model(registry, cat, location, cache, None, None, plan)
     results = traits.compute_all(registry, plan, cat, tokenizer, model, cache=cache, scopes=("source", "pair"))
     report.write_traits(run_dir, [a.source for a in plan.adapters], results)
     for failure in results.failures:

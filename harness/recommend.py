@@ -53,7 +53,7 @@ def recommend_sources(registry: Registry, registry_path: Path | None, target: st
         sibling = registry.model_copy(update={"sources": candidates, "targets": [target_config]})
         location = models.locate(registry.base_model, cache)
         plan = make_plan(sibling, cat, cache, location)
-        model, tokenizer = _trait_model(sibling, cat, location, cache, None, None)
+        model, tokenizer = _trait_model(sibling, cat, location, cache, None, None, plan)
         measured = traits.compute_all(sibling, plan, cat, tokenizer, model, cache=cache, scopes=("source", "pair"))
         if measured.failures:
             first = measured.failures[0]
