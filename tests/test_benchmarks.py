@@ -1,0 +1,68 @@
+"""Smoke tests of benchmarks/: each script runs with --quick on the tiny random model and ends with a
+parseable ``BENCHMARK {json}`` line holding its figures. The figures themselves are not checked:
+on a random two-layer model they mean nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def run_benchmark(name: str, model_dir, tmp_path, *extra: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick", "--model-dir", str(model_dir),
+         "--cache-dir", str(tmp_path / "cache"), "--work-dir", str(tmp_path / "work"), *extra],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    last = proc.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("BENCHMARK "), proc.stdout[-3000:]
+    result = json.loads(last.removeprefix("BENCHMARK "))
+    assert result["benchmark"] == name and result["quick"] is True and result["machine"]["cpus"] >= 1
+    return result
+
+
+def test_eval_vs_lm_eval(tiny_model_dir, tmp_path):
+    # One lm_eval command (the adapter, through peft=, at the harness's batch size): each command
+    # costs lm_eval's start-up (imports, its task index, the model), about 20 s on 2 cores.
+    result = run_benchmark("eval_vs_lm_eval", tiny_model_dir, tmp_path,
+                           "--lm-eval-models", "arithmetic", "--lm-eval-batch-sizes", "harness")
+    assert result["models"] == 2 and result["targets"] == ["sentiment"] and result["lm_eval_models"] == ["arithmetic"]
+    assert result["harness_seconds"] > 0 and result["harness_stage_seconds"]["evaluate"] > 0
+    run = result["lm_eval_runs"]["harness"]
+    assert run["batch_size"] == result["harness_batch_size"] and run["seconds"] > 0
+    assert result["scores_identical"] is True and result["max_abs_score_difference"] == 0
+    for key in ("speedup_vs_lm_eval_default_bs", "speedup_vs_lm_eval_same_bs", "lm_eval_default_bs_seconds",
+                "lm_eval_same_bs_seconds"):
+        assert key in result  # None here: lm_eval did not score every model
+
+
+def test_incremental(tiny_model_dir, tmp_path):
+    result = run_benchmark("incremental", tiny_model_dir, tmp_path)
+    for key in ("cold_seconds", "warm_seconds", "added_target_seconds", "added_column_eval_seconds"):
+        assert result[key] > 0, key
+    assert result["warm_over_cold"] == pytest.approx(result["warm_seconds"] / result["cold_seconds"], abs=1e-3)
+    assert result["added_target_over_column_eval"] > 0 and result["added_column_cells"] == len(result["sources"]) + 1
+    assert set(result["targets_met"]) == {"warm_over_cold<=0.05", "added_target_over_column_eval<=1.5"}
+
+
+def test_training_throughput(tiny_model_dir, tmp_path):
+    result = run_benchmark("training_throughput", tiny_model_dir, tmp_path, "--sources", "nli")
+    nli = result["sources"]["nli"]
+    assert nli["real_tokens"] > 0 and nli["trainer_padded_tokens"] == result["steps"] * result["batch_size"] * 128
+    assert nli["harness_padded_tokens"] < nli["trainer_padded_tokens"]
+    assert result["overall_ratio"] > 0 and isinstance(result["target_met"], bool)
+
+
+def test_eval_overhead(tiny_model_dir, tmp_path):
+    result = run_benchmark("eval_overhead", tiny_model_dir, tmp_path)
+    assert result["forward_calls"] > 0 and 0 < result["forward_seconds"] <= result["model_call_seconds"] + 1e-6
+    assert result["model_call_seconds"] <= result["cells_seconds"] <= result["stage_seconds"] + 1e-6
+    assert result["overhead_ratio"] == pytest.approx(
+        (result["stage_seconds"] - result["forward_seconds"]) / result["forward_seconds"], rel=1e-2)
