@@ -101,6 +101,7 @@ def workspace(args):
     work.mkdir(parents=True, exist_ok=True)
 
     def stop(signum, _frame):  # `kill PID` cleans up as Ctrl-C does
+        log(f"stopped by signal {signum}; removing temporary folders")
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
