@@ -238,6 +238,11 @@ def describe_entry(kind: str, path: Path) -> tuple[str, dict]:
             details = {"name": name or None, "model_type": config.get("model_type"), "architectures": archs}
             what = name or (archs[0] if archs else details["model_type"]) or "a model"
             return f"{what} ({details['model_type'] or '?'}, converted from GGUF)", details
+        if kind == "traits" and (path / "pairs.json").exists():  # a pair trait's source x target tables
+            tables = _read_json(path / "pairs.json")
+            if not isinstance(tables, dict):
+                raise ValueError("pairs.json is not a mapping")
+            return "pairs: " + ", ".join(tables), {"trait": None, "pairs": sorted(tables)}
         if kind == "traits":
             values = _read_json(path / "values.json")
             if not isinstance(values, dict):
@@ -261,7 +266,7 @@ def describe_entry(kind: str, path: Path) -> tuple[str, dict]:
 
 
 def _name_traits(entries: list[Entry]) -> None:
-    """values.json does not record its trait; name it from the installed traits' declared outputs."""
+    """values.json (pairs.json) does not record its trait; name it from the traits' declared outputs."""
     if not entries:
         return
     try:
@@ -272,7 +277,7 @@ def _name_traits(entries: list[Entry]) -> None:
     except Exception:  # a broken plugin must not break listing the cache
         return
     for entry in entries:
-        values = entry.details.get("values")
+        values = entry.details.get("values", dict.fromkeys(entry.details.get("pairs", [])))
         if not isinstance(values, dict) or entry.details.get("trait"):
             continue
         keys = set(values)
@@ -313,7 +318,7 @@ def needed_keys(registry_path: Path) -> Needed:
     from harness.cache import Cache
     from harness.pipeline import resolve_dirs
     from harness.plan import make_plan
-    from harness.traits import source_trait_key
+    from harness.traits import pair_trait_key, source_trait_key
     from harness.plugins import catalog
     from harness.registry import load_registry
 
@@ -349,6 +354,9 @@ def needed_keys(registry_path: Path) -> Needed:
             if trait.scope != "source":
                 continue
             out.keys["traits"].add(source_trait_key(trait, task, use.n_train, location.key))
+    for trait in extractors:
+        if trait.scope == "pair":
+            out.keys["traits"].add(pair_trait_key(trait, plan.adapters, plan.target_configs, plan.tasks, location.key))
     return out
 
 

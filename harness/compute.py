@@ -5,7 +5,33 @@ and less exact). Both enter the cache keys, since they change the numbers."""
 from __future__ import annotations
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, not the machine's total)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _no_gpu_driver() -> bool:
+    """True when no NVIDIA or AMD (ROCm) GPU driver is visible, so CUDA cannot be available.
+
+    Checked before importing torch: the device is part of every cache key, and a fully cached run
+    that never touches a model should not pay torch's 3 s import just to learn it is on a CPU."""
+    import glob
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False  # no cheap test elsewhere: ask torch
+    return not (glob.glob("/dev/nvidia*") or os.path.exists("/dev/kfd") or os.path.exists("/proc/driver/nvidia"))
+
+
 def device() -> str:
+    if _no_gpu_driver():
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -15,9 +41,9 @@ def resolve_dtype(setting: str) -> str:
     """The dtype name to load weights in, for a registry ``base_model.dtype``."""
     if setting != "auto":
         return setting
-    import torch
+    if device() == "cuda":
+        import torch
 
-    if torch.cuda.is_available():
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     return "float32"
 

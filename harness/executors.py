@@ -88,9 +88,10 @@ class LocalExecutor:
         path = None
         if plan.todo_cells:
             pipeline.check_backend(registry)
-        with torch_threads(self.threads) if needs_model else contextlib.nullcontext():
+        with contextlib.ExitStack() as stack:
             if needs_model:
                 with timer.stage("load_model"):
+                    stack.enter_context(torch_threads(self.threads))  # what first imports torch
                     self.console.log(f"Loading base model {registry.base_model.display_name} ({location.how})")
                     path = models.materialise(location, registry.base_model, cache)
                     self.model, self.tokenizer = models.load(path, registry.base_model)

@@ -9,7 +9,6 @@ completion tokens, and logs exactly what the cache and the reports need (loss, t
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -17,15 +16,8 @@ from typing import Callable
 import torch
 
 from harness.adapters import AdapterHost
+from harness.compute import usable_cores
 from harness.registry import LoraSettings
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (the affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generator,

@@ -151,19 +151,16 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
 
 
 def _trait_model(registry: Registry, cat, location, cache: Cache, model, tokenizer, plan: Plan | None = None):
-    """The tokenizer always; the base model too when a trait requires it, it is not loaded, and
-    (given the ``plan``) some source's values of that trait are not cached yet."""
-    from harness.traits import source_trait_key
+    """(model, tokenizer) for the traits stage: the tokenizer when a trait that reads it has values
+    not yet cached, the base model too when such a trait requires it. A fully cached run loads
+    neither (``None``), which keeps a warm re-run free of transformers' imports. Without a
+    ``plan`` nothing is known to be cached."""
+    from harness.traits import trait_is_cached
 
-    def uncached(trait) -> bool:
-        if plan is None or trait.scope != "source":
-            return True
-        return any(not cache.has("traits", source_trait_key(trait, job.task, job.n_train, location.key))
-                   for job in plan.adapters)
-
-    wants_model = any("base_model" in trait.requires and uncached(trait)
-                      for trait in (cat.get("trait", use.name).obj(**use.params) for use in registry.traits))
-    if tokenizer is not None and (model is not None or not wants_model):
+    needing = [trait for trait in (cat.get("trait", use.name).obj(**use.params) for use in registry.traits)
+               if trait.requires & {"tokenizer", "base_model"} and not (plan and trait_is_cached(trait, plan, cache))]
+    wants_model = any("base_model" in trait.requires for trait in needing)
+    if not needing or (tokenizer is not None and (model is not None or not wants_model)):
         return model, tokenizer
     path = models.materialise(location, registry.base_model, cache)
     if wants_model and model is None:

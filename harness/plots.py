@@ -79,6 +79,8 @@ class Plot:
     key : str or None
         The decomposition or target the figure belongs to, verbatim; None for the run-wide
         figures. Select by ``(kind, key)``, not by id prefix: slugs of two names can share one.
+    fingerprint : str
+        Hash of everything the figure shows: equal fingerprints draw identical PNGs.
     """
 
     id: str
@@ -89,6 +91,7 @@ class Plot:
     section: str
     kind: str = ""
     key: str | None = None
+    fingerprint: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,16 +554,22 @@ class _Job:
     draw: Callable[[], Figure | None]
     kind: str = ""
     key: str | None = None
+    fingerprint: str = ""
 
 
 def _jobs(results: dict) -> list[_Job]:
     """Every figure the results call for, in report order (drawing happens later, one by one)."""
+    from harness.cache import stable_hash
+
     ids = _Ids()
     # Looked up through the module at call time (not bound here) so tests can swap one out.
     mod = sys.modules[__name__]
+    # What a run-wide figure may read: all of the results but their provenance (timings, cache hits).
+    everything = {k: v for k, v in results.items() if k != "provenance"}
 
-    def job(kind: str, key: str | None, title: str, section: str, draw) -> _Job:
-        return _Job(ids.get(kind, key), title, section, draw, kind, key)
+    def job(kind: str, key: str | None, title: str, section: str, draw, inputs=everything) -> _Job:
+        return _Job(ids.get(kind, key), title, section, draw, kind, key,
+                    stable_hash({"kind": kind, "key": key, "title": title, "inputs": inputs}))
 
     significance = "; * = significant against the base after FDR correction" if results.get("cell_tests") else ""
     jobs = [job("transfer_heatmap", None, "Transfer matrix (adapter − base)" + significance, "transfer",
@@ -588,12 +597,15 @@ def _jobs(results: dict) -> list[_Job]:
             entry = entries[target]
             if not isinstance(entry, dict) or not isinstance(entry.get("models"), dict):
                 continue
+            # One target's panels read only its entry and the model order: adding a target leaves
+            # the other targets' figures as they were.
+            inputs = {"entry": entry, "models": trait.get("models")}
             if entry.get("kind") == "multiple_choice":
                 jobs.append(job("confusion", target, f"Confusion matrices: {target} (base, then each adapter)",
-                                "side_effects", lambda t=target, tr=trait, e=entry: mod._confusion(t, tr, e)))
+                                "side_effects", lambda t=target, tr=trait, e=entry: mod._confusion(t, tr, e), inputs))
             elif entry.get("kind") == "generation":
                 jobs.append(job("lengths", target, f"Output lengths: {target} (each adapter against the base)",
-                                "side_effects", lambda t=target, tr=trait, e=entry: mod._lengths(t, tr, e)))
+                                "side_effects", lambda t=target, tr=trait, e=entry: mod._lengths(t, tr, e), inputs))
     return jobs
 
 
@@ -605,7 +617,8 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def render_all(results: dict, out_dir: Path, *, failures: list[dict] | None = None) -> list[Plot]:
+def render_all(results: dict, out_dir: Path, *, failures: list[dict] | None = None,
+               drawn_before: list[Plot] = ()) -> list[Plot]:
     """Draw every figure the results support and write them as PNGs into ``out_dir``.
 
     Parameters
@@ -618,6 +631,9 @@ def render_all(results: dict, out_dir: Path, *, failures: list[dict] | None = No
     failures : list of dict, optional
         Receives ``{"stage": "plot", "plot": id, "error": "..."}`` for every figure that raised;
         each is also logged as a warning. The other figures are drawn regardless.
+    drawn_before : list of Plot, optional
+        Figures already in ``out_dir`` from an earlier call: one with the same id and fingerprint
+        whose file still exists is kept as it is, not drawn again.
 
     Returns
     -------
@@ -632,8 +648,13 @@ def render_all(results: dict, out_dir: Path, *, failures: list[dict] | None = No
     except Exception as exc:  # malformed results: report it, never fail the report
         _record(failures, "plan", exc)
         return written
+    kept = {p.id: p for p in drawn_before if p.fingerprint and Path(p.path).is_file()}
     for job in jobs:
         fig = None
+        before = kept.get(job.id)
+        if before is not None and before.fingerprint == job.fingerprint and Path(before.path).parent == out_dir:
+            written.append(before)
+            continue
         try:
             # Warnings about glyphs a font lacks (emoji, CJK names) or a cramped tight_layout
             # are expected with arbitrary names and say nothing useful in a run's log.
@@ -647,7 +668,8 @@ def render_all(results: dict, out_dir: Path, *, failures: list[dict] | None = No
             path = out_dir / f"{job.id}.png"
             path.write_bytes(data)
             width, height = _pixels(fig)
-            written.append(Plot(job.id, job.title, path, width, height, job.section, job.kind, job.key))
+            written.append(Plot(job.id, job.title, path, width, height, job.section, job.kind, job.key,
+                                job.fingerprint))
         except Exception as exc:
             _record(failures, job.id, exc)
         finally:

@@ -165,7 +165,7 @@ class ExecutorSettings(_Config):
             return self.cpus_per_job
         if self.kind == "ray" and self.gpus_per_job > 0:
             return 1
-        from harness.finetune import usable_cores
+        from harness.compute import usable_cores
 
         return usable_cores()
 

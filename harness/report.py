@@ -103,26 +103,19 @@ def write_reports(run_dir: Path, results: dict) -> dict[str, Path]:
 
 
 def _plots(results: dict, folder: Path) -> list:
-    """The figures of ``results``, drawn again only when what they show changed: drawing is most
-    of a warm re-run's time, and provenance (timings, cache hits) appears in no figure."""
+    """The figures of ``results``, each drawn again only when what it shows changed (drawing is
+    most of a re-run's report time). ``index.json`` remembers what each PNG was drawn from."""
     from dataclasses import asdict
 
     from harness import plots
-    from harness.cache import stable_hash
 
-    fingerprint = stable_hash({k: v for k, v in results.items() if k != "provenance"})
     index = folder / "index.json"
     try:
-        saved = json.loads(index.read_text())
-        if saved["fingerprint"] == fingerprint:
-            drawn = [plots.Plot(**{**d, "path": folder / d["path"]}) for d in saved["plots"]]
-            if all(p.path.is_file() for p in drawn):
-                return drawn
+        before = [plots.Plot(**{**d, "path": folder / d["path"]}) for d in json.loads(index.read_text())["plots"]]
     except (OSError, ValueError, KeyError, TypeError):
-        pass  # no index yet, or an unreadable one: draw
-    drawn = plots.render_all(results, folder)
-    write_json_atomic(index, {"fingerprint": fingerprint,
-                              "plots": [{**asdict(p), "path": Path(p.path).name} for p in drawn]})
+        before = []  # no index yet, or an unreadable one: draw everything
+    drawn = plots.render_all(results, folder, drawn_before=before)
+    write_json_atomic(index, {"plots": [{**asdict(p), "path": Path(p.path).name} for p in drawn]})
     return drawn
 
 

@@ -111,6 +111,36 @@ def source_trait_key(trait: Trait, task: Task, n_examples: int, model_key: str) 
                         "model": model_key if trait.requires & {"tokenizer", "base_model"} else None})
 
 
+def pair_trait_key(trait: Trait, adapters, target_configs: dict[str, dict], tasks: dict[str, Task],
+                   model_key: str | None) -> str:
+    """Cache key of a pair trait's whole table: every source and every target enter it, since a
+    pair value may depend on all of them (tf-idf weights come from the whole corpus). A target is
+    its task and its written test file, whose name carries the data's hash."""
+    from pathlib import Path
+
+    from harness.cache import stable_hash
+
+    return stable_hash({"trait": trait.name, "version": trait.version, "params": trait.get_params(),
+                        "sources": [[job.source, job.task.fingerprint(), job.n_train] for job in adapters],
+                        "targets": [[name, tasks[name].fingerprint(),
+                                     Path(config.get("dataset_kwargs", {}).get("data_files", {}).get("test", "")).name]
+                                    for name, config in target_configs.items()],
+                        "model": model_key if trait.requires & {"tokenizer", "base_model"} else None})
+
+
+def trait_is_cached(trait: Trait, plan, cache) -> bool:
+    """Whether every value ``trait`` would compute for ``plan`` is already in ``cache``."""
+    if cache is None:
+        return False
+    model_key = plan.model.key if plan.model else None
+    if trait.scope == "source":
+        return all(cache.has("traits", source_trait_key(trait, job.task, job.n_train, model_key))
+                   for job in plan.adapters)
+    if trait.scope == "pair":
+        return cache.has("traits", pair_trait_key(trait, plan.adapters, plan.target_configs, plan.tasks, model_key))
+    return False  # behaviour traits read the evaluation logs each run
+
+
 def _failure(trait: Trait, source: str | None, exc: BaseException) -> dict:
     out = {"stage": "traits", "plugin": trait.name, "error": f"{type(exc).__name__}: {exc}",
            "traceback": traceback.format_exc(limit=5)}
@@ -157,10 +187,20 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
                 except Exception as exc:
                     out.failures.append(_failure(trait, src.name, exc))
         elif trait.scope == "pair":
-            targets = [TargetData(name, task, _target_examples(task, plan.target_configs[name]))
-                       for name, task in plan.tasks.items()]
+            key = pair_trait_key(trait, plan.adapters, plan.target_configs, plan.tasks,
+                                 plan.model.key if plan.model else None)
+            path = cache.path("traits", key) / "pairs.json" if cache is not None else None
             try:
-                result = trait.compute_pairs(sources, targets)
+                if path is not None and path.is_file():
+                    import json
+
+                    result = json.loads(path.read_text())
+                else:
+                    targets = [TargetData(name, task, _target_examples(task, plan.target_configs[name]))
+                               for name, task in plan.tasks.items()]
+                    result = trait.compute_pairs(sources, targets)
+                    if path is not None:
+                        write_json_atomic(path, result)
                 out.pairs.update({name: {s: {t: checked(v, f"{name}[{s}][{t}]") for t, v in row.items()}
                                          for s, row in by_source.items()} for name, by_source in result.items()})
             except Exception as exc:

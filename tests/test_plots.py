@@ -230,3 +230,29 @@ def test_labels_render_literally():
         assert text._preprocess_math(text.get_text()) == (name, False)
     short = plots.label("start_" + "m" * 100 + "_end")
     assert len(short) == plots.MAX_LABEL and short.startswith("start_") and short.endswith("_end")
+
+
+def test_unchanged_figures_are_kept_and_changed_ones_redrawn(tmp_path):
+    results = synthetic_results()
+    first = {p.id: p for p in plots.render_all(results, tmp_path)}
+    stamps = {i: p.path.stat().st_mtime_ns for i, p in first.items()}
+    # A new generation target's lengths change: its figure and every run-wide figure are drawn
+    # again; the classification target's confusion matrices, which read nothing of it, are kept.
+    changed = copy.deepcopy(results)
+    gen = changed["behaviour"]["behaviour"]["targets"]["gen"]
+    for row in gen["models"].values():
+        row["mean_length"] = row.get("mean_length", 0) + 1
+    changed["transfer"]["arith"]["nli"] = 0.42
+    second = {p.id: p for p in plots.render_all(changed, tmp_path, drawn_before=list(first.values()))}
+    assert set(second) == set(first)
+    kept = {i for i in second if second[i].path.stat().st_mtime_ns == stamps[i]}
+    confusion = next(i for i, p in first.items() if p.kind == "confusion")
+    lengths = next(i for i, p in first.items() if p.kind == "lengths")
+    assert confusion in kept
+    assert "transfer_heatmap" not in kept and lengths not in kept
+    assert second[confusion] == first[confusion]
+    # A file removed by hand is drawn again even though its fingerprint is unchanged.
+    first_path = second[confusion].path
+    first_path.unlink()
+    third = {p.id: p for p in plots.render_all(changed, tmp_path, drawn_before=list(second.values()))}
+    assert third[confusion].path.is_file()
