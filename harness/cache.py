@@ -1,9 +1,17 @@
 """A content-addressed cache shared by runs: converted models, adapters and evaluation cells.
 
 Every entry lives at ``<root>/<kind>/<key>`` where ``key`` hashes everything that determines its
-content, so a changed input simply misses and an unchanged one is reused. Entries appear
-atomically: they are built in a temporary sibling and renamed into place, so a killed run never
-leaves a half-written entry that a later run would trust.
+content, so a changed input simply misses and an unchanged one is reused.
+
+* Entries appear atomically: they are built in a temporary sibling and renamed into place, so a
+  killed run never leaves a half-written entry that a later run would trust; the temporary
+  folders a killed run leaves behind are removed by the next run (:meth:`Cache.clean_leftovers`).
+* Every entry carries ``MANIFEST.json``: the size and SHA-256 of each of its files. An entry that
+  no longer matches it (truncated, damaged, edited) is reported and set aside, and is then
+  recomputed like any missing entry.
+* Runs sharing a cache coordinate through one lock file per job (:meth:`Cache.lock`, ``flock``):
+  the run holding it computes the job; another run does other work meanwhile, then waits, then
+  finds the entry finished, so no job is done twice at the same time.
 """
 
 from __future__ import annotations
@@ -11,11 +19,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs sharing a cache there are not coordinated
+    fcntl = None
+
+log = logging.getLogger(__name__)
+MANIFEST = "MANIFEST.json"
+LOCKS = ".locks"  # one lock file per job, under the cache root; never deleted (that would race)
 
 
 def stable_hash(obj: Any, length: int = 20) -> str:
@@ -41,20 +60,24 @@ def default_cache_dir() -> Path:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, flush it to disk, then rename it over ``path``:
+    readers see the old file or the new one, never a part, even if the machine stops."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _json_default(obj):
@@ -64,30 +87,154 @@ def _json_default(obj):
     return str(obj)
 
 
-class Cache:
-    """Entries are directories under ``root/kind/key``; an entry exists once it is complete."""
+def _manifest(folder: Path) -> dict:
+    """Size and SHA-256 of every file under ``folder`` (the manifest itself excluded)."""
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        files[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
+    return {"files": files}
 
-    def __init__(self, root: str | Path):
+
+class Cache:
+    """Entries are directories under ``root/kind/key``; an entry exists once it is complete.
+
+    ``warn`` receives a message for every damaged entry found (default: the module's logger);
+    ``repairs`` keeps them, for the run's provenance.
+    """
+
+    # Files above this size are checked by size only when an entry is looked up, and in full by
+    # :meth:`verify` where it is about to be used (a converted base model is hundreds of MB).
+    QUICK_CHECK_BYTES = 64 << 20
+
+    def __init__(self, root: str | Path, warn: Callable[[str], None] | None = None):
         self.root = Path(root).expanduser().resolve()
+        self.warn = warn or log.warning
+        self.repairs: list[str] = []
+        self._held: set[tuple[str, str]] = set()  # job locks this process holds (re-entrant)
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
 
     def has(self, kind: str, key: str) -> bool:
-        return self.path(kind, key).is_dir()
+        """Whether a sound entry exists. A damaged one is reported, set aside and counts as missing."""
+        if not self.path(kind, key).is_dir():
+            return False
+        return self.verify(kind, key, full=False)
+
+    def problem(self, kind: str, key: str, full: bool = True) -> str | None:
+        """What is wrong with an existing entry, or None. ``full=False`` hashes only files up to
+        ``QUICK_CHECK_BYTES`` (larger ones are checked by size)."""
+        folder = self.path(kind, key)
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text())
+            files = manifest["files"]
+            if not isinstance(files, dict):
+                raise TypeError("files is not a mapping")
+        except FileNotFoundError:
+            return f"it has no {MANIFEST} (written by an older version, or not by the harness)"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return f"its {MANIFEST} is unreadable ({type(exc).__name__}: {exc})"
+        for name, want in files.items():
+            path = folder / name
+            try:
+                size = path.stat().st_size
+            except OSError:
+                return f"{name} is missing"
+            if size != want.get("size"):
+                return f"{name} is {size} bytes, not {want.get('size')} (truncated or changed)"
+            if (full or size <= self.QUICK_CHECK_BYTES) and file_sha256(path) != want.get("sha256"):
+                return f"{name} does not match its checksum (damaged or changed)"
+        return None
+
+    def verify(self, kind: str, key: str, full: bool = True) -> bool:
+        """True when the entry is sound; otherwise report it, set it aside and return False."""
+        problem = self.problem(kind, key, full)
+        if problem is None:
+            return True
+        self.set_aside(kind, key, problem)
+        return False
+
+    def set_aside(self, kind: str, key: str, problem: str) -> None:
+        """Report a damaged entry and remove it, so that it is recomputed."""
+        message = f"cache entry {kind}/{key} is damaged: {problem}; it is set aside and will be recomputed"
+        self.repairs.append(message)
+        self.warn(message)
+        self.discard(kind, key)
+
+    def discard(self, kind: str, key: str) -> None:
+        """Remove an entry: renamed out of the way first (atomic), so no reader sees half of it."""
+        final = self.path(kind, key)
+        if final.is_symlink():  # an entry linked in from elsewhere: drop the link, never its target
+            final.unlink()
+            return
+        aside = final.with_name(f".{key}.{os.getpid()}.{time.monotonic_ns()}.discarded.tmp")
+        try:
+            os.replace(final, aside)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(aside, ignore_errors=True)
 
     @contextlib.contextmanager
     def entry(self, kind: str, key: str) -> Iterator[Path]:
-        """Yield a temporary directory to fill; it becomes ``path(kind, key)`` on success only."""
+        """Yield a temporary directory to fill; it becomes ``path(kind, key)``, with its manifest,
+        on success only."""
         final = self.path(kind, key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}.", suffix=".tmp"))
-        try:
-            yield tmp
-            if final.exists():  # another run finished the same entry first: keep theirs
-                shutil.rmtree(tmp)
-            else:
-                os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        with self.lock(kind, key):  # so no cleanup removes the folder while it is being filled
+            tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}.", suffix=".tmp"))
+            try:
+                yield tmp
+                write_json_atomic(tmp / MANIFEST, _manifest(tmp))
+                if final.exists() and self.problem(kind, key, full=False) is None:
+                    shutil.rmtree(tmp)  # another run finished the same entry first: keep theirs
+                else:
+                    if final.exists():
+                        self.discard(kind, key)
+                    os.replace(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+
+    @contextlib.contextmanager
+    def lock(self, kind: str, key: str, blocking: bool = True) -> Iterator[bool]:
+        """Hold the job lock of ``kind/key`` inside the block; yields whether it was acquired
+        (always True when ``blocking``). Released when the block ends or the process dies."""
+        if fcntl is None or (kind, key) in self._held:
+            yield True
+            return
+        folder = self.root / LOCKS
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{kind}-{key}.lock", "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            self._held.add((kind, key))
+            try:
+                yield True
+            finally:
+                self._held.discard((kind, key))
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def clean_leftovers(self, file_age: float = 3600.0) -> list[Path]:
+        """Remove what killed runs left in the cache: temporary entry folders whose job lock is
+        free (a live run filling one holds it), and temporary files (from atomic writes, which
+        take no lock) older than ``file_age`` seconds. Returns what was removed."""
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        now = time.time()
+        for kind_dir in (p for p in self.root.iterdir() if p.is_dir() and p.name != LOCKS):
+            for tmp in kind_dir.glob(".*.tmp"):
+                if tmp.is_dir():
+                    with self.lock(kind_dir.name, tmp.name[1:].split(".", 1)[0], blocking=False) as free:
+                        if free:
+                            shutil.rmtree(tmp, ignore_errors=True)
+                            removed.append(tmp)
+                else:
+                    with contextlib.suppress(OSError):
+                        if now - tmp.stat().st_mtime > file_age:
+                            tmp.unlink()
+                            removed.append(tmp)
+        return removed

@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
             return 2
 
+    _stop_on_sigterm()
     try:
         if args.command == "recommend":
             return _recommend(args, registry)
@@ -157,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        err.print("[yellow]Interrupted.[/] Finished adapters and cells are cached; run the same command to resume.")
+        import shlex
+
+        command = "harness " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+        err.print("[yellow]Interrupted.[/] Every adapter and cell finished so far is in the cache; nothing "
+                  f"else was kept. To resume, run the same command again:\n  {command}", markup=True,
+                  highlight=False, soft_wrap=True)
         return 130
     if outcome.results is not None and args.json:
         prov = outcome.results["provenance"]
@@ -165,10 +171,25 @@ def main(argv: list[str] | None = None) -> int:
                           "files": sorted(str(p.relative_to(outcome.run_dir)) for p in outcome.run_dir.rglob("*")
                                           if p.is_file() and p.parent.name != "samples" and "samples" not in p.parts),
                           "failures": outcome.results["failures"], "reused": prov["reused"],
-                          "computed": prov["computed"], "seconds": prov["seconds"]}, indent=2))
+                          "computed": prov["computed"], "seconds": prov["seconds"],
+                          "cache_repairs": prov.get("cache_repairs", [])}, indent=2))
     if outcome.results is not None and not args.quiet:
         err.print(f"Results in {outcome.run_dir}")
     return outcome.exit_code
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a batch scheduler's stop, `kill`) ends a run the way Ctrl-C does: cleanly, keeping
+    every finished job, with the command that resumes it."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (an embedding application): leave its handlers alone
+        pass
 
 
 def _override_executor(registry, args) -> str | None:

@@ -21,6 +21,7 @@ here.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 import traceback
@@ -93,8 +94,7 @@ class LocalExecutor:
                 with timer.stage("load_model"):
                     stack.enter_context(torch_threads(self.threads))  # what first imports torch
                     self.console.log(f"Loading base model {registry.base_model.display_name} ({location.how})")
-                    path = models.materialise(location, registry.base_model, cache)
-                    self.model, self.tokenizer = models.load(path, registry.base_model)
+                    path, self.model, self.tokenizer = models.load_checked(location, registry.base_model, cache)
                     from harness.adapters import AdapterHost
 
                     self.host = AdapterHost(self.model)
@@ -310,7 +310,7 @@ class RayExecutor:
         cells = todo_cells.get(job.source, [])
         progress.advance(train_bar)
         if out.get("ok"):
-            job.cached = True
+            job.cached, job.done_here = True, not out.get("reused")
             log = out["log"]
             self.console.log(f"trained {job.source} on {out['node']}: loss {log['first_loss']:.3f} -> "
                              f"{log['last_loss']:.3f} in {log['seconds']:.0f}s "
@@ -333,7 +333,8 @@ class RayExecutor:
             by_target = {c.target: c for c in cells}
             for row in out["cells"]:
                 if row["ok"]:
-                    by_target[row["target"]].cached = True
+                    cell = by_target[row["target"]]
+                    cell.cached, cell.done_here = True, not row.get("reused")
                 else:
                     fail_cells(model_name, [by_target[row["target"]]], row["error"], row.get("traceback"))
                     self.console.log(f"[red]scoring {model_name} on {row['target']} failed: {row['error']}")
@@ -407,9 +408,14 @@ def train_job(model_dir, model_cfg, compute, threads, cache_root, key, adapter, 
         from harness.pipeline import _train_and_store
 
         node = _prepare_worker(model_dir, model_cfg, compute, threads, cache_root)
-        model, tokenizer = models.load(Path(model_dir), model_cfg)
-        log = _train_and_store(Cache(cache_root), key, source, AdapterHost(model), adapter, tokenizer, pairs, lora,
-                               threads=threads)
+        cache = Cache(cache_root)
+        with cache.lock("adapters", key):  # another run sharing the cache may be training it
+            if cache.has("adapters", key):
+                log = json.loads((cache.path("adapters", key) / "train_log.json").read_text())
+                return {"ok": True, "log": log, "node": node, "reused": True}
+            model, tokenizer = models.load(Path(model_dir), model_cfg)
+            log = _train_and_store(cache, key, source, AdapterHost(model), adapter, tokenizer, pairs, lora,
+                                   threads=threads)
         return {"ok": True, "log": log, "node": node}
     except Exception as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=5)}
@@ -437,9 +443,13 @@ def evaluate_job(model_dir, model_cfg, compute, threads, cache_root, settings, m
     cache, rows = Cache(cache_root), []
     for cell, config, metric in cells:
         try:
-            start = time.perf_counter()
-            result = evaluator.evaluate({cell.target: config}, {cell.target: metric})[cell.target]
-            _store_cell(cache, cell, result, time.perf_counter() - start)
+            with cache.lock("cells", cell.key):  # another run sharing the cache may be scoring it
+                if cache.has("cells", cell.key):
+                    rows.append({"target": cell.target, "ok": True, "reused": True})
+                    continue
+                start = time.perf_counter()
+                result = evaluator.evaluate({cell.target: config}, {cell.target: metric})[cell.target]
+                _store_cell(cache, cell, result, time.perf_counter() - start)
             rows.append({"target": cell.target, "ok": True})
         except Exception as exc:
             rows.append({"target": cell.target, "ok": False, "error": f"{type(exc).__name__}: {exc}",

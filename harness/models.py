@@ -75,8 +75,7 @@ def locate(cfg: ModelConfig, cache: Cache, download: bool = True) -> ModelLocati
             tried.append(str(exc))
         else:
             key = stable_hash({"gguf": file_sha256(gguf), "dtype": cfg.dtype})
-            converted = cache.path("models", key)
-            return ModelLocation(key, "gguf", path=converted if converted.is_dir() else None,
+            return ModelLocation(key, "gguf", path=cache.path("models", key) if cache.has("models", key) else None,
                                  gguf_file=gguf)
     if cfg.hub_id:
         from huggingface_hub import snapshot_download
@@ -105,16 +104,22 @@ def locate(cfg: ModelConfig, cache: Cache, download: bool = True) -> ModelLocati
 
 def materialise(loc: ModelLocation, cfg: ModelConfig, cache: Cache) -> Path:
     """A transformers directory for ``loc``, converting a GGUF into the cache the first time."""
-    if loc.path is not None:
+    if loc.how != "gguf":
         return loc.path
+    with cache.lock("models", loc.key):  # two runs sharing a cache convert it once
+        if not cache.has("models", loc.key):
+            _convert(loc.gguf_file, cache, loc.key)
+    return cache.path("models", loc.key)
+
+
+def _convert(gguf: Path, cache: Cache, key: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # Always stored in float32 (the dequantised weights, exactly); `load` casts to the run's dtype,
     # so one converted copy serves CPU and GPU runs alike.
     dtype = torch.float32
-    gguf = loc.gguf_file
-    with cache.entry("models", loc.key) as tmp:
+    with cache.entry("models", key) as tmp:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=dtype)
         # The dequantised weights are plain tensors, but the config still says "gguf quantised",
@@ -125,7 +130,30 @@ def materialise(loc: ModelLocation, cfg: ModelConfig, cache: Cache) -> Path:
         plain.load_state_dict(model.state_dict())
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    return cache.path("models", loc.key)
+
+
+def load_checked(loc: ModelLocation, cfg: ModelConfig, cache: Cache):
+    """``materialise`` then ``load``, with a converted copy checked against its checksums in full.
+
+    Looking the entry up checks sizes only (hashing 500 MB takes seconds); the full check runs in a
+    thread while the model loads (hashlib releases the GIL), so it costs little wall time. A
+    damaged copy is reported, converted again and loaded again. Returns (path, model, tokenizer).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = materialise(loc, cfg, cache)
+    if loc.how != "gguf":
+        return (path, *load(path, cfg))
+    with ThreadPoolExecutor(1) as pool:
+        check = pool.submit(cache.problem, "models", loc.key, True)
+        model, tokenizer = load(path, cfg)
+        problem = check.result()
+    if problem is None:
+        return path, model, tokenizer
+    del model
+    cache.set_aside("models", loc.key, problem)
+    path = materialise(loc, cfg, cache)
+    return (path, *load(path, cfg))
 
 
 def load(path: Path, cfg: ModelConfig):

@@ -67,6 +67,7 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     console = console or Console(stderr=True, quiet=quiet)
     timer = Timer()
     run_dir, cache = resolve_dirs(registry, registry_path, out)
+    cache.warn = lambda message: console.log(f"[yellow]warning:[/] {message}")
     cat = catalog()
     from harness.executors import make_executor
 
@@ -90,9 +91,10 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
         print_plan(plan, Console(quiet=False), run_dir, cache)
         return RunOutcome(run_dir, None)
 
-    # Counted now: jobs flip to cached as they finish.
-    reused = {"adapters": len(plan.adapters) - len(plan.todo_adapters), "cells": len(plan.cells) - len(plan.todo_cells)}
-    computed = {"adapters": len(plan.todo_adapters), "cells": len(plan.todo_cells)}
+    left = cache.clean_leftovers()
+    if left:
+        console.log(f"removed {len(left)} unfinished cache entr{'y' if len(left) == 1 else 'ies'} left by an "
+                    "interrupted run")
     failures: list[dict] = []
     # Fine-tune and evaluate (harness/executors.py): in this process, or as Ray tasks; either way
     # every adapter and cell lands in the cache, which is all the stages below read.
@@ -101,6 +103,11 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     finally:
         executor.close()
     model, tokenizer, host = executor.model, executor.tokenizer, executor.host  # loaded here by local runs
+    # What this run computed itself; everything else came from the cache (or from another run
+    # sharing it, or failed).
+    computed = {"adapters": sum(a.done_here for a in plan.adapters), "cells": sum(c.done_here for c in plan.cells)}
+    reused = {"adapters": sum(a.cached and not a.done_here for a in plan.adapters),
+              "cells": sum(c.cached and not c.done_here for c in plan.cells)}
 
     from harness import analysis, matrix, report, traits
     from harness.outcomes import collect
@@ -139,6 +146,7 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
         "executor": executor.describe(),
         "reused": reused,
         "computed": computed,
+        "cache_repairs": list(cache.repairs),
     }
     results = report.build_results(registry, plan, mat, trait_results, analysed, provenance, failures)
     with timer.stage("report"):
@@ -162,10 +170,9 @@ def _trait_model(registry: Registry, cat, location, cache: Cache, model, tokeniz
     wants_model = any("base_model" in trait.requires for trait in needing)
     if not needing or (tokenizer is not None and (model is not None or not wants_model)):
         return model, tokenizer
-    path = models.materialise(location, registry.base_model, cache)
     if wants_model and model is None:
-        return models.load(path, registry.base_model)
-    return model, models.load_tokenizer(path)
+        return models.load_checked(location, registry.base_model, cache)[1:]
+    return model, models.load_tokenizer(models.materialise(location, registry.base_model, cache))
 
 
 def _behaviour_data(plan: Plan, cache: Cache):
@@ -201,29 +208,66 @@ def run_traits(registry: Registry, registry_path: Path | None = None, out: Path 
     return RunOutcome(run_dir, None, results.failures)
 
 
+def _claimed(cache: Cache, kind: str, jobs: list, console, what):
+    """The jobs this run should compute, each yielded while this run holds its lock.
+
+    Runs sharing a cache: a job another run holds is put off until the rest are done, then waited
+    for; a job found finished (by another run, meanwhile) is marked cached and skipped. So no job
+    is computed twice, and nobody idles while there is other work.
+    """
+    later = []
+    for job in jobs:
+        with cache.lock(kind, job.key, blocking=False) as mine:
+            if not mine:
+                later.append(job)
+                continue
+            if cache.has(kind, job.key):
+                job.cached = True
+                continue
+            yield job
+    for job in later:
+        console.log(f"waiting for another run sharing the cache to finish {what(job)}")
+        with cache.lock(kind, job.key):
+            if cache.has(kind, job.key):
+                job.cached = True
+                continue
+            yield job
+
+
 def _finetune(plan: Plan, registry: Registry, cache: Cache, host, tokenizer, console, failures,
               threads: int | None = None) -> None:
     todo = plan.todo_adapters
     if not todo:
         return
     with make_progress(console) as progress:
-        for job in todo:
+        for job in _claimed(cache, "adapters", todo, console, lambda j: f"training {j.source}"):
             bar = progress.add_task(f"train {job.source}", total=registry.lora.steps or 1)
-            pairs = job.task.train_pairs(job.n_train)
 
             def on_step(step, total, loss, bar=bar):
                 progress.update(bar, completed=step, total=total, description=f"train {job.source} loss {loss:.3f}")
 
             try:
+                pairs = job.task.train_pairs(job.n_train)
                 log = _train_and_store(cache, job.key, job.source, host, adapter_name(job), tokenizer, pairs,
                                        registry.lora, on_step, threads)
-                job.cached = True
+                job.cached = job.done_here = True
                 console.log(f"trained {job.source}: loss {log['first_loss']:.3f} -> {log['last_loss']:.3f} "
                             f"in {log['seconds']:.0f}s ({log['tokens_per_second']:.0f} tokens/s)")
             except Exception as exc:  # one source failing must not cost the others
                 failures.append({"stage": "finetune", "source": job.source, "error": f"{type(exc).__name__}: {exc}",
                                  "traceback": traceback.format_exc(limit=5)})
                 console.log(f"[red]training {job.source} failed: {exc}")
+                _free_accelerator_memory()
+
+
+def _free_accelerator_memory() -> None:
+    """After a failure (out of memory above all), give the GPU's cached blocks back so the next
+    job starts from a clean allocator."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _train_and_store(cache: Cache, key: str, source: str, host, name: str, tokenizer, pairs, lora,
@@ -247,45 +291,58 @@ def _evaluate(plan: Plan, registry: Registry, cache: Cache, host, model, tokeniz
     if not todo:
         return
     vllm = registry.evaluation.backend == "vllm"
+    adapters = {a.source: a for a in plan.adapters}
+    scorable = []
+    for cell in todo:
+        job = adapters.get(cell.model)
+        if job is not None and not job.cached and not cache.has("adapters", job.key):
+            failures.append({"stage": "evaluate", "source": cell.model, "target": cell.target,
+                             "error": "adapter was not trained (see the finetune failure)"})
+        else:
+            if job is not None:
+                job.cached = True  # trained here, or by another run sharing the cache
+            scorable.append(cell)
+    if not scorable:
+        return
     evaluator = (_vllm_evaluator(plan, registry, cache, model, model_dir) if vllm
                  else Evaluator(model, tokenizer, registry.evaluation))
-    adapters = {a.source: a for a in plan.adapters}
-    by_model: dict[str, list] = {}
-    for cell in todo:
-        by_model.setdefault(cell.model, []).append(cell)
+    # One model at a time (each adapter is switched in once), in plan order.
+    order = {name: i for i, name in enumerate(dict.fromkeys(c.model for c in scorable))}
+    scorable.sort(key=lambda c: order[c.model])
+    active = None
     with make_progress(console) as progress:
-        bar = progress.add_task("evaluate", total=len(todo))
-        for model_name, cells in by_model.items():
-            if model_name != BASE:
-                job = adapters[model_name]
-                if not job.cached:
-                    for cell in cells:
-                        failures.append({"stage": "evaluate", "source": model_name, "target": cell.target,
-                                         "error": "adapter was not trained (see the finetune failure)"})
-                    progress.advance(bar, len(cells))
-                    continue
-                if vllm:
-                    evaluator.activate(adapter_name(job), cache.path("adapters", job.key))
-                else:
-                    host.load(adapter_name(job), cache.path("adapters", job.key))
-            elif vllm:
-                evaluator.activate(None)
-            for cell in cells:
-                progress.update(bar, description=f"evaluate {model_name} on {cell.target}")
-                try:
-                    start = time.perf_counter()
-                    if model_name == BASE and not vllm:
-                        with host.base_only():
-                            result = _score(evaluator, plan, cell.target)
-                    else:
+        bar = progress.add_task("evaluate", total=len(scorable))
+        for cell in _claimed(cache, "cells", scorable, console, lambda c: f"scoring {c.model} on {c.target}"):
+            model_name = cell.model
+            progress.update(bar, description=f"evaluate {model_name} on {cell.target}")
+            try:
+                if model_name != active:
+                    if model_name != BASE:
+                        job = adapters[model_name]
+                        if vllm:
+                            evaluator.activate(adapter_name(job), cache.path("adapters", job.key))
+                        else:
+                            host.load(adapter_name(job), cache.path("adapters", job.key))
+                    elif vllm:
+                        evaluator.activate(None)
+                    active = model_name
+                start = time.perf_counter()
+                if model_name == BASE and not vllm:
+                    with host.base_only():
                         result = _score(evaluator, plan, cell.target)
-                    _store_cell(cache, cell, result, time.perf_counter() - start)
-                except Exception as exc:
-                    failures.append({"stage": "evaluate", "source": model_name, "target": cell.target,
-                                     "error": f"{type(exc).__name__}: {exc}",
-                                     "traceback": traceback.format_exc(limit=5)})
-                    console.log(f"[red]scoring {model_name} on {cell.target} failed: {exc}")
-                progress.advance(bar)
+                else:
+                    result = _score(evaluator, plan, cell.target)
+                _store_cell(cache, cell, result, time.perf_counter() - start)
+                cell.done_here = True
+            except Exception as exc:  # one cell failing (out of memory, a task bug) must not cost the others
+                active = None  # switch the model in again for the next cell
+                failures.append({"stage": "evaluate", "source": model_name, "target": cell.target,
+                                 "error": f"{type(exc).__name__}: {exc}",
+                                 "traceback": traceback.format_exc(limit=5)})
+                console.log(f"[red]scoring {model_name} on {cell.target} failed: {exc}")
+                _free_accelerator_memory()
+            progress.advance(bar)
+        progress.update(bar, completed=len(scorable))  # cells another run scored meanwhile
 
 
 def _vllm_evaluator(plan: Plan, registry: Registry, cache: Cache, model, model_dir: Path | None):

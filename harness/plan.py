@@ -41,6 +41,7 @@ class AdapterJob:
     n_train: int
     key: str
     cached: bool
+    done_here: bool = False  # trained by this run (not found in the cache, nor by another run)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class CellJob:
     target: str
     key: str
     cached: bool
+    done_here: bool = False  # scored by this run
 
 
 @dataclass

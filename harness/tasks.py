@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
 import random
 import re
 from dataclasses import dataclass
@@ -127,13 +127,20 @@ class Task:
 def write_rows(rows: list[dict], data_dir: Path, stem: str) -> Path:
     """Rows as JSON lines in ``data_dir/<stem>-<hash>.jsonl``: the name follows the content, so
     cache keys built from it follow the data, and an existing file is already right."""
+    from harness.cache import write_text_atomic
+
     text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows)
     path = Path(data_dir).resolve() / f"{stem}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.jsonl"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+    try:
+        if path.read_text() == text:
+            return path
+        logging.getLogger("harness.cache").warning(
+            "data file %s does not hold what its name promises (damaged or edited); writing it again", path)
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError) as exc:
+        logging.getLogger("harness.cache").warning("data file %s is unreadable (%s); writing it again", path, exc)
+    write_text_atomic(path, text)
     return path
 
 
@@ -184,8 +191,10 @@ class GeneratedTask(Task):
         while len(out) < n:
             attempts += 1
             if attempts > 50 * n + 1000:
-                raise ValueError(f"task {self.name!r} cannot produce {n} distinct {split} examples "
-                                 f"with options {self.options.model_dump()}; ask for fewer")
+                from harness.filetasks import DataError  # a ValueError the CLI reports (exit 2), no traceback
+
+                raise DataError(f"task {self.name!r} cannot produce {n} distinct {split} examples "
+                                f"with options {self.options.model_dump()}; ask for fewer")
             if shares is None:
                 ex = self.generate(rng)
             else:

@@ -157,8 +157,6 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
     traits (skipped when None, as in ``harness traits``, which fine-tunes nothing). With a ``cache``,
     source-scope results are stored under a key of the trait, its parameters and the source's data.
     """
-    from harness.cache import write_json_atomic
-
     out = TraitResults()
     extractors = [catalog.get("trait", use.name).obj(**use.params) for use in registry.traits]
     sources = [SourceData(job.source, job.task, job.task.examples("train", job.n_train), tokenizer, model)
@@ -172,16 +170,9 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
         if trait.scope == "source":
             for src in sources:
                 key = source_trait_key(trait, src.task, len(src.examples), plan.model.key if plan.model else None)
-                path = cache.path("traits", key) / "values.json" if cache is not None else None
                 try:
-                    if path is not None and path.is_file():
-                        import json
-
-                        row = json.loads(path.read_text())
-                    else:
-                        row = {k: checked(v, f"output {k!r}") for k, v in trait.compute(src).items()}
-                        if path is not None:
-                            write_json_atomic(path, row)
+                    row = _cached(cache, key, "values.json",
+                                  lambda src=src: {k: checked(v, f"output {k!r}") for k, v in trait.compute(src).items()})
                     out.values[src.name].update(row)
                     out.scopes.update(dict.fromkeys(row, "source"))
                 except Exception as exc:
@@ -189,18 +180,14 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
         elif trait.scope == "pair":
             key = pair_trait_key(trait, plan.adapters, plan.target_configs, plan.tasks,
                                  plan.model.key if plan.model else None)
-            path = cache.path("traits", key) / "pairs.json" if cache is not None else None
-            try:
-                if path is not None and path.is_file():
-                    import json
 
-                    result = json.loads(path.read_text())
-                else:
-                    targets = [TargetData(name, task, _target_examples(task, plan.target_configs[name]))
-                               for name, task in plan.tasks.items()]
-                    result = trait.compute_pairs(sources, targets)
-                    if path is not None:
-                        write_json_atomic(path, result)
+            def pairs():
+                targets = [TargetData(name, task, _target_examples(task, plan.target_configs[name]))
+                           for name, task in plan.tasks.items()]
+                return trait.compute_pairs(sources, targets)
+
+            try:
+                result = _cached(cache, key, "pairs.json", pairs)
                 out.pairs.update({name: {s: {t: checked(v, f"{name}[{s}][{t}]") for t, v in row.items()}
                                          for s, row in by_source.items()} for name, by_source in result.items()})
             except Exception as exc:
@@ -215,6 +202,22 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
             except Exception as exc:
                 out.failures.append(_failure(trait, None, exc))
     return out
+
+
+def _cached(cache, key: str, filename: str, compute):
+    """The JSON in the cache's ``traits/key/filename``, or ``compute()``'s result, filed there."""
+    import json
+
+    from harness.cache import write_json_atomic
+
+    if cache is None:
+        return compute()
+    if cache.has("traits", key):
+        return json.loads((cache.path("traits", key) / filename).read_text())
+    value = compute()
+    with cache.entry("traits", key) as tmp:
+        write_json_atomic(tmp / filename, value)
+    return value
 
 
 def _target_examples(task: Task, config: dict) -> list[Example]:
