@@ -416,7 +416,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                   description="See what the content-addressed cache holds and remove what is no "
                                               "longer needed. Exit 0 ok, 1 some entries could not be removed, "
                                               "2 usage error.")
-    sub = cache.add_subparsers(dest="cache_command", required=True, metavar="{ls,du,prune}")
+    sub = cache.add_subparsers(dest="cache_command", required=True, metavar="{ls,du,prune,verify}")
     ls = sub.add_parser("ls", help="One row per entry: kind, key, size, age and what it is.")
     _common(ls)
     ls.add_argument("--kind", action="append", metavar="KIND", help=f"Only this kind (repeatable): {', '.join(KINDS)}.")
@@ -441,6 +441,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="List what would be removed; remove nothing.")
     prune.add_argument("--yes", action="store_true", help="Really remove (without it, prune lists and exits 2).")
     prune.add_argument("--json", action="store_true", help="Print what was (or would be) removed as JSON.")
+    verify = sub.add_parser(
+        "verify", help="Check every entry against its checksums; --fix removes the damaged ones.",
+        description="Hash every file of every entry (models, adapters, cells, traits) and compare with the "
+                    "entry's MANIFEST.json. Exit 0 all sound, 1 damaged entries found (removed with --fix: the "
+                    "next run recomputes them), 2 usage error. A run checks what it uses by itself; this checks "
+                    "everything, e.g. after copying a cache to another machine.")
+    _common(verify)
+    verify.add_argument("--kind", action="append", metavar="KIND", help="Only this kind (repeatable).")
+    verify.add_argument("--fix", action="store_true", help="Remove damaged entries (they are recomputed when needed).")
+    verify.add_argument("--json", action="store_true", help="A JSON list of {kind, key, problem}.")
     return cache
 
 
@@ -499,6 +509,8 @@ def main(args) -> int:
         kinds = _kinds(args)
         if args.cache_command == "prune":
             return _prune(args, kinds)
+        if args.cache_command == "verify":
+            return _verify(cache_root(args), kinds, args)
         root = cache_root(args)
         result = scan(root, kinds, describe=args.cache_command == "ls")
         _warn(result)
@@ -509,6 +521,33 @@ def main(args) -> int:
     except RegistryError as exc:
         _registry_error(exc)
         return 2
+
+
+def _verify(root: Path, kinds: tuple[str, ...], args) -> int:
+    """Full checksum check of every folder entry; the damaged ones listed (and removed with --fix)."""
+    from harness.cache import Cache
+
+    cache = Cache(root, warn=lambda message: None)
+    damaged, checked = [], 0
+    for kind in (k for k in kinds if k != "data"):  # data files are named by their content's hash
+        folder = root / kind
+        if not folder.is_dir():
+            continue
+        for entry in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            checked += 1
+            problem = cache.problem(kind, entry.name, full=True)
+            if problem is not None:
+                damaged.append({"kind": kind, "key": entry.name, "problem": problem})
+                if args.fix:
+                    cache.discard(kind, entry.name)
+    if args.json:
+        print(json.dumps({"checked": checked, "damaged": damaged, "removed": bool(args.fix)}, indent=2))
+    else:
+        for d in damaged:
+            print(f"{d['kind']}/{d['key']}: {d['problem']}" + (" (removed)" if args.fix else ""))
+        print(f"{checked} entries checked, {len(damaged)} damaged"
+              + ("" if not damaged or args.fix else "; `harness cache verify --fix` removes them"))
+    return 1 if damaged else 0
 
 
 def _warn(result: Scan) -> None:

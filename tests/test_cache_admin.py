@@ -475,3 +475,23 @@ def test_add_parser_and_main_plug_into_a_cli(cache, capsys):
     with pytest.raises(SystemExit) as exc:  # argparse's own usage errors exit 2 as well
         parser.parse_args(["cache", "ls", "--cache-dir", "x", "--registry", "y"])
     assert exc.value.code == 2
+
+
+def test_verify_finds_damaged_entries_and_fix_removes_them(tmp_path, capsys):
+    from harness import cli
+    from harness.cache import Cache
+
+    cache = Cache(tmp_path, warn=lambda message: None)
+    for key in ("good", "bad"):
+        with cache.entry("cells", key) as tmp:
+            (tmp / "cell.json").write_text('{"value": 0.5}')
+    (tmp_path / "cells" / "bad" / "cell.json").write_text('{"value": 0.9}')  # same size, other bytes
+    assert cli.main(["cache", "verify", "--cache-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "cells/bad: cell.json does not match its checksum" in out and "2 entries checked, 1 damaged" in out
+    assert cli.main(["cache", "verify", "--cache-dir", str(tmp_path), "--fix", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["damaged"] == [{"kind": "cells", "key": "bad",
+                                  "problem": "cell.json does not match its checksum (damaged or changed)"}]
+    assert not (tmp_path / "cells" / "bad").exists() and (tmp_path / "cells" / "good").is_dir()
+    assert cli.main(["cache", "verify", "--cache-dir", str(tmp_path)]) == 0
