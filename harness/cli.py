@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             print("  " + problem.format(exc.filename), file=sys.stderr)
         return 2
     if args.command == "validate":
-        err.print(f"{args.registry}: ok ({len(registry.sources)} sources, {len(registry.targets)} targets)")
+        err.print(f"{args.registry}: ok ({len(registry.sources)} sources, {len(registry.targets)} targets)",
+                  markup=False, highlight=False)
         return 0
     from harness.executors import ExecutorError
     from harness.filetasks import DataError
@@ -160,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         import shlex
 
+        from rich.markup import escape
+
         command = "harness " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
         err.print("[yellow]Interrupted.[/] Every adapter and cell finished so far is in the cache; nothing "
-                  f"else was kept. To resume, run the same command again:\n  {command}", markup=True,
+                  f"else was kept. To resume, run the same command again:\n  {escape(command)}", markup=True,
                   highlight=False, soft_wrap=True)
         return 130
     if outcome.results is not None and args.json:
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                           "computed": prov["computed"], "seconds": prov["seconds"],
                           "cache_repairs": prov.get("cache_repairs", [])}, indent=2))
     if outcome.results is not None and not args.quiet:
-        err.print(f"Results in {outcome.run_dir}")
+        err.print(f"Results in {outcome.run_dir}", markup=False, highlight=False)
     return outcome.exit_code
 
 
@@ -258,8 +261,11 @@ def _analyze(args, err) -> int:
         from harness.report import print_analysis
 
         print_analysis(analysed, Console())
+    from rich.markup import escape
+
     for failure in failures:
-        err.print(f"[red]{failure.get('plugin', failure['stage'])} failed:[/] {failure['error']}", highlight=False)
+        err.print(f"[red]{escape(str(failure.get('plugin', failure['stage'])))} failed:[/] {escape(failure['error'])}",
+                  highlight=False)
     return 1 if failures else 0
 
 

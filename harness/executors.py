@@ -28,6 +28,8 @@ import traceback
 from collections import deque
 from pathlib import Path
 
+from rich.markup import escape
+
 from harness.cache import Cache
 from harness.plan import BASE, Plan
 from harness.registry import ExecutorSettings, Registry
@@ -93,7 +95,7 @@ class LocalExecutor:
             if needs_model:
                 with timer.stage("load_model"):
                     stack.enter_context(torch_threads(self.threads))  # what first imports torch
-                    self.console.log(f"Loading base model {registry.base_model.display_name} ({location.how})")
+                    self.console.log(f"Loading base model {escape(registry.base_model.display_name)} ({escape(location.how)})")
                     path, self.model, self.tokenizer = models.load_checked(location, registry.base_model, cache)
                     from harness.adapters import AdapterHost
 
@@ -226,7 +228,7 @@ class RayExecutor:
                                 f"{registry.evaluation.backend!r}")
         warning = cache_warning(registry, cache, self.settings.address)
         if warning:
-            self.console.log(f"[yellow]warning:[/] {warning}")
+            self.console.log(f"[yellow]warning:[/] {escape(warning)}")
         # Training data is read here, as the local executor reads it: a source whose data cannot be
         # read stops the run the same way (before Ray starts).
         pairs = {job.source: job.task.train_pairs(job.n_train) for job in plan.todo_adapters}
@@ -320,7 +322,7 @@ class RayExecutor:
             return
         ours.append({"stage": "finetune", "source": job.source, "error": out["error"],
                      **({"traceback": out["traceback"]} if out.get("traceback") else {})})
-        self.console.log(f"[red]training {job.source} failed: {out['error']}")
+        self.console.log(f"[red]training {job.source} failed:[/] {escape(out['error'])}")
         fail_cells(job.source, cells, "adapter was not trained (see the finetune failure)")
         if cells:
             progress.advance(eval_bar, len(cells))
@@ -328,7 +330,7 @@ class RayExecutor:
     def _evaluated(self, model_name, out, cells, ours, fail_cells, progress, eval_bar):
         if not out.get("ok"):  # the task failed as a whole: no cell was scored
             fail_cells(model_name, cells, out["error"], out.get("traceback"))
-            self.console.log(f"[red]scoring {model_name} failed: {out['error']}")
+            self.console.log(f"[red]scoring {model_name} failed:[/] {escape(out['error'])}")
         else:
             by_target = {c.target: c for c in cells}
             for row in out["cells"]:
@@ -337,7 +339,7 @@ class RayExecutor:
                     cell.cached, cell.done_here = True, not row.get("reused")
                 else:
                     fail_cells(model_name, [by_target[row["target"]]], row["error"], row.get("traceback"))
-                    self.console.log(f"[red]scoring {model_name} on {row['target']} failed: {row['error']}")
+                    self.console.log(f"[red]scoring {model_name} on {row['target']} failed:[/] {escape(row['error'])}")
         progress.advance(eval_bar, len(cells))
 
     def close(self) -> None:

@@ -11,8 +11,11 @@ field, or a label outside the label set, stops with the file, row and column, un
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import math
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -22,6 +25,10 @@ from pydantic import Field
 from harness.tasks import Example, Split, Task, TaskOptions, write_rows
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+DEFAULT_MAX_FILE_MB = 1024.0
+MB = 1024 * 1024
+SNIFF_BYTES = 8192  # how much of a text file is looked at for NUL bytes before it is parsed
+PARQUET_MAGIC = b"PAR1"
 
 
 class DataError(ValueError):
@@ -32,30 +39,151 @@ class FileTaskOptions(TaskOptions):
     data_files: dict[Literal["train", "test"], str] = Field(
         default_factory=dict, description="Local data files by split, e.g. {train: data/train.tsv, test: data/test.tsv}.")
     skip_bad_rows: bool = Field(False, description="Skip rows with missing fields or unknown labels (counted and reported) instead of stopping.")
+    # exclude=True: left out of model_dump, so out of the task's fingerprint (Task.fingerprint)
+    # and every cache key: the limit decides whether a file is read, never what is read from it.
+    max_file_mb: float = Field(
+        DEFAULT_MAX_FILE_MB, gt=0, exclude=True,
+        description="Largest data file read, in MB (1 MB = 2^20 bytes): a larger file is refused before it is "
+                    "read. Raise it for a file known to be that large. Not part of any cache key.")
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """All rows of a CSV, TSV, JSON-lines or Parquet file, as dicts keyed by column."""
+def check_data_file(path: Path, max_file_mb: float = DEFAULT_MAX_FILE_MB) -> str:
+    """The kind of a data file (csv, tsv, jsonl or parquet), after every check that needs no
+    parsing: a regular file (not a directory), a known suffix, at most ``max_file_mb`` (by
+    ``os.stat``, never by reading), and the start of it what its kind promises (no NUL byte in the
+    first 8 KiB of a text file; Parquet's magic bytes). Raises :class:`DataError` saying what to fix.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        info = None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL character in the path
+        raise DataError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}); give the path "
+                        "of a CSV, TSV, JSONL or Parquet file") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise DataError(f"{path}: is a directory, not a data file; give the path of a CSV, TSV, JSONL or "
+                        "Parquet file")
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(SUFFIXES)}")
-    if not path.is_file():
+    if info is None:
         raise DataError(f"{path}: no such file")
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path}: not a regular file (a device, pipe or socket); give the path of a "
+                        f"{kind.upper()} file")
+    if info.st_size > max_file_mb * MB:
+        size = info.st_size / MB
+        suggest = 2 ** math.ceil(math.log2(size + 1))
+        raise DataError(f"{path}: {size:.1f} MB, over the limit of {max_file_mb:g} MB for a data file; if it "
+                        f"is meant to be that large, raise `options.max_file_mb` on this task's entry in the "
+                        f"registry (e.g. max_file_mb: {suggest})")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
     if kind == "parquet":
+        if head[:4] != PARQUET_MAGIC:
+            raise DataError(f"{path}: not a Parquet file (it does not start with Parquet's magic bytes PAR1); "
+                            "give a file written as Parquet (pyarrow, pandas), or name it by its real format "
+                            f"({', '.join(s for s in SUFFIXES if s != '.parquet')})")
+    elif b"\0" in head:
+        raise DataError(f"{path}: looks binary (a NUL byte at byte {head.index(0)}), not {kind.upper()} "
+                        "text; give a UTF-8 text file (re-save a UTF-16 file as UTF-8), or a .parquet file "
+                        "for columnar data")
+    return kind
+
+
+def _utf8_problem(path: Path, exc: UnicodeDecodeError) -> DataError:
+    """Where a file stops being UTF-8: its line (lines split at b'\\n', which no multi-byte UTF-8
+    character contains, so each line decodes alone) and column."""
+    with open(path, "rb") as fh:
+        for i, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")  # a byte-order mark is valid UTF-8 too
+            except UnicodeDecodeError as bad:
+                byte = line[bad.start]
+                column = len(line[:bad.start].decode("utf-8", errors="replace")) + 1
+                return DataError(f"{path}: line {i}, column {column}: not UTF-8 text (byte 0x{byte:02x}: "
+                                 f"{bad.reason}); re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
+    return DataError(f"{path}: not UTF-8 text ({exc.reason}); re-save the file as UTF-8")
+
+
+def read_rows(path: Path, max_file_mb: float = DEFAULT_MAX_FILE_MB) -> list[dict[str, Any]]:
+    """All rows of a CSV, TSV, JSON-lines or Parquet file, as dicts keyed by column.
+
+    The file is checked first (:func:`check_data_file`): a directory, an unknown suffix, a file
+    larger than ``max_file_mb`` or one whose content is not of its kind is refused with a
+    :class:`DataError` before any of it is parsed.
+    """
+    kind = check_data_file(path, max_file_mb)
+    if kind == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    with open(path, newline="", encoding="utf-8") as fh:
-        if kind == "jsonl":
-            rows = []
-            for i, line in enumerate(fh, start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{path}: row {i}: not valid JSON ({exc.msg})") from None
-            return rows
-        return list(csv.DictReader(fh, delimiter="\t" if kind == "tsv" else ","))
+        try:
+            return pq.read_table(path).to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{path}: cannot be read as Parquet ({exc}); write it again, or give a CSV, "
+                            "TSV or JSONL file") from None
+    # utf-8-sig: a byte-order mark (as Excel writes) is not read as part of the first column's name.
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        try:
+            if kind == "jsonl":
+                return _json_lines(path, fh)
+            reader = csv.DictReader(fh, delimiter="\t" if kind == "tsv" else ",")
+            try:
+                return list(reader)
+            except csv.Error as exc:
+                # reader.reader: DictReader's own line_num is updated only after a row parses.
+                raise DataError(f"{path}: line {reader.reader.line_num}: not valid {kind.upper()} ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise _utf8_problem(path, exc) from None
+
+
+def _json_lines(path: Path, fh) -> list[dict[str, Any]]:
+    rows = []
+    for i, line in enumerate(fh, start=1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: row {i}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise DataError(f"{path}: row {i}: JSON nested too deeply") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: row {i}: a JSON {type(row).__name__}, not an object; each line must "
+                                'be one object with a value per column, e.g. {"text": "...", "label": 1}')
+            rows.append(row)
+    return rows
+
+
+@functools.lru_cache(maxsize=1)
+def _sandbox():
+    """Jinja as lm-eval renders prompts (StrictUndefined, trailing newline kept, its regex_replace
+    filter), but sandboxed: a template from a registry reads the row's columns and cannot reach
+    Python internals (``{{ text.__class__.__mro__ }}`` and the like raise SecurityError)."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from lm_eval.utils import regex_replace
+
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+    env.filters["regex_replace"] = regex_replace
+    return env
+
+
+def render_template(template: str, row: dict, what: str) -> str:
+    """``template`` (Jinja) over the columns of ``row``, in the sandbox; DataError when it fails."""
+    import jinja2
+
+    try:
+        return _sandbox().from_string(template).render(row)
+    except jinja2.exceptions.SecurityError as exc:
+        raise DataError(f"{what}: the prompt template {template!r} is refused: {exc}; a template may only read "
+                        "the row's columns (e.g. 'Review: {{review}}')") from None
+    except Exception as exc:  # a template is code over the row's values: any error is the template's
+        raise DataError(f"{what}: the prompt template {template!r} failed on a row: {type(exc).__name__}: "
+                        f"{exc}") from None
 
 
 class FileTask(Task):
@@ -92,9 +220,11 @@ class FileTask(Task):
         from lm_eval.utils import apply_template
 
         config = self.base_config()
-        template = config["doc_to_text"] if config else self.template
-        # lm-eval configs may name a Python function (`!function utils.doc_to_text`): call it.
-        return template(row) if callable(template) else apply_template(template, row)
+        if config:
+            template = config["doc_to_text"]
+            # lm-eval configs may name a Python function (`!function utils.doc_to_text`): call it.
+            return template(row) if callable(template) else apply_template(template, row)
+        return render_template(self.template, row, f"task {self.name!r}")
 
     # --- rows ---------------------------------------------------------------------------------
     def data_file(self, split: Split) -> Path | None:
@@ -151,7 +281,7 @@ class FileTask(Task):
         if path is None:
             path, raw_rows = self.hub_rows(split)
         else:
-            raw_rows = read_rows(path)
+            raw_rows = read_rows(path, self.options.max_file_mb)
         rows, skipped = [], 0
         for i, row in enumerate(raw_rows, start=1):
             try:
@@ -220,6 +350,13 @@ class FileTask(Task):
         """Options plus the content of the data files, so edited data misses the cache."""
         from harness.cache import file_sha256, stable_hash
 
-        files = {split: file_sha256(Path(p).expanduser()) if Path(p).expanduser().is_file() else "missing"
-                 for split, p in self.options.data_files.items()}
+        files = {}
+        for split, p in self.options.data_files.items():
+            path = Path(p).expanduser()
+            if path.is_file():
+                # Refused here, before it is hashed: a file over the size limit is never read.
+                check_data_file(path, self.options.max_file_mb)
+                files[split] = file_sha256(path)
+            else:
+                files[split] = "missing"
         return stable_hash({"base": super().fingerprint(), "files": files}, 16)

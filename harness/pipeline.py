@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from harness import models
 from harness.cache import Cache, default_cache_dir, stable_hash, write_json_atomic
@@ -67,7 +68,7 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     console = console or Console(stderr=True, quiet=quiet)
     timer = Timer()
     run_dir, cache = resolve_dirs(registry, registry_path, out)
-    cache.warn = lambda message: console.log(f"[yellow]warning:[/] {message}")
+    cache.warn = lambda message: console.log(f"[yellow]warning:[/] {escape(message)}")
     cat = catalog()
     from harness.executors import make_executor
 
@@ -256,7 +257,7 @@ def _finetune(plan: Plan, registry: Registry, cache: Cache, host, tokenizer, con
             except Exception as exc:  # one source failing must not cost the others
                 failures.append({"stage": "finetune", "source": job.source, "error": f"{type(exc).__name__}: {exc}",
                                  "traceback": traceback.format_exc(limit=5)})
-                console.log(f"[red]training {job.source} failed: {exc}")
+                console.log(f"[red]training {job.source} failed:[/] {escape(str(exc))}")
                 _free_accelerator_memory()
 
 
@@ -339,7 +340,7 @@ def _evaluate(plan: Plan, registry: Registry, cache: Cache, host, model, tokeniz
                 failures.append({"stage": "evaluate", "source": model_name, "target": cell.target,
                                  "error": f"{type(exc).__name__}: {exc}",
                                  "traceback": traceback.format_exc(limit=5)})
-                console.log(f"[red]scoring {model_name} on {cell.target} failed: {exc}")
+                console.log(f"[red]scoring {model_name} on {cell.target} failed:[/] {escape(str(exc))}")
                 _free_accelerator_memory()
             progress.advance(bar)
         progress.update(bar, completed=len(scorable))  # cells another run scored meanwhile

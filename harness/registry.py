@@ -6,6 +6,7 @@ serialised form, and :func:`load_registry` turns a file into a checked :class:`R
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,46 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+SAFE_NAME_RULE = ("letters, digits, '_', '.' and '-', at most 100 characters, starting with a letter or digit "
+                  "(it names a folder or a file, so no '/', '\\', spaces or leading '.')")
+MAX_SEED = 2**32 - 1  # numpy's and lm-eval's seeds are unsigned 32-bit integers
+# A registry is a small document: limits that stop a hostile one (an alias bomb, endless nesting)
+# long before it could exhaust memory or time, and that no real registry comes near.
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 100_000
 
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _refuse_nul(value):
+    """A path (or a name used as one) with a NUL character cannot be opened: say so up front."""
+    if isinstance(value, str) and "\0" in value:
+        raise ValueError(f"contains a NUL character (\\0) at position {value.index(chr(0))}; a path cannot hold one")
+    return value
+
+
+def _path_text(value):
+    """A path: no NUL character, and no part longer than file systems allow (255 bytes), which
+    would otherwise fail deep in a run with 'File name too long'."""
+    _refuse_nul(value)
+    if isinstance(value, str):
+        for part in value.split("/"):
+            size = len(part.encode("utf-8", "surrogatepass"))
+            if size > 255:
+                raise ValueError(f"has a part of {size} bytes ({part[:20]!r}...); file names are at most 255 bytes")
+    return value
+
+
+def _expandable(value):
+    """A path the harness expands with ``~``: an unknown ``~user`` would fail later, deep in a run."""
+    _path_text(value)
+    if isinstance(value, str) and value.startswith("~") and os.path.expanduser(value).startswith("~"):
+        user = value[1:].split("/", 1)[0]
+        raise ValueError(f"{value!r} starts with ~{user}, but " + (f"there is no user {user!r}" if user else
+                         "the home directory is unknown (HOME is not set)") + "; give the full path")
+    return value
 
 
 class ModelConfig(_Config):
@@ -33,6 +70,16 @@ class ModelConfig(_Config):
         "auto", description="Weights dtype for training and evaluation; auto: bfloat16 on a GPU that supports it, "
                             "float32 on CPU.")
     trust_remote_code: bool = Field(False, description="Allow the model repository's own Python code to run. Off unless you trust it.")
+
+    @field_validator("hub_id", "revision")
+    @classmethod
+    def _check_text(cls, value):
+        return _refuse_nul(value)
+
+    @field_validator("path", "gguf")
+    @classmethod
+    def _check_expandable(cls, value):
+        return _expandable(value)
 
     @model_validator(mode="after")
     def _some_location(self):
@@ -59,13 +106,14 @@ class _TaskUse(_Config):
 class SourceConfig(_TaskUse):
     """A dataset to fine-tune on."""
 
-    n_train: int = Field(400, ge=1, description="Number of training examples drawn from the task's train split.")
+    n_train: int = Field(400, ge=1, le=1_000_000, description="Number of training examples drawn from the task's "
+                         "train split (at most 1000000).")
 
 
 class TargetConfig(_TaskUse):
     """A task to score every model on."""
 
-    limit: int = Field(100, ge=1, description="Number of test examples evaluated.")
+    limit: int = Field(100, ge=1, le=100_000, description="Number of test examples evaluated (at most 100000).")
 
 
 class LoraSettings(_Config):
@@ -83,7 +131,7 @@ class LoraSettings(_Config):
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding, "
                                   "faster); batch order stays random.")
     max_length: int = Field(128, ge=8, description="Longer (prompt + completion) sequences are cut from the left.")
-    seed: int = Field(0, description="Seed of adapter initialisation and batch order.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of adapter initialisation and batch order (0 to 2^32 - 1).")
 
     @model_validator(mode="after")
     def _steps_or_epochs(self):
@@ -110,7 +158,8 @@ class EvaluationSettings(_Config):
     num_fewshot: int = Field(0, ge=0, description="In-context examples per prompt.")
     backend: Literal["hf", "vllm"] = Field("hf", description="lm-eval backend: hf (transformers; adapters swapped "
                                                              "in place) or vllm (GPU only; LoRA served by vLLM).")
-    seed: int = Field(1234, description="Seed for lm-eval's python, numpy, torch and few-shot sampling.")
+    seed: int = Field(1234, ge=0, le=MAX_SEED, description="Seed for lm-eval's python, numpy, torch and few-shot "
+                                                           "sampling (0 to 2^32 - 1).")
 
 
 EXECUTOR_KINDS = ("local", "ray")
@@ -237,7 +286,7 @@ class AnalysisSettings(_Config):
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg level: q-values below it are reported as discoveries.")
     ridge_alpha: float = Field(1.0, gt=0, description="Ridge penalty of the trait -> transfer prediction "
                                "(features standardised).")
-    seed: int = Field(0, description="Seed of every resampling in the analysis.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of every resampling in the analysis (0 to 2^32 - 1).")
 
 
 class Registry(_Config):
@@ -261,6 +310,16 @@ class Registry(_Config):
                                            "`harness recommend` predicts their transfer from their traits.")
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings, description="Where jobs run: `local` "
                                        "(default) or `ray` (see ExecutorSettings); `harness run --executor` overrides it.")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _check_path(cls, value):
+        return _path_text(value)
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _check_expandable(cls, value):
+        return _expandable(value)
 
     @field_validator("sources", "targets", "candidates")
     @classmethod
@@ -331,8 +390,56 @@ def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dic
 def _path_str(loc: tuple) -> str:
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        text += f"[{part}]" if isinstance(part, int) and not isinstance(part, bool) else (f".{part}" if text else str(part))
     return text
+
+
+def _check_shape(root: yaml.Node | None) -> str | None:
+    """What makes a YAML document unfit to be a registry before it is even read as one: an alias
+    that contains itself, nesting deeper than MAX_YAML_DEPTH, or more than MAX_YAML_VALUES values
+    once aliases are expanded (an "alias bomb": a few lines that expand to billions of values)."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) once expanded
+    active: set[int] = set()
+
+    def visit(node: yaml.Node, level: int) -> tuple[int, int]:
+        if id(node) in sizes:
+            size, depth = sizes[id(node)]
+        elif id(node) in active:
+            raise _Unfit(f"an alias refers to a value that contains it (line {node.start_mark.line + 1}); "
+                         "a registry cannot be recursive")
+        else:
+            if level > MAX_YAML_DEPTH:  # checked before going deeper: this recursion stays shallow
+                raise _Unfit(f"nested more than {MAX_YAML_DEPTH} levels deep (line {node.start_mark.line + 1})")
+            if isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            elif isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            else:
+                children = []
+            active.add(id(node))
+            size, depth = 1, 1
+            for child in children:
+                child_size, child_depth = visit(child, level + 1)
+                size, depth = size + child_size, max(depth, child_depth + 1)
+                if size > MAX_YAML_VALUES:
+                    raise _Unfit(f"holds more than {MAX_YAML_VALUES} values, counting each alias (*name) as "
+                                 "the values it repeats; a registry needs far fewer (an alias bomb?)")
+            active.discard(id(node))
+            sizes[id(node)] = (size, depth)
+        if level + depth - 1 > MAX_YAML_DEPTH:  # an alias can nest a deep value deeper still
+            raise _Unfit(f"nested more than {MAX_YAML_DEPTH} levels deep (line {node.start_mark.line + 1})")
+        return size, depth
+
+    try:
+        if root is not None:
+            visit(root, 1)
+    except _Unfit as exc:
+        return str(exc)
+    return None
+
+
+class _Unfit(Exception):
+    pass
 
 
 def _line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
@@ -353,14 +460,20 @@ def parse_registry(text: str, filename: str = "<registry>", base_dir: Path | Non
     Relative ``options.data_files`` paths are made absolute against ``base_dir`` (the registry
     file's folder), so a registry means the same thing whatever directory it is run from.
     """
+    # Safe loading only: tags such as !!python/object are refused, never constructed.
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        unfit = _check_shape(node)
+        if unfit:
+            raise RegistryError(filename, [Problem("", None, unfit)])
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark else None
         msg = f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
         raise RegistryError(filename, [Problem("", line, msg)]) from None
+    except RecursionError:  # the YAML parser recurses once per level of nesting
+        raise RegistryError(filename, [Problem("", None, f"nested more than {MAX_YAML_DEPTH} levels deep")]) from None
     if not isinstance(data, dict):
         raise RegistryError(filename, [Problem("", 1, "expected a mapping with keys experiment, "
                                                       "base_model, sources, targets, ...")])
@@ -374,11 +487,22 @@ def parse_registry(text: str, filename: str = "<registry>", base_dir: Path | Non
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown field; remove it or check its spelling"
+            elif err["type"] == "invalid_key" or (loc and loc[-1] == "[key]"):
+                loc = loc[:-1] if loc and loc[-1] == "[key]" else loc
+                key = err["input"]
+                msg = (f"a key must be text, not {type(key).__name__} {key!r} (YAML reads unquoted numbers, "
+                       "true/false, yes/no and ~ as such); quote it")
+            elif err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == SAFE_NAME:
+                shown = repr(err["input"]) if len(err["input"]) <= 60 else repr(err["input"][:57]) + "..."
+                msg = f"{shown} is not a plain name: use {SAFE_NAME_RULE}"
             problems.append(Problem(_path_str(loc), _line_of(lines, loc), msg))
         raise RegistryError(filename, problems) from None
+    found = []
     if base_dir is not None:
         _absolute_data_files(registry, base_dir)
-    problems = [Problem(path, _line_of(lines, loc), msg) for loc, path, msg in _plugin_problems(registry)]
+        found += _folder_problems(registry, base_dir)
+    found += _plugin_problems(registry)
+    problems = [Problem(path, _line_of(lines, loc), msg) for loc, path, msg in found]
     if problems:
         raise RegistryError(filename, problems)
     return registry
@@ -388,12 +512,34 @@ def _absolute_data_files(registry: Registry, base_dir: Path) -> None:
     for use in [*registry.sources, *registry.targets, *registry.candidates]:
         files = use.options.get("data_files")
         if isinstance(files, dict):
-            use.options["data_files"] = {split: str((base_dir / Path(p).expanduser()).resolve())
-                                         if isinstance(p, str) else p for split, p in files.items()}
+            # A path with a NUL character stays as it is: checking it says what is wrong with it.
+            use.options["data_files"] = {split: str((base_dir / os.path.expanduser(p)).resolve())
+                                         if isinstance(p, str) and "\0" not in p else p
+                                         for split, p in files.items()}
+
+
+def _folder_problems(registry: Registry, base_dir: Path):
+    """output_dir and cache_dir must be folders, or creatable as folders: no part of them a file."""
+    for field in ("output_dir", "cache_dir"):
+        value = getattr(registry, field)
+        if not value:
+            continue
+        folder = base_dir / os.path.expanduser(value)
+        for part in (folder, *folder.parents):
+            try:
+                if part.exists():
+                    if not part.is_dir():
+                        where = "" if part == folder else f" (its part {part})"
+                        yield (field,), field, f"{folder}{where} is a file, not a folder; give a folder (created if missing)"
+                    break
+            except OSError as exc:
+                yield (field,), field, f"{folder}: cannot be used as a folder ({exc.strerror})"
+                break
 
 
 def _plugin_problems(registry: Registry):
     """Check names and options against the installed plugins; yield (loc, path, message)."""
+    from harness.filetasks import DEFAULT_MAX_FILE_MB, DataError, check_data_file
     from harness.plugins import catalog
 
     cat = catalog()
@@ -408,13 +554,19 @@ def _plugin_problems(registry: Registry):
             except ValidationError as exc:
                 for err in exc.errors():
                     loc = (section, i, "options", *err["loc"])
-                    msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
+                    msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
                     yield loc, _path_str(loc), msg
                 continue
+            except Exception as exc:  # a plugin's own validator failing in an unplanned way
+                loc = (section, i, "options")
+                yield loc, _path_str(loc), f"invalid options for task {use.task!r}: {type(exc).__name__}: {exc}"
+                continue
             for split, path in (getattr(options, "data_files", None) or {}).items():
-                if not Path(path).expanduser().is_file():
+                try:  # exists, is a file of a known type, within the size limit, not binary
+                    check_data_file(Path(os.path.expanduser(path)), getattr(options, "max_file_mb", DEFAULT_MAX_FILE_MB))
+                except DataError as exc:
                     loc = (section, i, "options", "data_files", split)
-                    yield loc, _path_str(loc), f"no such file: {path}"
+                    yield loc, _path_str(loc), str(exc)
     for section, kind in (("traits", "trait"), ("decomposers", "decomposer")):
         for i, use in enumerate(getattr(registry, section)):
             loc = (section, i)
@@ -425,13 +577,23 @@ def _plugin_problems(registry: Registry):
                 cat.get(kind, use.name).obj(**use.params)
             except (TypeError, ValueError) as exc:
                 yield loc, _path_str(loc) + ".params", f"bad parameters for {kind} {use.name!r}: {exc}"
+            except Exception as exc:  # a plugin constructor failing in an unplanned way is still bad input
+                yield loc, _path_str(loc) + ".params", f"bad parameters for {kind} {use.name!r}: {type(exc).__name__}: {exc}"
 
 
 def load_registry(path: str | Path) -> Registry:
     """Read, parse and check a registry file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise RegistryError(str(path), [Problem("", None, f"cannot read the file: {exc.strerror}")]) from None
+    except ValueError as exc:  # a NUL character in the path
+        raise RegistryError(str(path), [Problem("", None, f"cannot read the file: {exc}")]) from None
+    try:
+        text = raw.decode("utf-8-sig")  # YAML is UTF-8; a byte-order mark is allowed
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise RegistryError(str(path), [Problem("", line, f"not UTF-8 text (byte 0x{raw[exc.start]:02x}: "
+                                                          f"{exc.reason}); re-save the file as UTF-8")]) from None
     return parse_registry(text, str(path), base_dir=path.resolve().parent)

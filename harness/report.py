@@ -315,7 +315,10 @@ def print_analysis(analysed: dict, console: Console, top: int = 5) -> None:
 
 
 def print_plan(plan: Plan, console: Console, run_dir: Path, cache: Cache) -> None:
-    console.print(f"Plan for {run_dir} (cache {cache.root}); base model from {plan.model.how}")
+    from rich.markup import escape  # paths and messages come from the registry: "[/]" is not markup
+
+    console.print(f"Plan for {escape(str(run_dir))} (cache {escape(str(cache.root))}); base model from "
+                  f"{escape(plan.model.how)}")
     table = Table("job", "what", "status")
     for a in plan.adapters:
         table.add_row("train", a.source, "cached" if a.cached else "[yellow]would run")
@@ -326,4 +329,4 @@ def print_plan(plan: Plan, console: Console, run_dir: Path, cache: Cache) -> Non
     console.print(f"{len(plan.todo_adapters)} of {len(plan.adapters)} adapters and "
                   f"{len(plan.todo_cells)} of {len(plan.cells)} cells would run.")
     for note in plan.missing:
-        console.print(f"[yellow]not available here:[/] {note}", highlight=False)
+        console.print(f"[yellow]not available here:[/] {escape(note)}", highlight=False)

@@ -27,7 +27,10 @@ import json
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 KINDS = ("multiple_choice", "generation")
 N_TRAIN = 20

@@ -103,9 +103,15 @@ class FileOptions(FileTaskOptions):
             from jinja2 import meta
 
             try:
-                used = meta.find_undeclared_variables(jinja2.Environment().parse(self.template))
+                parsed = jinja2.Environment().parse(self.template)
             except jinja2.TemplateSyntaxError as exc:
                 raise ValueError(f"`template` is not valid Jinja: {exc.message} (line {exc.lineno})") from None
+            used = meta.find_undeclared_variables(parsed)
+            private = _private_access(parsed)
+            if private:
+                # Prompts are rendered in Jinja's sandbox anyway; refused here so `harness validate` says so.
+                raise ValueError(f"`template` reads {private!r}: a template may only read the row's columns, not "
+                                 "attributes that start with '_' (a way out of the template into Python)")
             unknown = sorted(used - set(self.text_columns))
             if unknown:
                 raise ValueError(f"`template` uses {', '.join(map(repr, unknown))}, not in `text_columns` "
@@ -113,6 +119,24 @@ class FileOptions(FileTaskOptions):
             if not used:
                 raise ValueError("`template` uses no column: write e.g. 'Review: {{" + self.text_columns[0] + "}}\\nSentiment:'")
         return self
+
+
+def _private_access(parsed) -> str | None:
+    """The first attribute or key starting with '_' that a parsed template reads (``x.__class__``,
+    ``x['_y']``, ``x|attr('__init__')``), or None."""
+    from jinja2 import nodes
+
+    for node in parsed.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        if isinstance(node, nodes.Getattr):
+            names = [node.attr]
+        elif isinstance(node, nodes.Getitem):
+            names = [node.arg.value] if isinstance(node.arg, nodes.Const) else []
+        else:
+            names = [a.value for a in node.args if isinstance(a, nodes.Const)] if node.name == "attr" else []
+        for name in names:
+            if isinstance(name, str) and name.startswith("_"):
+                return name
+    return None
 
 
 class _either:
