@@ -31,6 +31,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from harness.cache import write_bytes_atomic  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 DPI = 100
@@ -666,7 +668,7 @@ def render_all(results: dict, out_dir: Path, *, failures: list[dict] | None = No
                     continue
                 data = _png(fig)
             path = out_dir / f"{job.id}.png"
-            path.write_bytes(data)
+            write_bytes_atomic(path, data)
             width, height = _pixels(fig)
             written.append(Plot(job.id, job.title, path, width, height, job.section, job.kind, job.key,
                                 job.fingerprint))

@@ -6,13 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from harness.cache import Cache, write_json_atomic, write_text_atomic
+from harness.cache import Cache, copy_atomic, write_json_atomic, write_text_atomic
 from harness.matrix import Matrix
 from harness.plan import BASE, Plan
 from harness.registry import Registry
@@ -79,14 +78,11 @@ def write_outputs(run_dir: Path, results: dict, mat: Matrix, plan: Plan, cache: 
     for cell in plan.cells:
         src = cache.path("cells", cell.key) / "samples.jsonl"
         if src.is_file():
-            dest = run_dir / "samples" / cell.model / f"{cell.target}.jsonl"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dest)
+            copy_atomic(src, run_dir / "samples" / cell.model / f"{cell.target}.jsonl")
     for job in plan.adapters:
         src = cache.path("adapters", job.key) / "train_log.json"
         if src.is_file():
-            (run_dir / "training").mkdir(exist_ok=True)
-            shutil.copyfile(src, run_dir / "training" / f"{job.source}.json")
+            copy_atomic(src, run_dir / "training" / f"{job.source}.json")
 
 
 def write_reports(run_dir: Path, results: dict) -> dict[str, Path]:
