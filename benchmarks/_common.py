@@ -243,6 +243,16 @@ def harness_cli(*args: str, cwd: Path | None = None, check: bool = True) -> tupl
     return proc, wall, cpu
 
 
+def harness_run(registry: Path) -> tuple[dict, float, float]:
+    """``harness run REGISTRY --quiet --json`` timed: (its JSON summary, wall seconds, CPU seconds).
+    Exit 1 (some job or plugin failed) still has a summary; any other failure stops the benchmark."""
+    proc, wall, cpu = run_timed([sys.executable, "-m", "harness.cli", "run", str(registry), "--quiet", "--json"])
+    if proc.returncode not in (0, 1):
+        sys.stderr.write(proc.stderr[-5000:])
+        raise SystemExit(f"harness run {registry} failed with exit code {proc.returncode}")
+    return json.loads(proc.stdout), wall, cpu
+
+
 def cpu_seconds() -> float:
     """CPU seconds of this process so far (all threads)."""
     return time.process_time()

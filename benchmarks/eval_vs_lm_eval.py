@@ -98,11 +98,7 @@ def main(argv=None) -> int:
                         "analysis": default.analysis.model_dump(mode="json")}
             reg_path = c.write_registry(work / f"registry-{i}.yaml", registry)
             c.log(f"harness run {i}: {k + 1} models x {len(targets)} targets (limit {limit}, batch size {eval_bs})")
-            proc, wall, cpu = c.harness_cli("run", str(reg_path), "--quiet", "--json", check=False)
-            if proc.returncode not in (0, 1):
-                sys.stderr.write(proc.stderr[-5000:])
-                raise SystemExit(f"harness run failed with exit code {proc.returncode}")
-            summary = json.loads(proc.stdout)
+            summary, wall, cpu = c.harness_run(reg_path)
             bad = [f for f in summary["failures"] if f.get("stage") in ("finetune", "evaluate")]
             if bad or summary["computed"]["adapters"] or summary["computed"]["cells"] != (k + 1) * len(targets):
                 raise SystemExit(f"harness run did not (only) evaluate: computed {summary['computed']}, failures {bad}")

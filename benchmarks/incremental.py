@@ -80,11 +80,7 @@ def main(argv=None) -> int:
         runs = {}
         for name, path in plan:
             c.log(f"harness run: {name}")
-            proc, seconds, cpu = c.harness_cli("run", str(path), "--quiet", "--json", check=False)
-            if proc.returncode not in (0, 1):
-                sys.stderr.write(proc.stderr[-5000:])
-                raise SystemExit(f"harness run ({name}) failed with exit code {proc.returncode}")
-            summary = json.loads(proc.stdout)
+            summary, seconds, cpu = c.harness_run(path)
             runs[name] = {"seconds": seconds, "cpu_seconds": cpu, "stages": summary["seconds"], "computed": summary["computed"],
                           "reused": summary["reused"], "failures": len(summary["failures"])}
         cells = [json.loads(f.read_text()) for f in (cache / "cells").glob("*/cell.json")]
