@@ -332,6 +332,15 @@ class Registry(_Config):
             seen[use.key] = i
         return uses
 
+    @field_validator("sources")
+    @classmethod
+    def _not_the_base_model(cls, uses):
+        for i, use in enumerate(uses):
+            if use.key == "base":  # harness.plan.BASE: results and logs key the base model by it
+                raise ValueError(f"entry {i}: a source cannot be called 'base', the name results give the base "
+                                 "model; set another `alias`")
+        return uses
+
     @field_validator("decomposers")
     @classmethod
     def _unique_decomposers(cls, uses):

@@ -138,3 +138,9 @@ def test_validate_missing_file_exits_2(tmp_path):
     out = subprocess.run([sys.executable, "-m", "harness.cli", "validate", str(tmp_path / "nope.yaml")],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "cannot read" in out.stderr
+
+
+def test_a_source_cannot_take_the_base_models_name():
+    found = problems(GOOD.replace("  - task: arithmetic\n", "  - {task: arithmetic, alias: base}\n"))
+    assert [p.path for p in found] == ["sources"]
+    assert "cannot be called 'base'" in found[0].message and "alias" in found[0].message
