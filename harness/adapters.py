@@ -44,6 +44,20 @@ class AdapterHost:
         if self.peft is not None and name in self.peft.peft_config and len(self.peft.peft_config) > 1:
             self.peft.delete_adapter(name)
 
+    def clear(self) -> None:
+        """Take every adapter out, leaving the base model as it was loaded: LoRA layers replaced by
+        the layers they wrapped (nothing merged), base weights trainable again as after
+        ``from_pretrained``, in eval mode. For a base model kept loaded from one run to the next."""
+        if self.peft is None:
+            return
+        self.peft.unload()
+        self.peft = None
+        if hasattr(self.base, "peft_config"):  # peft's mark on the model; a new wrap would warn about it
+            del self.base.peft_config
+        for param in self.base.parameters():
+            param.requires_grad_(True)
+        self.base.eval()
+
     @contextlib.contextmanager
     def base_only(self):
         """The plain base model, whatever adapters are loaded."""

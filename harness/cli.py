@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
                      "\"transfer-harness[ray]\").")
     run.add_argument("--address", metavar="ADDR", help="Ray cluster to run on: 'auto' (the cluster `ray start` "
                      "started on this node) or HEAD:PORT; implies --executor ray. Default: a Ray instance on this machine.")
+    run.add_argument("--watch", action="store_true", help="After the run, wait; run again each time the registry "
+                     "file (or a data file it names) changes, with the base model kept loaded, until Ctrl-C. With "
+                     "--json, one summary line per run.")
     val = sub.add_parser("validate", help="Check a registry file; exit 2 listing every problem.")
     val.add_argument("registry", type=Path)
     plug = sub.add_parser("plugins", help="List the installed task, trait and decomposer plugins.")
@@ -125,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         registry = load_registry(args.registry)
     except RegistryError as exc:
-        # Plain lines, never wrapped: editors and CI annotators parse "file:line: message".
-        print(f"{len(exc.problems)} problem(s) in {exc.filename}:", file=sys.stderr)
-        for problem in exc.problems:
-            print("  " + problem.format(exc.filename), file=sys.stderr)
+        _print_problem(exc)
         return 2
     if args.command == "validate":
         err.print(f"{args.registry}: ok ({len(registry.sources)} sources, {len(registry.targets)} targets)",
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.executors import ExecutorError
     from harness.filetasks import DataError
     from harness.models import ModelNotFound
-    from harness.pipeline import run, run_traits
+    from harness.pipeline import run_traits
 
     if args.command == "run" and (args.executor or args.address):
         problem = _override_executor(registry, args)
@@ -154,28 +154,67 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 print((outcome.run_dir / "traits.json").read_text())
             return outcome.exit_code
-        outcome = run(registry, args.registry.resolve(), out=args.out, quiet=args.quiet, dry_run=args.dry_run)
+        if args.watch:
+            from harness.watch import watch
+
+            def load():
+                registry = load_registry(args.registry)
+                problem = _override_executor(registry, args) if args.executor or args.address else None
+                if problem:
+                    raise ExecutorError(problem)
+                return registry
+
+            status = Console(stderr=True, quiet=args.quiet)
+            return watch(args.registry.resolve(), registry, status, lambda reg, keep: _run(args, reg, err, keep),
+                         load, _print_problem)
+        return _run(args, registry, err)
     except (ModelNotFound, DataError, ExecutorError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_problem(exc)
         return 2
     except KeyboardInterrupt:
-        import shlex
-
-        from rich.markup import escape
-
-        command = "harness " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-        err.print("[yellow]Interrupted.[/] Every adapter and cell finished so far is in the cache; nothing "
-                  f"else was kept. To resume, run the same command again:\n  {escape(command)}", markup=True,
-                  highlight=False, soft_wrap=True)
+        _print_interrupted(err, sys.argv[1:] if argv is None else list(argv))
         return 130
+
+
+def _print_problem(exc: Exception) -> None:
+    """An invalid registry (every problem, one per line), or why a run cannot start."""
+    from harness.registry import RegistryError
+
+    if isinstance(exc, RegistryError):
+        # Plain lines, never wrapped: editors and CI annotators parse "file:line: message".
+        print(f"{len(exc.problems)} problem(s) in {exc.filename}:", file=sys.stderr)
+        for problem in exc.problems:
+            print("  " + problem.format(exc.filename), file=sys.stderr)
+    else:
+        print(f"error: {exc}", file=sys.stderr)
+
+
+def _print_interrupted(err, argv: list[str]) -> None:
+    import shlex
+
+    from rich.markup import escape
+
+    command = "harness " + " ".join(shlex.quote(a) for a in argv)
+    err.print("[yellow]Interrupted.[/] Every adapter and cell finished so far is in the cache; nothing "
+              f"else was kept. To resume, run the same command again:\n  {escape(command)}", markup=True,
+              highlight=False, soft_wrap=True)
+
+
+def _run(args, registry, err, keep=None) -> int:
+    """One ``harness run``: the run, then its JSON summary (``--json``) and where the results are."""
+    from harness.pipeline import run
+
+    outcome = run(registry, args.registry.resolve(), out=args.out, quiet=args.quiet, dry_run=args.dry_run, keep=keep)
     if outcome.results is not None and args.json:
         prov = outcome.results["provenance"]
-        print(json.dumps({"run_dir": str(outcome.run_dir), "exit_code": outcome.exit_code,
-                          "files": sorted(str(p.relative_to(outcome.run_dir)) for p in outcome.run_dir.rglob("*")
-                                          if p.is_file() and p.parent.name != "samples" and "samples" not in p.parts),
-                          "failures": outcome.results["failures"], "reused": prov["reused"],
-                          "computed": prov["computed"], "seconds": prov["seconds"],
-                          "cache_repairs": prov.get("cache_repairs", [])}, indent=2))
+        summary = {"run_dir": str(outcome.run_dir), "exit_code": outcome.exit_code,
+                   "files": sorted(str(p.relative_to(outcome.run_dir)) for p in outcome.run_dir.rglob("*")
+                                   if p.is_file() and p.parent.name != "samples" and "samples" not in p.parts),
+                   "failures": outcome.results["failures"], "reused": prov["reused"],
+                   "computed": prov["computed"], "seconds": prov["seconds"],
+                   "cache_repairs": prov.get("cache_repairs", [])}
+        # --watch prints one summary per run: one line each (JSON lines), flushed, for a reader that follows.
+        print(json.dumps(summary) if args.watch else json.dumps(summary, indent=2), flush=True)
     if outcome.results is not None and not args.quiet:
         err.print(f"Results in {outcome.run_dir}", markup=False, highlight=False)
     return outcome.exit_code

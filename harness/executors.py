@@ -61,8 +61,58 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def make_executor(settings: ExecutorSettings, console) -> "LocalExecutor | RayExecutor":
-    return RayExecutor(settings, console) if settings.kind == "ray" else LocalExecutor(settings, console)
+def make_executor(settings: ExecutorSettings, console, keep: "KeptModel | None" = None) -> "LocalExecutor | RayExecutor":
+    return RayExecutor(settings, console) if settings.kind == "ray" else LocalExecutor(settings, console, keep)
+
+
+class KeptModel:
+    """The base model of one run kept loaded for the next run in the same process
+    (``harness run --watch``, or ``pipeline.run(..., keep=KeptModel())`` from a notebook), so that
+    re-running after an edit pays neither the imports nor the load again.
+
+    Only the bare base model is kept: the next run gets it back with every adapter taken out
+    (:meth:`AdapterHost.clear`) and loads the adapters it needs from the cache, as a fresh process
+    would, so its numbers are the same. It is reused only for the same cache, the same weights (the
+    location's key hashes them) and the same ``base_model`` settings; anything else loads afresh
+    and frees the old one.
+    """
+
+    def __init__(self):
+        self.key = None
+        self.loaded = None  # (path, model, tokenizer, host)
+
+    @staticmethod
+    def _key(location, cfg, cache: Cache) -> tuple:
+        return str(cache.root), location.key, cfg.model_dump_json()
+
+    def holds(self, location, cfg, cache: Cache) -> bool:
+        return self.loaded is not None and self.key == self._key(location, cfg, cache)
+
+    def get(self, location, cfg, cache: Cache):
+        """(path, model, tokenizer, host) for this base model: the kept one cleared, or loaded now."""
+        from harness import models
+        from harness.adapters import AdapterHost
+
+        key = self._key(location, cfg, cache)
+        if self.holds(location, cfg, cache):
+            self.loaded[3].clear()
+            return self.loaded
+        self.release()
+        path, model, tokenizer = models.load_checked(location, cfg, cache)
+        self.key, self.loaded = key, (path, model, tokenizer, AdapterHost(model))
+        return self.loaded
+
+    def release(self) -> None:
+        """Forget the kept model (its memory goes back once nothing else holds it)."""
+        if self.loaded is None:
+            return
+        self.key = self.loaded = None
+        import gc
+
+        from harness.pipeline import _free_accelerator_memory
+
+        gc.collect()
+        _free_accelerator_memory()
 
 
 class LocalExecutor:
@@ -70,9 +120,10 @@ class LocalExecutor:
 
     kind = "local"
 
-    def __init__(self, settings: ExecutorSettings, console):
+    def __init__(self, settings: ExecutorSettings, console, keep: KeptModel | None = None):
         self.settings, self.console = settings, console
         self.threads = settings.threads()
+        self.keep = keep  # where the base model stays loaded between runs, if it should
         # Loaded here, and reused afterwards by traits that need the base model.
         self.model = self.tokenizer = self.host = None
 
@@ -95,11 +146,20 @@ class LocalExecutor:
             if needs_model:
                 with timer.stage("load_model"):
                     stack.enter_context(torch_threads(self.threads))  # what first imports torch
-                    self.console.log(f"Loading base model {escape(registry.base_model.display_name)} ({escape(location.how)})")
-                    path, self.model, self.tokenizer = models.load_checked(location, registry.base_model, cache)
-                    from harness.adapters import AdapterHost
+                    # vLLM moves the training model off the GPU: never keep that one for another run.
+                    keep = self.keep if registry.evaluation.backend == "hf" else None
+                    name = escape(registry.base_model.display_name)
+                    if keep is not None and keep.holds(location, registry.base_model, cache):
+                        self.console.log(f"Base model {name} still loaded from the previous run")
+                    else:
+                        self.console.log(f"Loading base model {name} ({escape(location.how)})")
+                    if keep is not None:
+                        path, self.model, self.tokenizer, self.host = keep.get(location, registry.base_model, cache)
+                    else:
+                        from harness.adapters import AdapterHost
 
-                    self.host = AdapterHost(self.model)
+                        path, self.model, self.tokenizer = models.load_checked(location, registry.base_model, cache)
+                        self.host = AdapterHost(self.model)
             with timer.stage("finetune"):
                 pipeline._finetune(plan, registry, cache, self.host, self.tokenizer, self.console, failures,
                                    threads=self.threads)

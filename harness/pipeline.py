@@ -11,6 +11,7 @@ import time
 import traceback
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from rich.console import Console
@@ -22,6 +23,9 @@ from harness.plan import BASE, Plan, library_versions, make_plan
 from harness.plugins import catalog
 from harness.progress import make_progress
 from harness.registry import Registry
+
+if TYPE_CHECKING:
+    from harness.executors import KeptModel
 
 
 @dataclass
@@ -64,7 +68,13 @@ def adapter_name(job) -> str:
 
 
 def run(registry: Registry, registry_path: Path | None = None, out: Path | None = None,
-        quiet: bool = False, dry_run: bool = False, console: Console | None = None) -> RunOutcome:
+        quiet: bool = False, dry_run: bool = False, console: Console | None = None,
+        keep: KeptModel | None = None) -> RunOutcome:
+    """Run the experiment ``registry`` describes, end to end; what the cache holds is not redone.
+
+    ``keep`` (an ``executors.KeptModel``) keeps the base model loaded after this run for the next
+    one that passes the same object: ``harness run --watch``, or repeated runs from a notebook.
+    """
     console = console or Console(stderr=True, quiet=quiet)
     timer = Timer()
     run_dir, cache = resolve_dirs(registry, registry_path, out)
@@ -72,7 +82,7 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     cat = catalog()
     from harness.executors import make_executor
 
-    executor = make_executor(registry.executor, console)  # a missing Ray fails here, before any work
+    executor = make_executor(registry.executor, console, keep)  # a missing Ray fails here, before any work
 
     with timer.stage("plan"):
         try:
@@ -116,7 +126,7 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     with timer.stage("matrix"):
         mat = matrix.assemble(plan, cache)
     with timer.stage("traits"):
-        model, tokenizer = _trait_model(registry, cat, location, cache, model, tokenizer, plan)
+        model, tokenizer = _trait_model(registry, cat, location, cache, model, tokenizer, plan, keep)
         behaviour = _behaviour_data(plan, cache)
         with (host.base_only() if host is not None else nullcontext()):
             trait_results = traits.compute_all(registry, plan, cat, tokenizer, model, samples=behaviour, cache=cache)
@@ -159,11 +169,12 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     return RunOutcome(run_dir, results, failures)
 
 
-def _trait_model(registry: Registry, cat, location, cache: Cache, model, tokenizer, plan: Plan | None = None):
+def _trait_model(registry: Registry, cat, location, cache: Cache, model, tokenizer, plan: Plan | None = None,
+                 keep=None):
     """(model, tokenizer) for the traits stage: the tokenizer when a trait that reads it has values
-    not yet cached, the base model too when such a trait requires it. A fully cached run loads
-    neither (``None``), which keeps a warm re-run free of transformers' imports. Without a
-    ``plan`` nothing is known to be cached."""
+    not yet cached, the base model too when such a trait requires it (from ``keep`` when given).
+    A fully cached run loads neither (``None``), which keeps a warm re-run free of transformers'
+    imports. Without a ``plan`` nothing is known to be cached."""
     from harness.traits import trait_is_cached
 
     needing = [trait for trait in (cat.get("trait", use.name).obj(**use.params) for use in registry.traits)
@@ -172,6 +183,8 @@ def _trait_model(registry: Registry, cat, location, cache: Cache, model, tokeniz
     if not needing or (tokenizer is not None and (model is not None or not wants_model)):
         return model, tokenizer
     if wants_model and model is None:
+        if keep is not None:
+            return keep.get(location, registry.base_model, cache)[1:3]
         return models.load_checked(location, registry.base_model, cache)[1:]
     return model, models.load_tokenizer(models.materialise(location, registry.base_model, cache))
 
