@@ -53,7 +53,12 @@ def test_incremental(tiny_model_dir, tmp_path):
     assert added["column_eval_seconds"] > 0 and added["column_cells"] == len(result["sources"]) + 1
     assert added["ratio"] == pytest.approx(added["seconds"] / added["column_eval_seconds"], rel=1e-3)
     assert added["fixed_seconds"] == pytest.approx(added["seconds"] - added["column_eval_seconds"], abs=1e-2)
-    assert set(result["targets_met"]) == {"warm_over_cold<=0.05", f"added {target} over column eval<=1.5"}
+    watched = result["added_in_watch_session"][target]  # the same column added in a `harness run --watch` session
+    assert watched["column_eval_seconds"] > 0 and watched["column_cells"] == len(result["sources"]) + 1
+    assert watched["ratio"] == pytest.approx(watched["seconds"] / watched["column_eval_seconds"], rel=1e-3)
+    assert watched["stages"]["evaluate"] > 0
+    assert set(result["targets_met"]) == {"warm_over_cold<=0.05", f"added {target} over column eval<=1.5",
+                                          f"added {target} in watch session over column eval<=1.5"}
 
 
 def test_training_throughput(tiny_model_dir, tmp_path):
