@@ -11,7 +11,7 @@ import pytest
 
 from conftest import SHARED_DATA
 
-LIMIT = 300
+LIMIT = 100
 
 
 @pytest.mark.slow
@@ -46,4 +46,4 @@ def test_sst2_local_score_equals_lm_eval_on_the_exported_yaml(tmp_path, smollm2_
     (result_file,) = (tmp_path / "lm_eval_out").rglob("results_*.json")
     theirs = json.loads(result_file.read_text())["results"]["sst2"]
     assert abs(ours.value - theirs["acc,none"]) < 1e-6, (ours.value, theirs)
-    assert 0.5 < ours.value  # SmolLM2 is better than chance on SST-2: the rows really were scored
+    assert 0.5 < ours.value, ours.value  # SmolLM2 is better than chance on SST-2: the rows really were scored

@@ -22,7 +22,7 @@ sources:
   - {{task: arithmetic, n_train: 160}}
 targets:
   - {{task: sentiment, limit: 60}}
-  - {{task: arithmetic, limit: 30}}
+  - {{task: arithmetic, limit: 12}}
 lora: {{steps: 20, batch_size: 8, learning_rate: 0.002}}
 """
 
