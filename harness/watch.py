@@ -57,7 +57,7 @@ def wait_for_change(files: list[Path], seen: tuple, poll: float = POLL_SECONDS) 
 
 def preload(registry: Registry, registry_path: Path, keep, status) -> None:
     """Load the base model into ``keep`` while the user edits, when the run did not need it (all
-    cached), so that the first edit's run does not wait for it either."""
+    cached), so that the first edit's run does not wait for it (nor for lm-eval's imports) either."""
     if registry.executor.kind != "local" or registry.evaluation.backend != "hf":
         return  # Ray workers load their own; vLLM loads its own copy
     from harness import models
@@ -74,6 +74,12 @@ def preload(registry: Registry, registry_path: Path, keep, status) -> None:
                  markup=False, highlight=False)
     try:
         keep.get(location, registry.base_model, cache)
+        # And what scoring imports (lm-eval, datasets: about 1 s), so the next run starts at once.
+        from harness.evaluate import quiet_lm_eval
+
+        quiet_lm_eval()
+        import lm_eval.evaluator  # noqa: F401
+        import lm_eval.models.huggingface  # noqa: F401
     except Exception as exc:  # the run that needs it will load it again, and report what fails
         status.print(f"warning: could not load the base model now ({type(exc).__name__}: {exc}); "
                      "the next run will try again", markup=False, highlight=False)
