@@ -9,7 +9,7 @@ switched off by conftest.py and a dry run never asks it); what it writes (test d
 cache) goes to a temporary cache through ``HARNESS_CACHE_DIR``, with HOME and the working folder
 temporary too.
 
-``HARNESS_PROPERTY_EXAMPLES`` sets the examples per property (default 300).
+``HARNESS_PROPERTY_EXAMPLES`` sets the examples per property (default 200).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import huggingface_hub  # noqa: F401
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TEXT = (ROOT / "registry.yaml").read_text()
 DEFAULT = yaml.safe_load(DEFAULT_TEXT)
-SETTINGS = settings(max_examples=int(os.environ.get("HARNESS_PROPERTY_EXAMPLES", "300")), deadline=None,
+SETTINGS = settings(max_examples=int(os.environ.get("HARNESS_PROPERTY_EXAMPLES", "200")), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 SECONDS_PER_EXAMPLE = 120  # a registry that makes the CLI hang fails the test instead of stalling it
 
