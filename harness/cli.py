@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
             status = Console(stderr=True, quiet=args.quiet)
             return watch(args.registry.resolve(), registry, status, lambda reg, keep: _run(args, reg, err, keep),
-                         load, _print_problem)
+                         load, _print_problem, load_model=not args.dry_run)
         return _run(args, registry, err)
     except (ModelNotFound, DataError, ExecutorError) as exc:
         _print_problem(exc)

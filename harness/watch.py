@@ -90,7 +90,8 @@ def watch(registry_path: Path, registry: Registry, err, run_once: Callable, load
     """Run ``registry``, then again after each change, keeping the base model loaded in between.
 
     ``run_once(registry, keep)`` does one run and returns its exit code; ``load()`` reads the
-    registry again (raising ``RegistryError``); ``report_problem(exc)`` prints an invalid registry
+    registry again (raising ``RegistryError``, or ``ExecutorError`` when it conflicts with the
+    command line); ``report_problem(exc)`` prints an invalid registry
     or a run that could not start (missing model or data, Ray unreachable) and the watch goes on.
     ``load_model``: load the base model after a run that did not (not for dry runs).
     Ctrl-C while waiting ends it with the last run's exit code; Ctrl-C during a run propagates.
@@ -123,7 +124,7 @@ def watch(registry_path: Path, registry: Registry, err, run_once: Callable, load
             err.print(f"{registry_path.name} changed: running again", markup=False, highlight=False)
             try:
                 registry = load()
-            except RegistryError as exc:
+            except (RegistryError, ExecutorError) as exc:  # invalid, or at odds with --executor/--address
                 report_problem(exc)
                 code, registry = 2, None  # nothing to run until the next change
     finally:

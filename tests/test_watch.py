@@ -195,3 +195,41 @@ def test_watch_command_reruns_after_each_edit_and_survives_a_bad_one(tiny_model_
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_watch_loop_reports_bad_edits_and_ends_on_ctrl_c_while_waiting(tmp_path, monkeypatch):
+    """The loop alone, with fakes: a run, an invalid edit (reported, nothing run), a valid edit
+    (run again, with the same kept model object), then Ctrl-C while waiting: the last run's code."""
+    import harness.watch as watch_module
+    from harness.executors import ExecutorError
+    from harness.registry import RegistryError
+    from rich.console import Console
+
+    path = write_registry(tmp_path / "registry.yaml", tmp_path, tmp_path / "cache", ["sentiment"], ["sentiment"])
+    registry = load_registry(path)
+    events, keeps, preloads = [], [], []
+    waits = iter([None, None, None, KeyboardInterrupt])
+
+    def wait(files, seen):
+        step = next(waits)
+        if step is KeyboardInterrupt:
+            raise KeyboardInterrupt
+    loads = iter([RegistryError(str(path), []), ExecutorError("--address conflicts"), registry])
+
+    def load():
+        value = next(loads)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def run_once(reg, keep):
+        keeps.append(keep)
+        events.append("run")
+        return 1
+
+    monkeypatch.setattr(watch_module, "wait_for_change", wait)
+    monkeypatch.setattr(watch_module, "preload", lambda *a: preloads.append(1))
+    code = watch_module.watch(path, registry, Console(quiet=True), run_once, load,
+                              lambda exc: events.append(type(exc).__name__), load_model=False)
+    assert events == ["run", "RegistryError", "ExecutorError", "run"]
+    assert code == 1 and keeps[0] is keeps[1] and not preloads  # dry runs (load_model=False) load nothing
