@@ -94,7 +94,7 @@ class KeptModel:
         from harness.adapters import AdapterHost
 
         key = self._key(location, cfg, cache)
-        if self.holds(location, cfg, cache):
+        if self.loaded is not None and self.key == key:
             self.loaded[3].clear()
             return self.loaded
         self.release()
@@ -136,7 +136,7 @@ class LocalExecutor:
         return {"kind": self.kind, "threads": self.threads}
 
     def run_jobs(self, plan: Plan, registry: Registry, cache: Cache, location, timer, failures: list[dict]) -> None:
-        from harness import models, pipeline
+        from harness import pipeline
 
         needs_model = bool(plan.todo_adapters or plan.todo_cells)  # else nothing is loaded at all
         path = None
@@ -146,20 +146,15 @@ class LocalExecutor:
             if needs_model:
                 with timer.stage("load_model"):
                     stack.enter_context(torch_threads(self.threads))  # what first imports torch
-                    # vLLM moves the training model off the GPU: never keep that one for another run.
-                    keep = self.keep if registry.evaluation.backend == "hf" else None
+                    # Nothing kept: a throwaway KeptModel. vLLM moves the training model off the GPU, so
+                    # that one is never kept for another run.
+                    keep = self.keep if self.keep is not None and registry.evaluation.backend == "hf" else KeptModel()
                     name = escape(registry.base_model.display_name)
-                    if keep is not None and keep.holds(location, registry.base_model, cache):
+                    if keep.holds(location, registry.base_model, cache):
                         self.console.log(f"Base model {name} still loaded from the previous run")
                     else:
                         self.console.log(f"Loading base model {name} ({escape(location.how)})")
-                    if keep is not None:
-                        path, self.model, self.tokenizer, self.host = keep.get(location, registry.base_model, cache)
-                    else:
-                        from harness.adapters import AdapterHost
-
-                        path, self.model, self.tokenizer = models.load_checked(location, registry.base_model, cache)
-                        self.host = AdapterHost(self.model)
+                    path, self.model, self.tokenizer, self.host = keep.get(location, registry.base_model, cache)
             with timer.stage("finetune"):
                 pipeline._finetune(plan, registry, cache, self.host, self.tokenizer, self.console, failures,
                                    threads=self.threads)
