@@ -28,6 +28,16 @@ def run_benchmark(name: str, model_dir, tmp_path, *extra: str) -> dict:
     return result
 
 
+def assert_ratio_of_rounded(ratio: float, numerator: float, denominator: float, numerator_terms: int = 1):
+    """The benchmarks round seconds to 3 decimals but compute ratios from the unrounded values. On the
+    tiny model a column takes a few hundredths of a second, so recomputing a ratio from the rounded
+    seconds can be off by several percent: check it against the interval the rounding allows."""
+    half = 5e-4
+    low = (numerator - numerator_terms * half) / (denominator + half)
+    high = (numerator + numerator_terms * half) / max(denominator - half, 1e-9)
+    assert low - 1e-4 <= ratio <= high + 1e-4, (low, ratio, high)
+
+
 def test_eval_vs_lm_eval(tiny_model_dir, tmp_path):
     # One lm_eval command (the adapter, through peft=, at the harness's batch size): each command
     # costs lm_eval's start-up (imports, its task index, the model), about 20 s on 2 cores.
@@ -51,11 +61,11 @@ def test_incremental(tiny_model_dir, tmp_path):
     (target,) = result["added_targets"]
     added = result["added"][target]
     assert added["column_eval_seconds"] > 0 and added["column_cells"] == len(result["sources"]) + 1
-    assert added["ratio"] == pytest.approx(added["seconds"] / added["column_eval_seconds"], rel=1e-3)
+    assert_ratio_of_rounded(added["ratio"], added["seconds"], added["column_eval_seconds"])
     assert added["fixed_seconds"] == pytest.approx(added["seconds"] - added["column_eval_seconds"], abs=1e-2)
     watched = result["added_in_watch_session"][target]  # the same column added in a `harness run --watch` session
     assert watched["column_eval_seconds"] > 0 and watched["column_cells"] == len(result["sources"]) + 1
-    assert watched["ratio"] == pytest.approx(watched["seconds"] / watched["column_eval_seconds"], rel=1e-3)
+    assert_ratio_of_rounded(watched["ratio"], watched["seconds"], watched["column_eval_seconds"])
     assert watched["stages"]["evaluate"] > 0
     assert set(result["targets_met"]) == {"warm_over_cold<=0.05", f"added {target} over column eval<=1.5",
                                           f"added {target} in watch session over column eval<=1.5"}
@@ -73,5 +83,5 @@ def test_eval_overhead(tiny_model_dir, tmp_path):
     result = run_benchmark("eval_overhead", tiny_model_dir, tmp_path)
     assert result["forward_calls"] > 0 and 0 < result["forward_seconds"] <= result["model_call_seconds"] + 1e-6
     assert result["model_call_seconds"] <= result["cells_seconds"] <= result["stage_seconds"] + 1e-6
-    assert result["overhead_ratio"] == pytest.approx(
-        (result["stage_seconds"] - result["forward_seconds"]) / result["forward_seconds"], rel=1e-2)
+    stage, forward = result["stage_seconds"], result["forward_seconds"]
+    assert_ratio_of_rounded(result["overhead_ratio"], stage - forward, forward, numerator_terms=2)
