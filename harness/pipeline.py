@@ -400,7 +400,7 @@ def _store_cell(cache: Cache, cell, result, seconds: float) -> None:
     with cache.entry("cells", cell.key) as tmp:
         write_json_atomic(tmp / "cell.json", {"model": cell.model, "target": cell.target, "value": result.value,
                                               "stderr": result.stderr, "metric": result.metric, "n": result.n,
-                                              "seconds": round(seconds, 3)})
+                                              "aggregation": result.aggregation, "seconds": round(seconds, 3)})
         with open(tmp / "samples.jsonl", "w") as fh:
             for sample in result.samples:
                 fh.write(json.dumps(sample) + "\n")
