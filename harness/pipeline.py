@@ -153,6 +153,10 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
                           "adapters": {a.source: a.key for a in plan.adapters},
                           "cells": {f"{c.model}/{c.target}": c.key for c in plan.cells}},
         "seconds": timer.seconds,
+        # Where each target's few-shot examples came from: its training rows ("train") or its test
+        # split with the scored document left out ("test"); empty at 0 shots.
+        "fewshot": ({t: c.get("fewshot_split") for t, c in plan.target_configs.items()}
+                    if registry.evaluation.num_fewshot else {}),
         "cache_dir": str(cache.root),
         "executor": executor.describe(),
         "reused": reused,
