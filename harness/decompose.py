@@ -24,6 +24,10 @@ class Decomposer(Parameterised):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    #: Whether ``fit`` centres the targets first. A centred matrix of n sources has rank at most
+    #: n - 1, so the analysis keeps at most min(n - 1, n_targets) components of a centring
+    #: decomposer and min(n, n_targets) of one that is not (NMF).
+    centred: ClassVar[bool] = True
 
     def fit(self, X: np.ndarray, y=None) -> "Decomposer":
         raise NotImplementedError
@@ -49,12 +53,19 @@ def as_matrix(X) -> np.ndarray:
     return X
 
 
+def component_limit(n: int, p: int, centred: bool = True) -> int:
+    """The most components an n x p matrix supports: min(n - 1, p) once centred (a further one would
+    explain nothing and be an arbitrary direction), min(n, p) otherwise."""
+    return min(n - 1, p) if centred else min(n, p)
+
+
 def components_to_keep(requested: int | None, n: int, p: int, centred_rank: bool = True) -> int:
     """Components a fit keeps: ``requested``, or by default min(n - 1, p), the rank a centred
-    matrix can have. With ``centred_rank`` (methods that whiten or take a likelihood of the
-    centred matrix) that rank is also the limit; otherwise min(n, p) is."""
+    matrix can have. With ``centred_rank`` (methods that centre the matrix) that rank is also the
+    limit; otherwise min(n, p) is."""
     default = max(1, min(n - 1, p))
-    limit, what = (min(n - 1, p), "min(n_sources - 1, n_targets)") if centred_rank else (min(n, p), "min(n_sources, n_targets)")
+    limit = component_limit(n, p, centred_rank)
+    what = "min(n_sources - 1, n_targets)" if centred_rank else "min(n_sources, n_targets)"
     if limit < 1:
         raise ValueError(f"needs at least 2 sources, got {n}")
     k = default if requested is None else int(requested)
@@ -153,7 +164,8 @@ def decompose(use, cls, sources: list[str], targets: list[str], X: np.ndarray, b
         missing = [t for t in targets if outcomes is None or t not in outcomes.values]
         raise ValueError(f"ordinal normalisation needs per-sample logs of every model on {', '.join(missing)}")
     prepared = normalise(use.normalisation, X, base, per_target() if use.normalisation == "ordinal" else None, targets)
-    k, scree = dimensionality.choose(use.n_components, prepared, seed=settings.seed)
+    limit = component_limit(*prepared.shape, centred=cls.centred)
+    k, scree = dimensionality.choose(use.n_components, prepared, seed=settings.seed, limit=limit)
 
     def fit(M, n_components):
         return cls(**use.params, n_components=n_components).fit(M)

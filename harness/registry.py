@@ -241,9 +241,11 @@ class DecomposerUse(PluginUse):
                            "(Taskonomy-style: pairwise win rates from per-sample outcomes, AHP priorities, log "
                            "ratio against the base model).")
     n_components: int | float | Literal["parallel"] | None = Field(
-        None, description="Components kept: an integer; a float in (0, 1) keeps the fewest components whose "
-                          "explained variance reaches it; 'parallel' uses Horn's parallel analysis; empty lets "
-                          "the decomposer choose (at most n_sources - 1).")
+        "parallel", description="Components kept: 'parallel' (the default) keeps those that beat Horn's "
+                                "parallel analysis; an integer, capped (with a note in the results) at what the "
+                                "matrix supports, min(n_sources - 1, n_targets) for a decomposer that centres it; a "
+                                "float in (0, 1) keeps the fewest components whose explained variance reaches it; "
+                                "null lets the decomposer choose (every component, min(n_sources - 1, n_targets)).")
     names: dict[str, str] = Field(default_factory=dict, description="Component names that override the "
                                   "automatic ones, e.g. {C1: arithmetic}.")
     alias: str | None = Field(None, pattern=SAFE_NAME, description="Key of this decomposition in results, "

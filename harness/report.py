@@ -192,7 +192,8 @@ def _markdown_analysis(results: dict) -> list[str]:
         boot, loso = stab.get("bootstrap") or {}, stab.get("leave_one_source_out") or {}
         out += ["", f"## Latent abilities ({md_escape(name)})", "",
                 f"{len(comps)} component(s) of the {md_escape(dec.get('normalisation', 'raw'))} matrix; "
-                f"chosen by {md_escape(n.get('method', 'the decomposer'))}.", "",
+                f"chosen by {md_escape(n.get('method', 'the decomposer'))}"
+                + (f" ({md_escape(n['note'])})" if n.get("note") else "") + ".", "",
                 "| component | name | explained variance | stability | bootstrap congruence (median) | "
                 "leave-one-source-out congruence (min) |", "|---|---|---|---|---|---|"]
         for c, ratio in zip(comps, dec["explained_variance_ratio"]):

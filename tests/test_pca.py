@@ -15,16 +15,21 @@ from harness_plugins.decomposers.pca import PCA
 def test_pca_equals_scikit_learn(shape):
     rng = np.random.default_rng(sum(shape))
     X = rng.normal(size=shape)
-    k = min(shape)
+    k = min(shape[0] - 1, shape[1])  # every component a centred matrix has
     ours = PCA(n_components=k).fit(X)
-    theirs = SkPCA(svd_solver="full").fit(X)
-    np.testing.assert_allclose(ours.explained_variance_ratio_, theirs.explained_variance_ratio_[:k], atol=1e-10)
-    np.testing.assert_allclose(ours.explained_variance_, theirs.explained_variance_[:k], atol=1e-10)
-    # Same sign convention as scikit-learn (largest |loading| positive); the last component of a
-    # centred matrix with n <= p has zero variance and an arbitrary direction, so compare the rest.
-    informative = theirs.explained_variance_ > 1e-12
-    np.testing.assert_allclose(ours.components_[informative], theirs.components_[informative], atol=1e-8)
-    np.testing.assert_allclose(ours.transform(X)[:, informative], theirs.transform(X)[:, informative], atol=1e-8)
+    theirs = SkPCA(n_components=k, svd_solver="full").fit(X)
+    np.testing.assert_allclose(ours.explained_variance_ratio_, theirs.explained_variance_ratio_, atol=1e-10)
+    np.testing.assert_allclose(ours.explained_variance_, theirs.explained_variance_, atol=1e-10)
+    # Same sign convention as scikit-learn (largest |loading| positive).
+    np.testing.assert_allclose(ours.components_, theirs.components_, atol=1e-8)
+    np.testing.assert_allclose(ours.transform(X), theirs.transform(X), atol=1e-8)
+
+
+def test_no_component_beyond_the_centred_rank():
+    """scikit-learn would fit a 4th component to 4 sources: zero variance, an arbitrary direction."""
+    X = np.random.default_rng(3).normal(size=(4, 6))
+    with pytest.raises(ValueError, match=r"n_components=4 exceeds min\(n_sources - 1, n_targets\)=3"):
+        PCA(n_components=4).fit(X)
 
 
 def test_ratios_lie_in_unit_interval_descend_and_sum_at_most_one():
