@@ -79,6 +79,28 @@ def test_components_are_named_from_the_abilities_of_their_top_targets():
     assert component_ids(3) == ["C1", "C2", "C3"]
 
 
+def test_component_names_are_unique_within_a_decomposition():
+    """Three components that all rest on arithmetic and reasoning targets were all called
+    "arithmetic+reasoning". A later one adds its next-strongest tag, else a number."""
+    targets = ["add", "words", "order", "sent", "nli"]
+    abilities = {"add": ("arithmetic",), "words": ("arithmetic", "reasoning"), "order": ("reasoning",),
+                 "sent": ("sentiment",), "nli": ("nlu",)}
+    components = np.array([[0.7, 0.6, 0.5, 0.1, 0.0],     # arithmetic 1.3, reasoning 1.1
+                           [0.6, -0.7, 0.5, 0.35, 0.0],   # the same two, then sentiment 0.35
+                           [-0.6, 0.6, 0.6, 0.0, 0.1],    # the same two and nothing else
+                           [0.1, 0.0, 0.0, 0.0, 0.9]])
+    names, evidence = name_components(components, targets, abilities)
+    assert names == {"C1": "arithmetic+reasoning", "C2": "arithmetic+reasoning+sentiment",
+                     "C3": "arithmetic+reasoning (2)", "C4": "nlu"}
+    assert [e["target"] for e in evidence["C2"]] == ["words", "add", "order", "sent"]
+    assert [e["target"] for e in evidence["C3"]] == ["add", "words", "order"]
+    # A name the user fixed is kept, and the automatic names step around it.
+    names, again = name_components(components, targets, abilities, given={"C3": "arithmetic+reasoning"})
+    assert names == {"C1": "arithmetic+reasoning (2)", "C2": "arithmetic+reasoning+sentiment",
+                     "C3": "arithmetic+reasoning", "C4": "nlu"}
+    assert again == evidence
+
+
 def test_holes_cost_the_most_incomplete_row_or_column_only():
     from harness.decompose import complete_submatrix
 
