@@ -174,7 +174,7 @@ def ensure_adapters(registry, cache_root: Path, log=print) -> dict[str, Path]:
             start = time.perf_counter()
             with cache.entry("adapters", job.key) as tmp:
                 train_log = train_adapter(host, adapter_name(job), tokenizer, job.task.train_pairs(job.n_train),
-                                          registry.lora, tmp)
+                                          registry.lora, tmp, kind=job.task.kind)
                 train_log["source"] = job.source
                 write_json_atomic(tmp / "train_log.json", train_log)
             log(f"setup: trained adapter {job.source} ({registry.lora.steps} steps) in "

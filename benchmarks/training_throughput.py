@@ -53,12 +53,12 @@ def recording_batches():
         finetune.pad_batch = original
 
 
-def run_harness(host, tokenizer, pairs, settings, out_dir, name):
+def run_harness(host, tokenizer, pairs, kind, settings, out_dir, name):
     from harness.finetune import train_adapter
 
     with recording_batches() as batches:
         start, cpu = time.perf_counter(), time.process_time()
-        log = train_adapter(host, name, tokenizer, pairs, settings, out_dir)
+        log = train_adapter(host, name, tokenizer, pairs, settings, out_dir, kind=kind)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"tokens": log["tokens"], "seconds": log["seconds"], "call_seconds": wall, "call_cpu_seconds": cpu,
             "padded": sum(len(b) * max(len(ids) for ids, _ in b) for b in batches), "batches": batches}
@@ -158,15 +158,16 @@ def main(argv=None) -> int:
         model, tokenizer = models.load(model_dir, ModelConfig(path=str(model_dir)))
         host = AdapterHost(model)
         for source in sources:
-            pairs = cat.get("task", source).obj().train_pairs(n_train.get(source, 480))
+            task = cat.get("task", source).obj()
+            pairs = task.train_pairs(n_train.get(source, 480))
             c.log(f"{source}: harness ({steps} steps, batch {settings.batch_size})")
-            first = run_harness(host, tokenizer, pairs, settings, work / "h1" / source, f"bench1_{source}")
+            first = run_harness(host, tokenizer, pairs, task.kind, settings, work / "h1" / source, f"bench1_{source}")
             # train_adapter sets torch's thread count; the Trainer runs in the same process with it.
             c.log(f"{source}: Trainer ({steps} steps, batch {settings.batch_size}, padding to {settings.max_length}, "
                   f"{torch.get_num_threads()} threads)")
             trainer = run_trainer(model_dir, first["batches"], tokenizer, settings, work / "trainer" / source)
             c.log(f"{source}: harness again")
-            second = run_harness(host, tokenizer, pairs, settings, work / "h2" / source, f"bench2_{source}")
+            second = run_harness(host, tokenizer, pairs, task.kind, settings, work / "h2" / source, f"bench2_{source}")
             if not (trainer["tokens"] == first["tokens"] == second["tokens"]):
                 c.log(f"warning: {source}: real tokens differ: harness {first['tokens']} and {second['tokens']}, "
                       f"Trainer {trainer['tokens']}")
@@ -175,7 +176,7 @@ def main(argv=None) -> int:
                        "run_seconds": [first["seconds"], second["seconds"]], "padded": first["padded"]}
             harness["tokens_per_second"] = harness["tokens"] / harness["seconds"]
             trainer["tokens_per_second"] = trainer["tokens"] / trainer["seconds"]
-            lengths = [len(ids) for ids, _ in tokenize_pairs(tokenizer, pairs, settings.max_length)]
+            lengths = [len(ids) for ids, _ in tokenize_pairs(tokenizer, pairs, settings.max_length, task.kind)[0]]
             harness["tokens_per_cpu_second"] = harness["tokens"] / harness["call_cpu_seconds"]
             trainer["tokens_per_cpu_second"] = trainer["tokens"] / trainer["call_cpu_seconds"]
             results[source] = {"harness": harness, "trainer": trainer, "real_tokens": first["tokens"],

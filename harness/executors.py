@@ -318,7 +318,7 @@ class RayExecutor:
             what, name = item
             if what == "train":
                 ref = train.remote(**common, key=name.key, adapter=adapter_name_of(name), source=name.source,
-                                   pairs=pairs[name.source], lora=registry.lora)
+                                   pairs=pairs[name.source], kind=name.task.kind, lora=registry.lora)
                 return ref, item
             adapter = None
             if name != BASE:
@@ -369,9 +369,9 @@ class RayExecutor:
         if out.get("ok"):
             job.cached, job.done_here = True, not out.get("reused")
             log = out["log"]
-            self.console.log(f"trained {job.source} on {out['node']}: loss {log['first_loss']:.3f} -> "
-                             f"{log['last_loss']:.3f} in {log['seconds']:.0f}s "
-                             f"({log['tokens_per_second']:.0f} tokens/s)")
+            from harness.pipeline import trained_message
+
+            self.console.log(trained_message(job.source, log, f" on {out['node']}"))
             if cells:
                 ready.append(("evaluate", job.source))
             return
@@ -456,7 +456,7 @@ def _node() -> str:
         return "?"
 
 
-def train_job(model_dir, model_cfg, compute, threads, cache_root, key, adapter, source, pairs, lora) -> dict:
+def train_job(model_dir, model_cfg, compute, threads, cache_root, key, adapter, source, pairs, kind, lora) -> dict:
     """Ray task: train one adapter on a freshly loaded base model and file it in the cache.
     Returns ``{"ok", "log", "node"}`` or ``{"ok": False, "error", "traceback"}``."""
     try:
@@ -472,7 +472,7 @@ def train_job(model_dir, model_cfg, compute, threads, cache_root, key, adapter, 
                 return {"ok": True, "log": log, "node": node, "reused": True}
             model, tokenizer = models.load(Path(model_dir), model_cfg)
             log = _train_and_store(cache, key, source, AdapterHost(model), adapter, tokenizer, pairs, lora,
-                                   threads=threads)
+                                   threads=threads, kind=kind)
         return {"ok": True, "log": log, "node": node}
     except Exception as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=5)}

@@ -4,6 +4,8 @@ A plain loop rather than ``transformers.Trainer``: it is short, it groups exampl
 length into a batch and pads each batch only to its own longest sequence (``benchmarks/
 training_throughput.py`` measures what that buys over max-length padding), trains only on
 completion tokens, and logs exactly what the cache and the reports need (loss, tokens, seconds).
+Each example is the token sequence lm-eval later scores (:func:`scored_pair`), so an adapter is
+trained on what it is tested on.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import torch
 
 from harness.adapters import AdapterHost
 from harness.compute import usable_cores
 from harness.registry import LoraSettings
+
+TaskKind = Literal["multiple_choice", "generation"]  # Task.kind
 
 
 def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generator,
@@ -39,19 +43,88 @@ def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generato
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def tokenize_pairs(tokenizer, pairs: list[tuple[str, str]], max_length: int) -> list[tuple[list[int], list[int]]]:
-    """(input_ids, labels) per pair; prompt positions are masked with -100 in the labels.
-
-    No special tokens are added, matching how lm-eval encodes context and continuation, so the
-    adapter is trained on exactly the token sequences it is later scored on.
+def scorer_encode(tokenizer, text: str, generation: bool) -> list[int]:
+    """``text`` encoded as lm-eval's ``HFLM`` encodes a context (``add_bos_token`` unset, as the
+    harness builds it): with the tokenizer's own special tokens (a BOS for Llama-3, none for
+    SmolLM2), unless the text already starts with the BOS text. loglikelihood's ``tok_encode``
+    looks for the decoded prefix token (BOS, else EOS); generate_until's ``tok_batch_encode`` for
+    ``bos_token`` only.
     """
-    out = []
+    if generation:
+        bos = tokenizer.bos_token
+    else:
+        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        bos = None if prefix is None else tokenizer.decode(prefix)
+    plain = bos is not None and text.startswith(bos)
+    return tokenizer(text, add_special_tokens=not plain)["input_ids"]
+
+
+def scored_pair(tokenizer, prompt: str, completion: str, kind: TaskKind) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) of one example, the sequence lm-eval scores it on.
+
+    Classification, as ``_encode_pair`` for loglikelihood: the prompt's trailing whitespace moves
+    to the continuation, and the continuation is ``encode(context + continuation)`` after the
+    context's tokens. Generation: the context as generate_until encodes it (whitespace kept), the
+    completion after it the same way, then EOS: generate_until stops at EOS, and gsm8k-style
+    ``until`` lists hold no newline, so an adapter that never learnt to stop rambles on, and
+    what it adds decides a last-number filter's answer.
+    """
+    generation = kind == "generation"
+    if not generation:
+        n_spaces = len(prompt) - len(prompt.rstrip())
+        if n_spaces:
+            prompt, completion = prompt[:-n_spaces], prompt[-n_spaces:] + completion
+    context = scorer_encode(tokenizer, prompt, generation)
+    continuation = scorer_encode(tokenizer, prompt + completion, generation)[len(context):]
+    eos = tokenizer.eos_token_id
+    if generation and eos is not None and continuation[-1:] != [eos]:
+        continuation.append(eos)
+    return context, continuation
+
+
+def leading_bos(context: list[int], bos_id: int | None) -> int:
+    """1 when the context starts with the BOS token (the scorer always has it), else 0."""
+    return int(bos_id is not None and context[:1] == [bos_id])
+
+
+def fit(context: list[int], continuation: list[int], max_length: int, bos_id: int | None):
+    """(input_ids, labels) of at most ``max_length`` tokens, prompt positions masked with -100, or
+    None when the continuation alone (with a leading BOS) is longer. Only the prompt is cut, from
+    its start, so the answer is trained on whole; a leading BOS stays, as the scorer always has it."""
+    lead = leading_bos(context, bos_id)
+    room = max_length - lead - len(continuation)
+    if room < 0:
+        return None
+    prompt = context[lead:]
+    context = context[:lead] + prompt[max(0, len(prompt) - room):]
+    return context + continuation, [-100] * len(context) + continuation
+
+
+def tokenize_pairs(tokenizer, pairs: list[tuple[str, str]], max_length: int, kind: TaskKind,
+                   setting: str = "lora.max_length") -> tuple[list[tuple[list[int], list[int]]], int]:
+    """(input_ids, labels) rows of the pairs that fit in ``max_length`` tokens, and how many did not.
+
+    Each row is the sequence lm-eval scores (:func:`scored_pair`: the same BOS, the same split of
+    context and continuation, EOS after generation completions), with the prompt cut from its start
+    to fit; an example whose completion alone is too long is dropped and counted. Raises
+    ValueError when every one is, naming ``setting`` (where ``max_length`` is set) as what to raise.
+    """
+    if kind not in get_args(TaskKind):
+        raise ValueError(f"task kind {kind!r} is not one of {get_args(TaskKind)}")
+    rows, longest = [], 0
     for prompt, completion in pairs:
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        c = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        ids, labels = p + c, [-100] * len(p) + c
-        out.append((ids[-max_length:], labels[-max_length:]))  # cut the prompt's start, never the answer
-    return out
+        context, continuation = scored_pair(tokenizer, prompt, completion, kind)
+        row = fit(context, continuation, max_length, tokenizer.bos_token_id)
+        if row is None:
+            longest = max(longest, leading_bos(context, tokenizer.bos_token_id) + len(continuation))
+        else:
+            rows.append(row)
+    if pairs and not rows:
+        raise ValueError(f"every one of the {len(pairs)} examples has a completion longer than {setting} "
+                         f"({max_length} tokens) on its own: the longest needs {longest} tokens (with BOS/EOS). "
+                         f"Raise {setting} in the registry above {longest}, leaving room for the prompt, "
+                         "or use shorter completions")
+    return rows, len(pairs) - len(rows)
 
 
 def pad_batch(rows, pad_id: int, device) -> dict[str, torch.Tensor]:
@@ -77,14 +150,20 @@ def lora_config(settings: LoraSettings):
 
 def train_adapter(host: AdapterHost, adapter_name: str, tokenizer, pairs: list[tuple[str, str]],
                   settings: LoraSettings, out_dir: Path,
-                  on_step: Callable[[int, int, float], None] | None = None, threads: int | None = None) -> dict:
+                  on_step: Callable[[int, int, float], None] | None = None, threads: int | None = None,
+                  *, kind: TaskKind) -> dict:
     """Add adapter ``adapter_name`` to the host's model, train it on ``pairs``, save it to ``out_dir``.
 
-    Returns the training log: ``{"steps": [{"step", "loss", "tokens", "seconds"}], ...}``.
+    ``kind`` is the source task's ``Task.kind``: it decides how the pairs are encoded (as lm-eval
+    scores that kind) and whether completions end with EOS (:func:`tokenize_pairs`).
+    Returns the training log: ``{"steps": [{"step", "loss", "tokens", "seconds"}], "examples",
+    "dropped_too_long", ...}`` (``examples``: those trained on; ``dropped_too_long``: those left out
+    because their completion alone exceeds ``settings.max_length``).
     ``on_step(step, total, loss)`` is called after every step (for progress bars). ``threads``:
     torch threads to train with (default: every usable core). On CPU the thread count changes how
     sums are split, so the losses and weights differ in their last bits from one count to another.
     """
+    rows, dropped = tokenize_pairs(tokenizer, pairs, settings.max_length, kind)  # before any adapter exists
     torch.set_num_threads(threads or usable_cores())
     torch.manual_seed(settings.seed)  # adapter initialisation
     host.add(adapter_name, lora_config(settings))
@@ -92,7 +171,6 @@ def train_adapter(host: AdapterHost, adapter_name: str, tokenizer, pairs: list[t
     if any(p.requires_grad for n, p in peft_model.named_parameters() if "lora_" not in n):
         raise RuntimeError("base weights would be trained; only LoRA parameters may require grad")
 
-    rows = tokenize_pairs(tokenizer, pairs, settings.max_length)
     per_epoch = math.ceil(len(rows) / settings.batch_size)
     total = settings.steps or max(1, math.ceil(settings.epochs * per_epoch))
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -134,6 +212,6 @@ def train_adapter(host: AdapterHost, adapter_name: str, tokenizer, pairs: list[t
             f.replace(Path(out_dir) / f.name)
         nested.rmdir()
     n_tokens = sum(r["tokens"] for r in log)
-    return {"steps": log, "examples": len(rows), "total_steps": total, "seconds": seconds,
+    return {"steps": log, "examples": len(rows), "dropped_too_long": dropped, "total_steps": total, "seconds": seconds,
             "tokens": n_tokens, "tokens_per_second": n_tokens / seconds if seconds else None,
             "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"]}

@@ -267,10 +267,9 @@ def _finetune(plan: Plan, registry: Registry, cache: Cache, host, tokenizer, con
             try:
                 pairs = job.task.train_pairs(job.n_train)
                 log = _train_and_store(cache, job.key, job.source, host, adapter_name(job), tokenizer, pairs,
-                                       registry.lora, on_step, threads)
+                                       registry.lora, on_step, threads, kind=job.task.kind)
                 job.cached = job.done_here = True
-                console.log(f"trained {job.source}: loss {log['first_loss']:.3f} -> {log['last_loss']:.3f} "
-                            f"in {log['seconds']:.0f}s ({log['tokens_per_second']:.0f} tokens/s)")
+                console.log(trained_message(job.source, log))
             except Exception as exc:  # one source failing must not cost the others
                 failures.append({"stage": "finetune", "source": job.source, "error": f"{type(exc).__name__}: {exc}",
                                  "traceback": traceback.format_exc(limit=5)})
@@ -288,14 +287,25 @@ def _free_accelerator_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def trained_message(source: str, log: dict, where: str = "") -> str:
+    """The console line of a trained adapter; it says when too-long examples were left out."""
+    line = (f"trained {source}{where}: loss {log['first_loss']:.3f} -> {log['last_loss']:.3f} "
+            f"in {log['seconds']:.0f}s ({log['tokens_per_second']:.0f} tokens/s)")
+    dropped = log.get("dropped_too_long")
+    if dropped:
+        line += (f"; left out {dropped} of {dropped + log['examples']} examples whose completion alone "
+                 "exceeds lora.max_length")
+    return line
+
+
 def _train_and_store(cache: Cache, key: str, source: str, host, name: str, tokenizer, pairs, lora,
-                     on_step=None, threads: int | None = None) -> dict:
+                     on_step=None, threads: int | None = None, *, kind: str) -> dict:
     """Train one adapter and file it (with its training log) in the cache, atomically; the same
     code for the local executor and a Ray worker."""
     from harness.finetune import train_adapter
 
     with cache.entry("adapters", key) as tmp:
-        log = train_adapter(host, name, tokenizer, pairs, lora, tmp, on_step, threads=threads)
+        log = train_adapter(host, name, tokenizer, pairs, lora, tmp, on_step, threads=threads, kind=kind)
         log["source"] = source
         write_json_atomic(tmp / "train_log.json", log)
     return log

@@ -130,7 +130,9 @@ class LoraSettings(_Config):
     batch_size: int = Field(8, ge=1, description="Training examples per step.")
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding, "
                                   "faster); batch order stays random.")
-    max_length: int = Field(128, ge=8, description="Longer (prompt + completion) sequences are cut from the left.")
+    max_length: int = Field(128, ge=8, description="Longest training sequence in tokens (prompt + completion): a "
+                            "longer prompt loses its start; an example whose completion alone is longer is left out "
+                            "and counted (dropped_too_long in the adapter's training log).")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of adapter initialisation and batch order (0 to 2^32 - 1).")
 
     @model_validator(mode="after")

@@ -22,16 +22,16 @@ class Quality(Trait):
     batch_size : int, default 32
         Examples per forward pass.
     max_length : int, default 1024
-        Longer (prompt + completion) token sequences are cut from the left, as in training:
-        the prompt's start is dropped, never the completion.
+        Longer (prompt + completion) token sequences lose the prompt's start, as in training;
+        an example whose completion alone is longer is left out.
 
     Parameters are stored unchanged as attributes of the same names.
 
     Outputs
     -------
     completion_perplexity
-        ``exp(sum NLL / T)``: each example is encoded as in training (prompt and completion
-        tokenised separately with ``add_special_tokens=False`` and concatenated, see
+        ``exp(sum NLL / T)``: each example is encoded as in training, the sequence lm-eval scores
+        (the tokenizer's BOS if it adds one, and an EOS after a generation completion, see
         :func:`harness.finetune.tokenize_pairs`); one forward pass of the base model under
         ``torch.no_grad`` (right-padded batches, padding masked out) gives, at every completion
         token, the negative natural-log likelihood of that token given everything before it;
@@ -57,6 +57,7 @@ class Quality(Trait):
     description = ("Base-model perplexity of the completions given their prompts, duplicate rates and a "
                    "label-noise estimate (one prompt with several labels).")
     requires = frozenset({"source_data", "tokenizer", "base_model"})
+    version = 2  # 2: examples encoded as training now encodes them (lm-eval's BOS, EOS after generation)
     outputs = ("completion_perplexity", "duplicate_rate", "prompt_duplicate_rate", "label_noise")
 
     def __init__(self, max_examples: int = 64, batch_size: int = 32, max_length: int = 1024):
@@ -107,7 +108,9 @@ class Quality(Trait):
         from harness.finetune import pad_batch, tokenize_pairs
 
         pairs = [(ex.prompt, ex.completion) for ex in source.examples[: self.max_examples]]
-        rows = [r for r in tokenize_pairs(source.tokenizer, pairs, self.max_length) if any(t != -100 for t in r[1])]
+        rows, _ = tokenize_pairs(source.tokenizer, pairs, self.max_length, source.task.kind,
+                                 setting="the quality trait's max_length")
+        rows = [r for r in rows if any(t != -100 for t in r[1])]
         if not rows:
             return None
         rows.sort(key=lambda r: len(r[0]))  # similar lengths together: less padding
