@@ -23,6 +23,8 @@ import math
 import numpy as np
 from scipy.stats import spearmanr
 
+from harness.applicability import NotApplicable
+
 Z90 = 1.645  # two-sided 90% normal quantile
 MIN_SOURCES = 3  # fewer leaves two training rows per fold and at most a two-point Spearman
 
@@ -123,7 +125,7 @@ def _spearman(predicted: dict, actual: dict) -> float | None:
 
 def _need(n: int, where: str = "") -> None:
     if n < MIN_SOURCES:
-        raise ValueError(f"predicting transfer needs at least {MIN_SOURCES} fine-tuned sources{where}, got {n}")
+        raise NotApplicable(f"predicting transfer needs at least {MIN_SOURCES} fine-tuned sources{where}, got {n}")
 
 
 def _mean(values) -> float | None:

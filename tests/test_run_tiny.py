@@ -188,3 +188,44 @@ def test_vllm_backend_is_refused_without_a_gpu(tiny_model_dir, tmp_path):
     out = harness("run", "registry.yaml", cwd=tmp_path)
     assert out.returncode == 2 and "backend vllm needs a CUDA GPU" in out.stderr
     assert not (tmp_path / "cache" / "adapters").exists()  # refused before any training
+
+
+def test_one_source_skips_what_needs_more_and_exits_0(tiny_run):
+    """A registry with one source (a first plugin; CI scoring one checkpoint): decompositions, trait
+    tests and prediction do not apply, and that is said in results.json and the reports, not
+    counted as a failure."""
+    root, _ = tiny_run
+    text = (root / "registry.yaml").read_text().replace("experiment: tiny", "experiment: one")
+    text = text.replace("  - {task: nli, n_train: 32}\n  - {task: arithmetic, n_train: 32}\n", "")
+    (root / "one.yaml").write_text(text)
+    out = harness("run", "one.yaml", cwd=root)  # the sentiment adapter and its cells come from the cache
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = root / "out" / "one"
+    results = json.loads((run_dir / "results.json").read_text())
+    validate_results(results)
+    assert results["sources"] == ["sentiment"] and results["failures"] == []
+    skipped = {(s["analysis"], s.get("plugin")): s["reason"] for s in results["skipped"]}
+    assert "needs at least 2 sources" in skipped["decompose", "pca"]
+    assert "needs at least 3" in skipped["prediction", None] and results["prediction"] is None
+    assert "needs at least 3 sources" in skipped["target_trait_tests", None]
+    assert results["decompositions"] == {} and results["cell_tests"]["sentiment"]["nli"]["method"] == "mcnemar"
+    report = (run_dir / "report.md").read_text()
+    assert "## Skipped analyses" in report and skipped["decompose", "pca"] in report
+    assert "## Failures" not in report
+    assert "Skipped analyses" in (run_dir / "report.html").read_text()
+    assert "Skipped decompose (pca)" in out.stderr and "failure" not in out.stderr
+
+
+def test_a_real_analysis_error_still_exits_1(tiny_run):
+    """Next to the skips, an analysis that raises (here names for a component PCA of two sources
+    cannot have) is a failure: exit 1."""
+    root, _ = tiny_run
+    text = (root / "registry.yaml").read_text().replace("experiment: tiny", "experiment: broken")
+    text = text.replace("  - {task: arithmetic, n_train: 32}\n", "")
+    (root / "broken.yaml").write_text(text + "decomposers: [{name: pca, names: {C5: five}}]\n")
+    out = harness("run", "broken.yaml", cwd=root)
+    assert out.returncode == 1
+    results = json.loads((root / "out" / "broken" / "results.json").read_text())
+    assert [f["stage"] for f in results["failures"]] == ["decompose"]
+    assert "names given for C5" in results["failures"][0]["error"]
+    assert any(s["analysis"] == "prediction" for s in results["skipped"])  # still skipped, not failed
