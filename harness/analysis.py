@@ -31,6 +31,7 @@ class TransferData:
     source_trait_names: list[str] | None = None
     pair_traits: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
     outcomes: Outcomes | None = None
+    metrics: dict[str, str] = field(default_factory=dict)  # target -> lm-eval metric ("acc,none"): its range bounds predictions
 
     def array(self) -> np.ndarray:
         return np.array([[np.nan if self.transfer[s][t] is None else self.transfer[s][t] for t in self.targets]
@@ -135,8 +136,9 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
         return cell_tests(data.outcomes, settings)
 
     out["cell_tests"] = attempt("cell_tests", None, cells)
+    bounds = {t: predict.transfer_bounds(data.metrics.get(t), (data.base or {}).get(t)) for t in data.targets}
     out["prediction"] = attempt("prediction", None, lambda: predict.leave_one_source_out(
-        data.source_traits(), data.pair_traits, data.transfer, alpha=settings.ridge_alpha))
+        data.source_traits(), data.pair_traits, data.transfer, alpha=settings.ridge_alpha, bounds=bounds))
     # A section not computed is None or empty; ``skipped`` (or ``failures``) says why.
     out["skipped"] = skipped
     return out, failures
@@ -174,4 +176,4 @@ def from_results(results: dict, samples: dict | None = None, source_trait_names:
         base={t: (c["value"] if c else None) for t, c in results["base"].items()},
         abilities={t: tuple(v) for t, v in results.get("abilities", {}).items()},
         traits=results.get("traits", {}), source_trait_names=source_trait_names,
-        pair_traits=results.get("pair_traits", {}), outcomes=outcomes)
+        pair_traits=results.get("pair_traits", {}), outcomes=outcomes, metrics=results.get("metrics", {}))

@@ -184,8 +184,10 @@ def _recommendations(results: dict) -> str:
             continue
         best = ranked[0]
         sig = (tests.get(best, {}).get(t) or {}).get("significant")
-        predicted = per_source.get(best, {}).get("predicted", {}).get(t)
-        rows.append([esc(t), esc(best) + ("*" if sig else ""), signed(results["transfer"][best][t]), num(predicted, "+.3f")])
+        predicted = num(per_source.get(best, {}).get("predicted", {}).get(t), "+.3f")
+        if (pred.get("informative") or {}).get(t) is False:  # its error band spans most of what the metric allows
+            predicted = f'<span class="muted">not informative with {esc(pred.get("n_sources"))} sources</span>'
+        rows.append([esc(t), esc(best) + ("*" if sig else ""), signed(results["transfer"][best][t]), predicted])
     out.append(table(["target", "best source", "measured transfer", "predicted (held out)"], rows))
     out.append("<p>Rank untried datasets with <code>harness recommend REGISTRY --target T --candidates …</code>.</p>")
     return "".join(out)

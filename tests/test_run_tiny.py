@@ -96,7 +96,15 @@ def test_results_carry_the_analysis(tiny_run):
     nli = next(r for r in rows if (r["source"], r["target"]) == ("nli", "sentiment"))
     assert float(nli["p"]) == results["cell_tests"]["nli"]["sentiment"]["p"]
     assert results["analysis_settings"]["bootstrap"] == 200
-    assert results["prediction"]["n_sources"] == 3 and "score" in results["prediction"]
+    pred = results["prediction"]
+    assert pred["n_sources"] == 3 and "score" in pred
+    for t in results["targets"]:  # accuracy and exact match: held-out predictions within [-base, 1 - base]
+        base = results["base"][t]["value"]
+        assert pred["bounds"][t] == pytest.approx([-base, 1 - base])
+        assert all(-base <= p["predicted"][t] <= 1 - base for p in pred["per_source"].values())
+    vague = [t for t, v in pred["informative"].items() if v is False]
+    html = (root / "out" / "tiny" / "report.html").read_text()
+    assert ("not informative with 3 sources" in html) == bool(vague)
     assert results["trait_scopes"]["class_entropy"] == "source"
     assert results["trait_scopes"]["behaviour_tv_from_base"] == "behaviour"
 
@@ -112,11 +120,17 @@ def test_recommend_ranks_sources_and_a_candidate(tiny_run):
     assert ranking["nli"]["measured"] == results["transfer"]["nli"]["sentiment"] and ranking["nli"]["fine_tuned"]
     topic = ranking["topic"]
     assert not topic["fine_tuned"] and topic["measured"] is None
-    assert topic["interval"][0] <= topic["predicted"] <= topic["interval"][1]
-    expected = [row["expected"] for row in result["ranking"]]
-    assert expected == sorted(expected, reverse=True)
+    base = results["base"]["sentiment"]["value"]
+    assert result["bounds"] == pytest.approx([-base, 1 - base]) and result["n_sources"] == 3
+    for row in result["ranking"]:  # accuracy: transfer within [-base, 1 - base], and so the intervals
+        assert -base <= row["interval"][0] <= row["predicted"] <= row["interval"][1] <= 1 - base
+    # Three sources cannot pin a candidate down: its interval spans most of that range.
+    assert topic["informative"] is False and topic["expected"] is None
+    assert result["ranking"][-1]["source"] == "topic"
+    expected = [row["expected"] for row in result["ranking"] if row["expected"] is not None]
+    assert expected == sorted(expected, reverse=True) and len(expected) == 3
     text = harness("recommend", "registry.yaml", "--target", "sentiment", "--candidates", "topic", cwd=root)
-    assert text.returncode == 0 and "candidate" in text.stdout
+    assert text.returncode == 0 and "candidate" in text.stdout and "not informative with 3 sources" in text.stdout
     bad = harness("recommend", "registry.yaml", "--target", "sentimnt", cwd=root)
     assert bad.returncode == 2 and "did you mean 'sentiment'" in bad.stderr
     bad = harness("recommend", "registry.yaml", "--target", "nli", "--candidates", "nli", cwd=root)
