@@ -31,7 +31,8 @@ class TransferData:
     source_trait_names: list[str] | None = None
     pair_traits: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
     outcomes: Outcomes | None = None
-    metrics: dict[str, str] = field(default_factory=dict)  # target -> lm-eval metric ("acc,none"): its range bounds predictions
+    # target -> lm-eval metric ("acc,none"); its range bounds the predicted transfer
+    metrics: dict[str, str] = field(default_factory=dict)
 
     def array(self) -> np.ndarray:
         return np.array([[np.nan if self.transfer[s][t] is None else self.transfer[s][t] for t in self.targets]

@@ -84,7 +84,7 @@ def choose_alpha(Z: np.ndarray, y: np.ndarray, alpha: float) -> float:
     penalty is arbitrary: the fit can pass through every training row, and a small penalty lets it
     extrapolate wildly. The penalty is then chosen among ``alpha`` and ``RELATIVE_ALPHAS · n·p`` by
     the leave-one-out error on these rows (scikit-learn's ``RidgeCV``: exact leave-one-out,
-    unpenalised intercept). Two rows cannot judge (each fold has one row left): the strongest is used.
+    unpenalised intercept). Two rows cannot judge (each fold trains on a single row): the strongest is used.
     """
     n, p = Z.shape
     if n > p or p == 0:

@@ -64,8 +64,8 @@ def recommend_sources(registry: Registry, registry_path: Path | None, target: st
     base = results["base"].get(target)
     bounds = predict.transfer_bounds(results["metrics"].get(target), base["value"] if base else None)
     ranking = predict.recommend(source_traits, results.get("pair_traits", {}), results["transfer"], target,
-                                cand_traits, cand_pairs, alpha=registry.analysis.ridge_alpha, seed=registry.analysis.seed,
-                                bounds=bounds)
+                                cand_traits, cand_pairs, alpha=registry.analysis.ridge_alpha,
+                                seed=registry.analysis.seed, bounds=bounds)
     return {"target": target, "metric": results["metrics"].get(target), "run_dir": str(run_dir),
             "n_sources": sum(row.get(target) is not None for row in results["transfer"].values()),
             "bounds": list(bounds) if bounds else None, "ranking": ranking}
