@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from harness.applicability import NotApplicable, entry, require
 from harness.decompose import complete_submatrix, decompose
 from harness.outcomes import Outcomes
 from harness.plan import BASE
@@ -30,6 +31,8 @@ class TransferData:
     source_trait_names: list[str] | None = None
     pair_traits: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
     outcomes: Outcomes | None = None
+    # target -> lm-eval metric ("acc,none"); its range bounds the predicted transfer
+    metrics: dict[str, str] = field(default_factory=dict)
 
     def array(self) -> np.ndarray:
         return np.array([[np.nan if self.transfer[s][t] is None else self.transfer[s][t] for t in self.targets]
@@ -51,10 +54,25 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
     """Everything the analysis stage adds to results, and the failures met on the way.
 
     ``decomposers`` are registry ``DecomposerUse`` entries; ``settings`` an ``AnalysisSettings``.
+    An analysis the study is too small for, or lacks the input of, raises
+    :class:`~harness.applicability.NotApplicable` where its requirement is known: it is left out
+    and listed in ``out["skipped"]`` with the reason. Anything else it raises is a failure.
     """
     from harness import associations, predict
 
     failures: list[dict] = []
+    skipped: list[dict] = []
+
+    def attempt(stage: str, plugin: str | None, compute):
+        """``compute()``, or None when it does not apply (a skip) or raises (a failure)."""
+        try:
+            return compute()
+        except NotApplicable as exc:
+            skipped.append(entry(stage, str(exc), plugin))
+        except Exception as exc:
+            failures.append(_failure(stage, plugin, exc))
+        return None
+
     X = data.array()
     keep_rows, keep_cols = complete_submatrix(X)
     sources = [s for s, k in zip(data.sources, keep_rows) if k]
@@ -66,45 +84,64 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
     if data.base is not None and all(data.base.get(t) is not None for t in targets):
         base = np.array([data.base[t] for t in targets], dtype=float)
 
+    def decomposition(use):
+        require(len(sources), 2, "sources with every target scored", "a decomposition")
+        require(len(targets), 1, "targets scored for every source", "a decomposition")
+        cls = catalog.get("decomposer", use.name).obj
+        dec = decompose(use, cls, sources, targets, X, base, data.outcomes, data.abilities, settings)
+        dec["excluded"] = excluded
+        return dec
+
+    def trait_tests(traits: dict, columns: dict, kind: str) -> dict:
+        return associations.correlate_traits(traits, columns, kind=kind, max_permutations=settings.permutations,
+                                             seed=settings.seed)
+
     out: dict = {"decompositions": {}, "correlations": [], "trait_tests": {}}
     for use in decomposers:
-        try:
-            if len(sources) < 2 or not targets:
-                raise ValueError(f"needs at least 2 sources and 1 target with every cell scored; "
-                                 f"has {len(sources)} and {len(targets)}")
-            cls = catalog.get("decomposer", use.name).obj
-            dec = decompose(use, cls, sources, targets, X, base, data.outcomes, data.abilities, settings)
-            dec["excluded"] = excluded
-            out["decompositions"][use.key] = dec
-        except Exception as exc:
-            failures.append(_failure("decompose", use.key, exc))
+        dec = attempt("decompose", use.key, lambda: decomposition(use))
+        if dec is None:
             continue
-        tests = associations.correlate_traits({s: data.traits.get(s, {}) for s in sources}, dec["scores"],
-                                              kind="component", max_permutations=settings.permutations,
-                                              seed=settings.seed)
-        out["correlations"] += [{"decomposer": use.key, **row} for row in tests["tests"]]
-        out["trait_tests"][use.key] = {k: v for k, v in tests.items() if k != "tests"}
+        out["decompositions"][use.key] = dec
+        skipped += [entry(check, reason, use.key) for check, reason in dec["stability"]["skipped"].items()]
+        tests = attempt("trait_tests", use.key,
+                        lambda: trait_tests({s: data.traits.get(s, {}) for s in sources}, dec["scores"], "component"))
+        if tests is not None:
+            out["correlations"] += [{"decomposer": use.key, **row} for row in tests["tests"]]
+            out["trait_tests"][use.key] = {k: v for k, v in tests.items() if k != "tests"}
 
     by_target = {s: {t: data.transfer[s][t] for t in data.targets} for s in data.sources}
-    targets_test = associations.correlate_traits(data.traits, by_target, kind="target",
-                                                 max_permutations=settings.permutations, seed=settings.seed)
-    out["target_correlations"] = targets_test.pop("tests")
-    out["trait_tests"]["targets"] = targets_test
+    targets_test = attempt("target_trait_tests", None, lambda: trait_tests(data.traits, by_target, "target")) or {}
+    out["target_correlations"] = targets_test.pop("tests", [])
+    if targets_test:
+        out["trait_tests"]["targets"] = targets_test
+
+    def similarity_test(similarity: dict) -> dict:
+        # Sources are the test's unit (it resamples and shuffles whole sources): with fewer there
+        # is no interval and no p-value, and a Spearman over one source's pairs is not a test.
+        require(sum(s in data.transfer for s in similarity), associations.MIN_SOURCES, "sources",
+                "the similarity-versus-transfer test")
+        return {key: associations.similarity_versus_transfer(similarity, data.transfer, exclude_same=exclude,
+                                                             n_permutations=min(settings.permutations, 5000),
+                                                             seed=settings.seed, confidence=settings.confidence)
+                for key, exclude in (("all_pairs", False), ("excluding_in_domain", True))}
 
     out["similarity_test"] = {}
     for name, similarity in data.pair_traits.items():
-        out["similarity_test"][name] = {
-            key: associations.similarity_versus_transfer(similarity, data.transfer, exclude_same=exclude,
-                                                         n_permutations=min(settings.permutations, 5000),
-                                                         seed=settings.seed, confidence=settings.confidence)
-            for key, exclude in (("all_pairs", False), ("excluding_in_domain", True))}
+        result = attempt("similarity_test", name, lambda: similarity_test(similarity))
+        if result is not None:
+            out["similarity_test"][name] = result
 
-    out["cell_tests"] = cell_tests(data.outcomes, settings) if data.outcomes is not None else None
-    try:
-        out["prediction"] = predict.leave_one_source_out(data.source_traits(), data.pair_traits, data.transfer,
-                                                         alpha=settings.ridge_alpha)
-    except ValueError as exc:
-        out["prediction"] = {"skipped": str(exc)}
+    def cells():
+        if data.outcomes is None:
+            raise NotApplicable("needs per-sample logs (a run folder, not a bare matrix)")
+        return cell_tests(data.outcomes, settings)
+
+    out["cell_tests"] = attempt("cell_tests", None, cells)
+    bounds = {t: predict.transfer_bounds(data.metrics.get(t), (data.base or {}).get(t)) for t in data.targets}
+    out["prediction"] = attempt("prediction", None, lambda: predict.leave_one_source_out(
+        data.source_traits(), data.pair_traits, data.transfer, alpha=settings.ridge_alpha, bounds=bounds))
+    # A section not computed is None or empty; ``skipped`` (or ``failures``) says why.
+    out["skipped"] = skipped
     return out, failures
 
 
@@ -161,4 +198,4 @@ def from_results(results: dict, samples: dict | None = None, source_trait_names:
         base={t: (c["value"] if c else None) for t, c in results["base"].items()},
         abilities={t: tuple(v) for t, v in results.get("abilities", {}).items()},
         traits=results.get("traits", {}), source_trait_names=source_trait_names,
-        pair_traits=results.get("pair_traits", {}), outcomes=outcomes)
+        pair_traits=results.get("pair_traits", {}), outcomes=outcomes, metrics=results.get("metrics", {}))

@@ -13,8 +13,10 @@ import numpy as np
 from scipy import stats as _st
 
 from harness import stats
+from harness.applicability import NotApplicable, require
 
 _BATCH = 256  # bootstrap draws or shuffles ranked per call, to bound memory
+MIN_SOURCES = 3  # a rank correlation over two points is always +-1: no test
 
 
 def _num(v) -> float:
@@ -53,13 +55,21 @@ def correlate_traits(traits: dict, columns: dict, *, kind: str, max_permutations
         (trait, column) pairs that could not be tested (with ``<kind>`` too).
         ``min_p``: the smallest p any test here could reach (from the largest n); with few sources it
         is large, and no trait can be significant whatever the data. ``method``: the test in words.
+
+    Raises
+    ------
+    NotApplicable
+        When there are no traits, or fewer than ``MIN_SOURCES`` sources have both traits and columns.
     """
     if kind not in ("component", "target"):
         raise ValueError(f"kind must be 'component' or 'target', got {kind!r}")
     sources = [s for s in traits if s in columns]
     names = sorted({c for s in sources for c in columns[s]})
+    if not any(traits[s] for s in sources):
+        raise NotApplicable("no source traits to test")
     if not names:
-        sources = []
+        raise NotApplicable(f"no {kind} values to test the traits against")
+    require(len(sources), MIN_SOURCES, "sources", f"correlating traits with {kind}s")
     C = np.array([[_num(columns[s].get(c)) for c in names] for s in sources])
     C = C.reshape(len(sources), len(names))  # (n_sources, n_columns), NaN where missing
     tests, skipped, kept = [], [], []

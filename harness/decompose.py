@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from harness.applicability import NotApplicable
 from harness.params import Parameterised
 
 
@@ -209,10 +210,15 @@ def decompose(use, cls, sources: list[str], targets: list[str], X: np.ndarray, b
     def refit(M, n_components):
         return fit(M, n_components).components_
 
-    boot = None
+    boot, skipped = None, {}  # skipped: check -> why it did not run
     resampleable = [t for t in targets if outcomes is not None and t in outcomes.values
                     and (use.normalisation == "ordinal" or t not in outcomes.not_mean)]
-    if settings.bootstrap and resampleable and base is not None:
+    if not settings.bootstrap:
+        skipped["bootstrap"] = "turned off (analysis.bootstrap: 0)"
+    elif not resampleable or base is None:
+        skipped["bootstrap"] = ("needs per-sample logs of a target with a mean metric" if not resampleable
+                                else "needs the base model's scores")
+    else:
         def draw(rng):
             picks = {t: rng.integers(0, outcomes.values[t].shape[1], outcomes.values[t].shape[1]) for t in resampleable}
             M = X.copy()
@@ -228,9 +234,11 @@ def decompose(use, cls, sources: list[str], targets: list[str], X: np.ndarray, b
                                    seed=settings.seed, confidence=settings.confidence)
         boot["fixed_targets"] = [t for t in targets if t not in resampleable]
     loso = None
-    if len(sources) >= 3:
+    try:
         loso = stability.leave_one_source_out(refit, prepared, sources, est.components_, ids,
                                               max_k=lambda n, p: min(n - 1, p))
+    except NotApplicable as exc:
+        skipped["leave_one_source_out"] = str(exc)
     return {
         "params": est.get_params(),
         "normalisation": use.normalisation,
@@ -240,6 +248,6 @@ def decompose(use, cls, sources: list[str], targets: list[str], X: np.ndarray, b
         "scores": {s: dict(zip(ids, map(float, row))) for s, row in zip(sources, scores)},
         "labels": names,
         "label_evidence": evidence,
-        "stability": {"bootstrap": boot, "leave_one_source_out": loso,
+        "stability": {"bootstrap": boot, "leave_one_source_out": loso, "skipped": skipped,
                       "verdict": {c: stability.verdict(boot, loso, c) for c in ids}},
     }

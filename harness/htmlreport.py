@@ -9,6 +9,8 @@ import html
 import json
 from pathlib import Path
 
+from harness.applicability import describe, skipped_analyses
+
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#fafbfc}
 main{max-width:1100px;margin:0 auto;padding:24px}
@@ -79,6 +81,11 @@ def _provenance(results: dict) -> str:
         items = "".join(f"<li><b>{esc(f.get('stage'))}</b> " + esc(", ".join(f"{k}={v}" for k, v in f.items() if k != "stage"))
                         + "</li>" for f in failures)
         out += f'<div class="warn">{len(failures)} failure(s); the gaps show as n/a below.<ul>{items}</ul></div>'
+    skipped = skipped_analyses(results)
+    if skipped:
+        items = "".join(f"<li>{esc(describe(item))}</li>" for item in skipped)
+        out += (f'<h3>Skipped analyses</h3><p class="muted">Not failures: this study does not have what they '
+                f"need.</p><ul>{items}</ul>")
     return out
 
 
@@ -127,7 +134,7 @@ def _components(results: dict, plots) -> str:
         out.append(table(["component", "name", "variance", "stability", "bootstrap φ (median)",
                           "leave-one-out φ (min)", "named from"], rows))
         out.append("".join(_figures(plots, "components", kind, name) for kind in ("scree", "loadings", "biplot")))
-    return "".join(out) or "<p>No decomposition (see failures).</p>"
+    return "".join(out) or "<p>No decomposition (see skipped analyses and failures, under provenance).</p>"
 
 
 def _traits(results: dict, plots) -> str:
@@ -167,8 +174,9 @@ def _recommendations(results: dict) -> str:
         out.append(f"<p>Leave-one-source-out ridge regression from traits predicts a held-out source's transfer "
                    f"row with mean Spearman {num(pred['score'], '+.2f')} (predicting the mean row: "
                    f"{num(pred.get('baseline_score'), '+.2f')}).</p>")
-    elif pred.get("skipped"):
-        out.append(f"<p class=muted>Prediction skipped: {esc(pred['skipped'])}</p>")
+    for item in skipped_analyses(results):
+        if item["analysis"] == "prediction":
+            out.append(f'<p class="muted">Prediction skipped: {esc(item["reason"])}</p>')
     rows = []
     for t in results["targets"]:
         ranked = sorted((s for s in results["sources"] if results["transfer"][s][t] is not None),
@@ -178,8 +186,10 @@ def _recommendations(results: dict) -> str:
             continue
         best = ranked[0]
         sig = (tests.get(best, {}).get(t) or {}).get("significant")
-        predicted = per_source.get(best, {}).get("predicted", {}).get(t)
-        rows.append([esc(t), esc(best) + ("*" if sig else ""), signed(results["transfer"][best][t]), num(predicted, "+.3f")])
+        predicted = num(per_source.get(best, {}).get("predicted", {}).get(t), "+.3f")
+        if (pred.get("informative") or {}).get(t) is False:  # its error band spans most of what the metric allows
+            predicted = f'<span class="muted">not informative with {esc(pred.get("n_sources"))} sources</span>'
+        rows.append([esc(t), esc(best) + ("*" if sig else ""), signed(results["transfer"][best][t]), predicted])
     out.append(table(["target", "best source", "measured transfer", "predicted (held out)"], rows))
     out.append("<p>Rank untried datasets with <code>harness recommend REGISTRY --target T --candidates …</code>.</p>")
     return "".join(out)

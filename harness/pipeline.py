@@ -139,7 +139,8 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
             traits=trait_results.values,
             source_trait_names=[k for k, scope in trait_results.scopes.items() if scope == "source"],
             pair_traits=trait_results.pairs,
-            outcomes=collect(behaviour.samples, mat.sources, mat.targets, {BASE: mat.base, **mat.scores}))
+            outcomes=collect(behaviour.samples, mat.sources, mat.targets, {BASE: mat.base, **mat.scores}),
+            metrics=mat.metrics)
         analysed, analysis_failures = analysis.analyse(data, registry.decomposers, cat, registry.analysis)
         failures += analysis_failures
 

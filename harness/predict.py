@@ -14,6 +14,13 @@ source never moves the scale it is judged on. A missing value is imputed with th
 (before standardising, as in a scikit-learn ``SimpleImputer`` + ``StandardScaler`` pipeline), i.e. it
 contributes nothing to the prediction; a feature that is constant or missing throughout the training
 rows is dropped from that fit, since it carries nothing to learn from.
+
+A study has few sources and often more traits than sources. Then a fixed penalty lets the ridge
+pass through every training source and extrapolate far outside what the metric allows, so (1) the
+penalty is chosen by leave-one-out on the training sources (nested inside any outer leave-one-out),
+(2) predictions and intervals are clipped to the range transfer can take (-base to 1 - base for
+accuracy), and (3) a prediction whose interval still spans most of that range is flagged as not
+informative, so it is not ranked as if it were a number.
 """
 
 from __future__ import annotations
@@ -23,8 +30,22 @@ import math
 import numpy as np
 from scipy.stats import spearmanr
 
+from harness.applicability import NotApplicable
+
 Z90 = 1.645  # two-sided 90% normal quantile
 MIN_SOURCES = 3  # fewer leaves two training rows per fold and at most a two-point Spearman
+# Penalties tried when the training sources are no more than the features, relative to n·p (the
+# total sum of squares of n standardised rows of p features, the scale of ZᵀZ's eigenvalues): from
+# almost none (a near-interpolating fit) to so much that the fit predicts the training mean.
+# Descending, so a leave-one-out tie goes to the stronger penalty.
+RELATIVE_ALPHAS = np.logspace(3, -3, 13)
+# A prediction whose 90% interval spans more than this share of what the metric allows says little
+# about where the transfer lies: it is shown as "not informative", not as a number to rank by.
+INFORMATIVE_SHARE = 0.5
+# Ranges of the metrics the harness knows, by lm-eval name (the part before the comma in
+# "acc,none"). Anything else (perplexity, BLEU on 0-100, a plugin's own score) is left unbounded.
+METRIC_RANGES = {name: (0.0, 1.0) for name in ("acc", "acc_norm", "acc_mutual_info", "exact_match", "f1",
+                                               "precision", "recall")} | {"mcc": (-1.0, 1.0)}
 
 
 def ridge(Z: np.ndarray, y: np.ndarray, alpha: float) -> tuple[float, np.ndarray]:
@@ -56,8 +77,28 @@ def ridge(Z: np.ndarray, y: np.ndarray, alpha: float) -> tuple[float, np.ndarray
     return float(y0 - centre @ b), b
 
 
+def choose_alpha(Z: np.ndarray, y: np.ndarray, alpha: float) -> float:
+    """The ridge penalty for standardised training features ``Z`` (n, p) and responses ``y`` (n,).
+
+    With more rows than features, ``alpha`` (the registry's ``ridge_alpha``). Otherwise a fixed
+    penalty is arbitrary: the fit can pass through every training row, and a small penalty lets it
+    extrapolate wildly. The penalty is then chosen among ``alpha`` and ``RELATIVE_ALPHAS · n·p`` by
+    the leave-one-out error on these rows (scikit-learn's ``RidgeCV``: exact leave-one-out,
+    unpenalised intercept). Two rows cannot judge (each fold trains on a single row): the strongest is used.
+    """
+    n, p = Z.shape
+    if n > p or p == 0:
+        return alpha
+    grid = np.unique(np.append(RELATIVE_ALPHAS * n * p, alpha))[::-1]
+    if n < 3:
+        return float(grid[0])
+    from sklearn.linear_model import RidgeCV
+
+    return float(RidgeCV(alphas=grid).fit(Z, y).alpha_)
+
+
 def fit_predict(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
-                alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                alpha: float = 1.0, select: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
     """Impute and standardise with the training rows' statistics, fit :func:`ridge`, predict.
 
     Parameters
@@ -66,11 +107,15 @@ def fit_predict(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
     y_train : ndarray (n,), no NaN.
     X_test : ndarray (m, p), NaN where a value is missing.
     alpha : float >= 0.
+    select : bool, choose the penalty on the training rows (:func:`choose_alpha`), ``alpha`` being
+        kept when they outnumber the features. Done inside the fit, so when the fit is one fold of
+        an outer leave-one-out the choice is nested: the held-out row never sees it.
 
     Returns
     -------
     pred : ndarray (m,), the predictions.
     kept : ndarray (p,) of bool, the features used (not constant nor all missing in training).
+    alpha : float, the penalty used.
     """
     observed = ~np.isnan(X_train)
     count = observed.sum(axis=0)
@@ -81,8 +126,32 @@ def fit_predict(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
     kept = (count > 0) & (std > 1e-12 * np.maximum(1.0, np.abs(mean)))
     mean, std = mean[kept], std[kept]
     X_test = np.where(np.isnan(X_test[:, kept]), mean, X_test[:, kept])
-    b0, b = ridge((X_train[:, kept] - mean) / std, y_train, alpha)
-    return b0 + (X_test - mean) / std @ b, kept
+    Z = (X_train[:, kept] - mean) / std
+    if select:
+        alpha = choose_alpha(Z, y_train, alpha)
+    b0, b = ridge(Z, y_train, alpha)
+    return b0 + (X_test - mean) / std @ b, kept, alpha
+
+
+def transfer_bounds(metric: str | None, base: float | None) -> tuple[float, float] | None:
+    """The range transfer (adapter minus base) can take on a target: ``(low - base, high - base)``
+    for a metric of known range (``METRIC_RANGES``, e.g. -base to 1 - base for accuracy), else None."""
+    known = METRIC_RANGES.get((metric or "").split(",")[0])
+    if known is None or base is None:
+        return None
+    return known[0] - base, known[1] - base
+
+
+def _clip(values, bounds: tuple[float, float] | None):
+    return values if bounds is None else np.clip(values, *bounds)
+
+
+def informative(width: float, bounds: tuple[float, float] | None) -> bool | None:
+    """Whether an interval of ``width`` says something: at most ``INFORMATIVE_SHARE`` of the
+    feasible range. None when the metric's range is unknown (nothing to judge it against)."""
+    if bounds is None:
+        return None
+    return bool(width <= INFORMATIVE_SHARE * (bounds[1] - bounds[0]))
 
 
 def _num(value) -> float:
@@ -123,7 +192,7 @@ def _spearman(predicted: dict, actual: dict) -> float | None:
 
 def _need(n: int, where: str = "") -> None:
     if n < MIN_SOURCES:
-        raise ValueError(f"predicting transfer needs at least {MIN_SOURCES} fine-tuned sources{where}, got {n}")
+        raise NotApplicable(f"predicting transfer needs at least {MIN_SOURCES} fine-tuned sources{where}, got {n}")
 
 
 def _mean(values) -> float | None:
@@ -131,11 +200,19 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def leave_one_source_out(source_traits: dict, pair_traits: dict, transfer: dict, alpha: float = 1.0) -> dict:
+_PENALTY = ("the penalty is alpha when the training sources outnumber the features, else chosen by "
+            "leave-one-out on the training sources alone (nested)")
+
+
+def leave_one_source_out(source_traits: dict, pair_traits: dict, transfer: dict, alpha: float = 1.0,
+                         bounds: dict[str, tuple[float, float] | None] | None = None) -> dict:
     """How well traits predict transfer: hold out each source in turn and predict its transfer row.
 
     For each held-out source and each target, a ridge is fitted on the other sources measured on
-    that target (features standardised on those sources only) and predicts the held-out cell.
+    that target (features standardised on those sources only) and predicts the held-out cell. With
+    no more training sources than features the penalty is chosen on them by an inner
+    leave-one-out (:func:`choose_alpha`). ``bounds[t]`` (:func:`transfer_bounds`) is the range
+    transfer to ``t`` can take: predictions are clipped to it.
 
     Returns
     -------
@@ -147,15 +224,26 @@ def leave_one_source_out(source_traits: dict, pair_traits: dict, transfer: dict,
     * ``score`` / ``baseline_score``: the mean of those Spearmans over the held-out sources (the
       baseline shows whether traits add anything beyond "targets differ in how much they gain");
     * ``rmse[t]``: root mean squared error of the held-out predictions on target ``t``;
+    * ``bounds[t]``: ``[low, high]`` or ``None`` (range unknown); ``informative[t]``: whether a
+      held-out prediction's 90% error band (± 1.645 RMSE) spans at most half of that range
+      (``None`` when unknown): where it is ``False`` the predicted numbers say little;
+    * ``penalties[t][s]``: the penalty of the fit that predicted ``s`` on ``t``;
     * ``features``: the features some fit used; ``alpha``, ``n_sources``, ``method``.
+
+    Raises
+    ------
+    NotApplicable
+        With fewer than ``MIN_SOURCES`` sources.
     """
     sources = list(transfer)
     _need(len(sources))
+    bounds = bounds or {}
     targets = list(dict.fromkeys(t for row in transfer.values() for t in row))
     names = _feature_names({s: source_traits.get(s, {}) for s in sources}, pair_traits)
     used = np.zeros(len(names), bool)
     predicted = {s: {} for s in sources}
     baseline = {s: {} for s in sources}
+    penalties = {t: {} for t in targets}
     for t in targets:
         X = _design(source_traits, _for_target(pair_traits, t), sources, names)
         y = np.array([_num(transfer[s].get(t)) for s in sources])
@@ -164,8 +252,8 @@ def leave_one_source_out(source_traits: dict, pair_traits: dict, transfer: dict,
             if len(train) == 0:
                 predicted[s][t] = baseline[s][t] = None
                 continue
-            pred, kept = fit_predict(X[train], y[train], X[i:i + 1], alpha)
-            predicted[s][t], baseline[s][t] = float(pred[0]), float(y[train].mean())
+            pred, kept, penalties[t][s] = fit_predict(X[train], y[train], X[i:i + 1], alpha, select=True)
+            predicted[s][t], baseline[s][t] = float(_clip(pred[0], bounds.get(t))), float(y[train].mean())
             used |= kept
     per_source = {}
     for s in sources:
@@ -185,18 +273,23 @@ def leave_one_source_out(source_traits: dict, pair_traits: dict, transfer: dict,
         "score": _mean(p["spearman"] for p in per_source.values()),
         "baseline_score": _mean(p["baseline_spearman"] for p in per_source.values()),
         "rmse": rmse,
-        "method": (f"Per target, ridge regression (alpha={alpha}) of transfer on the source's traits and the "
-                   "(source, target) pair traits, standardised and mean-imputed with the training sources' "
-                   "statistics; each source held out in turn. score: mean over held-out sources of the Spearman "
-                   "between predicted and actual transfer rows; baseline_score: the same for the training "
-                   "sources' mean row."),
+        "bounds": {t: None if bounds.get(t) is None else list(bounds[t]) for t in targets},
+        "informative": {t: None if rmse[t] is None else informative(2 * Z90 * rmse[t], bounds.get(t))
+                        for t in targets},
+        "penalties": penalties,
+        "method": (f"Per target, ridge regression of transfer on the source's traits and the (source, target) "
+                   f"pair traits, standardised and mean-imputed with the training sources' statistics; {_PENALTY} "
+                   f"(alpha={alpha}); predictions clipped to the range the metric allows; each source held out "
+                   "in turn. score: mean over held-out sources of the Spearman between predicted and actual "
+                   "transfer rows; baseline_score: the same for the training sources' mean row."),
     }
 
 
 def recommend(source_traits: dict, pair_traits: dict, transfer: dict, target: str,
               candidates: dict[str, dict[str, float | None]],
               candidate_pairs: dict[str, dict[str, float | None]],
-              alpha: float = 1.0, n_boot: int = 200, seed: int = 0) -> list[dict]:
+              alpha: float = 1.0, n_boot: int = 200, seed: int = 0,
+              bounds: tuple[float, float] | None = None) -> list[dict]:
     """Rank fine-tuned sources and not-yet-fine-tuned candidates by expected transfer to ``target``.
 
     Parameters
@@ -205,23 +298,34 @@ def recommend(source_traits: dict, pair_traits: dict, transfer: dict, target: st
     target : str, the target to rank for.
     candidates : ``{name: {trait: value}}``, source traits of datasets not fine-tuned.
     candidate_pairs : ``{pair_trait: {name: value}}``, the candidates' pair traits with ``target``.
-    alpha : float >= 0, the ridge penalty.
+    alpha : float >= 0, the ridge penalty when the sources outnumber the features (otherwise it is
+        chosen by a nested leave-one-out, :func:`choose_alpha`).
     n_boot : int, bootstrap resamples of the training sources (below 2: no bootstrap term).
     seed : int, seeds the bootstrap.
+    bounds : ``(low, high)``, the range transfer to ``target`` can take (:func:`transfer_bounds`),
+        or None when the metric's range is unknown.
 
     Returns
     -------
-    list of dict, by ``expected`` descending, one per source and candidate: ``source``,
-    ``fine_tuned``, ``measured`` (``None`` for candidates or a failed cell), ``predicted`` (for a
-    fine-tuned source, from the other sources only, so it is comparable to a candidate's),
-    ``expected`` (measured when there is one, else predicted), ``stderr`` and ``interval``.
+    list of dict, one per source and candidate: ``source``, ``fine_tuned``, ``measured`` (``None``
+    for candidates or a failed cell), ``predicted`` (for a fine-tuned source, from the other sources
+    only, so it is comparable to a candidate's), ``stderr``, ``interval``, ``informative`` and
+    ``expected`` (measured when there is one, else predicted; ``None`` for a prediction that is not
+    informative). Sorted by ``expected`` descending, the rows without one last.
 
     Notes
     -----
     ``stderr = sqrt(var_boot + rmse_loso²)``: ``var_boot`` is the variance of the prediction over
     ridges fitted to bootstrap resamples of the training sources (how unsettled the fit is), and
     ``rmse_loso`` the leave-one-source-out RMSE on this target (how far a well-settled fit still
-    misses). ``interval`` is ``predicted ± 1.645·stderr``, nominally 90%.
+    misses). ``interval`` is ``predicted ± 1.645·stderr``, nominally 90%. With ``bounds``,
+    predictions and intervals are clipped to them, and ``informative`` says whether the interval
+    spans at most ``INFORMATIVE_SHARE`` of that range (``None`` without bounds).
+
+    Raises
+    ------
+    NotApplicable
+        With fewer than ``MIN_SOURCES`` sources measured on ``target``.
     """
     clash = sorted(set(candidates) & set(transfer))
     if clash:
@@ -236,12 +340,15 @@ def recommend(source_traits: dict, pair_traits: dict, transfer: dict, target: st
     rng = np.random.default_rng(seed)
 
     def predict(train: np.ndarray, X_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Predictions (m,) of a fit on ``train`` and their bootstrap variance (m,)."""
-        pred = fit_predict(X[train], y[train], X_new, alpha)[0]
+        """Predictions (m,) of a fit on ``train`` and their bootstrap variance (m,), both within
+        ``bounds``. The resampled fits keep the penalty chosen on ``train`` (a leave-one-out over
+        a resample with repeated rows would judge rows by their own copies)."""
+        pred, _, penalty = fit_predict(X[train], y[train], X_new, alpha, select=True)
         if n_boot < 2:
-            return pred, np.zeros(len(X_new))
-        boots = [fit_predict(X[b], y[b], X_new, alpha)[0] for b in rng.choice(train, (n_boot, len(train)))]
-        return pred, np.var(boots, axis=0, ddof=1)
+            return _clip(pred, bounds), np.zeros(len(X_new))
+        boots = [_clip(fit_predict(X[b], y[b], X_new, penalty)[0], bounds)
+                 for b in rng.choice(train, (n_boot, len(train)))]
+        return _clip(pred, bounds), np.var(boots, axis=0, ddof=1)
 
     loo = [predict(np.setdiff1d(measured, [i]), X[i:i + 1]) for i in range(len(sources))]
     rmse = float(np.sqrt(np.mean([(loo[i][0][0] - y[i]) ** 2 for i in measured])))
@@ -252,7 +359,9 @@ def recommend(source_traits: dict, pair_traits: dict, transfer: dict, target: st
     ranked = []
     for name, fine_tuned, value, pred, var in items:
         se = math.sqrt(var + rmse ** 2)
+        lo, hi = (float(v) for v in _clip(np.array([pred - Z90 * se, pred + Z90 * se]), bounds))
+        useful = informative(hi - lo, bounds)
         ranked.append({"source": name, "fine_tuned": fine_tuned, "measured": value, "predicted": pred,
-                       "expected": pred if value is None else value, "stderr": se,
-                       "interval": [pred - Z90 * se, pred + Z90 * se]})
-    return sorted(ranked, key=lambda r: (-r["expected"], r["source"]))
+                       "expected": value if value is not None else None if useful is False else pred,
+                       "stderr": se, "interval": [lo, hi], "informative": useful})
+    return sorted(ranked, key=lambda r: (r["expected"] is None, -(r["expected"] or 0.0), r["source"]))

@@ -61,20 +61,45 @@ def recommend_sources(registry: Registry, registry_path: Path | None, target: st
         cand_traits = measured.values
         cand_pairs = {name: {c: row.get(target) for c, row in by_source.items()}
                       for name, by_source in measured.pairs.items()}
+    base = results["base"].get(target)
+    bounds = predict.transfer_bounds(results["metrics"].get(target), base["value"] if base else None)
     ranking = predict.recommend(source_traits, results.get("pair_traits", {}), results["transfer"], target,
-                                cand_traits, cand_pairs, alpha=registry.analysis.ridge_alpha, seed=registry.analysis.seed)
-    return {"target": target, "metric": results["metrics"].get(target), "run_dir": str(run_dir), "ranking": ranking}
+                                cand_traits, cand_pairs, alpha=registry.analysis.ridge_alpha,
+                                seed=registry.analysis.seed, bounds=bounds)
+    return {"target": target, "metric": results["metrics"].get(target), "run_dir": str(run_dir),
+            "n_sources": sum(row.get(target) is not None for row in results["transfer"].values()),
+            "bounds": list(bounds) if bounds else None, "ranking": ranking}
 
 
 def print_ranking(result: dict, console) -> None:
+    """The ranking as a table. A prediction whose interval spans most of what the metric allows
+    (``informative`` false) is not printed as a number: its cell says "not informative" (the
+    caption says with how many sources, and why), and a candidate with nothing else to go by gets no rank."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"Sources for {result['target']} (transfer in {result['metric']})", title_justify="left")
+    from harness.predict import INFORMATIVE_SHARE
+
+    vague = [row for row in result["ranking"] if row.get("informative") is False]
+    caption = None
+    if vague:
+        lo, hi = result["bounds"]
+        caption = (f"not informative with {result['n_sources']} sources: the 90% interval spans more than "
+                   f"{INFORMATIVE_SHARE:.0%} of [{lo:+.3f}, {hi:+.3f}], the range transfer can take")
+    elif result.get("bounds") is None:
+        caption = f"the range of {result['metric']} is unknown: predictions are not bounded"
+    table = Table(title=f"Sources for {escape(result['target'])} (transfer in {escape(str(result['metric']))})",
+                  title_justify="left", caption=escape(caption) if caption else None, caption_justify="left")
     for col in ("#", "source", "", "measured", "predicted", "90% interval"):
         table.add_column(col, justify="right" if col in ("#", "measured", "predicted") else "left")
-    for i, row in enumerate(result["ranking"], start=1):
+    rank = 0
+    for row in result["ranking"]:
+        ranked = row["expected"] is not None
+        rank += ranked
         lo, hi = row["interval"]
-        table.add_row(str(i), row["source"], "fine-tuned" if row["fine_tuned"] else "[cyan]candidate",
-                      "" if row["measured"] is None else f"{row['measured']:+.3f}", f"{row['predicted']:+.3f}",
-                      f"[{lo:+.3f}, {hi:+.3f}]")
+        guess = (["[dim]not informative", ""] if row.get("informative") is False
+                 else [f"{row['predicted']:+.3f}", f"[{lo:+.3f}, {hi:+.3f}]"])
+        table.add_row(str(rank) if ranked else "", escape(row["source"]),
+                      "fine-tuned" if row["fine_tuned"] else "[cyan]candidate",
+                      "" if row["measured"] is None else f"{row['measured']:+.3f}", *guess)
     console.print(table)

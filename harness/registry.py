@@ -297,7 +297,8 @@ class AnalysisSettings(_Config):
     confidence: float = Field(0.95, gt=0, lt=1, description="Level of confidence intervals.")
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg level: q-values below it are reported as discoveries.")
     ridge_alpha: float = Field(1.0, gt=0, description="Ridge penalty of the trait -> transfer prediction "
-                               "(features standardised).")
+                               "(features standardised) when the sources outnumber the features; with fewer "
+                               "sources the penalty is chosen by a nested leave-one-out, this value among others.")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of every resampling in the analysis (0 to 2^32 - 1).")
 
 

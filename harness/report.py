@@ -10,8 +10,10 @@ import math
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from harness.applicability import describe, skipped_analyses
 from harness.cache import Cache, copy_atomic, write_json_atomic, write_text_atomic
 from harness.matrix import Matrix
 from harness.plan import BASE, Plan
@@ -186,6 +188,10 @@ def markdown(results: dict) -> str:
             row = results["traits"].get(s, {})
             out.append(f"| {md_escape(s)} | " + " | ".join(
                 "n/a" if row.get(k) is None else f"{row[k]:.3g}" for k in trait_names) + " |")
+    skipped = skipped_analyses(results)
+    if skipped:
+        out += ["", "## Skipped analyses", "", "Not failures: this study does not have what they need.", ""]
+        out += [f"- {md_escape(describe(item))}" for item in skipped]
     if results["failures"]:
         out += ["", "## Failures", ""]
         out += [f"- {md_escape(f['stage'])}: " + ", ".join(f"{md_escape(k)}={md_escape(v)}" for k, v in f.items() if k != "stage")
@@ -317,8 +323,8 @@ def print_analysis(analysed: dict, console: Console, top: int = 5) -> None:
     if "score" in pred:
         console.print(f"Leave-one-source-out prediction from traits: Spearman {_fmt(pred['score'])} "
                       f"(mean-row baseline {_fmt(pred.get('baseline_score'))})", highlight=False)
-    elif "skipped" in pred:
-        console.print(f"[dim]Prediction skipped: {pred['skipped']}", highlight=False)
+    for item in skipped_analyses(analysed):
+        console.print(f"[dim]Skipped {escape(describe(item))}", highlight=False)
 
 
 def print_plan(plan: Plan, console: Console, run_dir: Path, cache: Cache) -> None:

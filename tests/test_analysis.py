@@ -143,6 +143,45 @@ def test_a_failing_decomposer_is_recorded_and_the_rest_go_on():
     assert out["decompositions"]["ok"]["stability"]["bootstrap"] is None
 
 
+def skips(out: dict) -> dict:
+    return {(s["analysis"], s.get("plugin")): s["reason"] for s in out["skipped"]}
+
+
+def test_one_source_skips_what_needs_more_sources_and_fails_nothing():
+    data, *_ = synthetic_run(n_sources=1)
+    out, failures = analyse(data, USES[:1], catalog(), AnalysisSettings(bootstrap=20, permutations=720))
+    assert failures == []
+    skipped = skips(out)
+    assert set(skipped) == {("decompose", "pca"), ("target_trait_tests", None), ("similarity_test", "similarity"),
+                            ("prediction", None)}
+    assert "needs at least 2 sources" in skipped["decompose", "pca"] and "has 1" in skipped["decompose", "pca"]
+    assert out["decompositions"] == {} and out["correlations"] == [] and out["prediction"] is None
+    assert out["cell_tests"]["src0"]["add"]["method"] == "mcnemar"  # one source is enough for these
+
+
+def test_two_sources_decompose_and_skip_what_needs_three():
+    data, *_ = synthetic_run(n_sources=2)
+    out, failures = analyse(data, [DecomposerUse(name="pca", n_components=1)], catalog(),
+                            AnalysisSettings(bootstrap=20, permutations=720))
+    assert failures == []
+    skipped = skips(out)
+    assert set(skipped) == {("leave_one_source_out", "pca"), ("trait_tests", "pca"), ("target_trait_tests", None),
+                            ("similarity_test", "similarity"), ("prediction", None)}
+    stability = out["decompositions"]["pca"]["stability"]
+    assert stability["bootstrap"]["n"] > 0 and stability["leave_one_source_out"] is None
+    assert stability["skipped"] == {"leave_one_source_out": skipped["leave_one_source_out", "pca"]}
+
+
+def test_a_real_error_in_an_analysis_is_a_failure_not_a_skip():
+    """Only NotApplicable is a skip: a ValueError from inside the prediction (a negative penalty that
+    got past validation) is a failure."""
+    data, *_ = synthetic_run()
+    settings = AnalysisSettings.model_construct(**{**AnalysisSettings().model_dump(), "ridge_alpha": -1.0})
+    out, failures = analyse(data, [], catalog(), settings)
+    assert [f["stage"] for f in failures] == ["prediction"] and "alpha must be >= 0" in failures[0]["error"]
+    assert out["prediction"] is None and ("prediction", None) not in skips(out)
+
+
 # --- harness analyze -----------------------------------------------------------------------------------
 
 def write_csvs(tmp_path, data):
@@ -172,6 +211,17 @@ def test_analyze_a_bare_matrix(tmp_path, capsys):
     assert main(["analyze", str(matrix), "--traits", str(traits)]) == 0  # the terminal form
     text = capsys.readouterr().out
     assert "pca on raw transfer" in text and "maths_share" in text
+
+
+def test_analyze_a_one_source_matrix_skips_and_exits_0(tmp_path, capsys):
+    data, *_ = synthetic_run(n_sources=1)
+    matrix, traits = write_csvs(tmp_path, data)
+    assert main(["analyze", str(matrix), "--traits", str(traits), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {s["analysis"] for s in out["skipped"]} == {"decompose", "target_trait_tests", "cell_tests", "prediction"}
+    assert main(["analyze", str(matrix)]) == 0  # the terminal form, without traits
+    text = capsys.readouterr().out
+    assert "Skipped decompose (pca)" in text and "Skipped target trait tests: no source traits" in text
 
 
 @pytest.mark.parametrize("args, message", [

@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
+from sklearn.model_selection import LeaveOneOut, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from harness.predict import fit_predict, leave_one_source_out, recommend, ridge
+from harness.applicability import NotApplicable
+from harness.predict import (RELATIVE_ALPHAS, choose_alpha, fit_predict, leave_one_source_out, recommend, ridge,
+                             transfer_bounds)
 
 
 def as_dicts(A: np.ndarray, B: np.ndarray, sim: np.ndarray, T: np.ndarray):
@@ -47,8 +50,8 @@ def test_ridge_without_penalty_recovers_an_exact_linear_relation():
     truth = lambda X: 1.5 + X @ [2.0, -1.0, 0.5]  # noqa: E731
     X_new = rng.normal(size=(5, 3))
     for alpha in (0.0, 1e-10):
-        pred, kept = fit_predict(X, truth(X), X_new, alpha)
-        assert kept.all()
+        pred, kept, used = fit_predict(X, truth(X), X_new, alpha, select=True)  # 20 rows, 3 features: alpha kept
+        assert kept.all() and used == alpha
         np.testing.assert_allclose(pred, truth(X_new), atol=1e-6)
     b0, b = ridge(X, truth(X), 0.0)
     assert b0 == pytest.approx(1.5) and np.allclose(b, [2.0, -1.0, 0.5])
@@ -146,7 +149,7 @@ def test_spearman_is_none_when_undefined():
 
 def test_fewer_than_three_sources_is_refused():
     traits, pairs, transfer = planted(0, n=2)
-    with pytest.raises(ValueError, match="at least 3 fine-tuned sources"):
+    with pytest.raises(NotApplicable, match="at least 3 fine-tuned sources"):
         leave_one_source_out(traits, pairs, transfer)
     with pytest.raises(ValueError, match="at least 3 fine-tuned sources"):
         recommend(traits, pairs, transfer, "t0", {}, {})
@@ -208,3 +211,75 @@ def test_recommend_needs_three_measured_sources_on_the_target():
     transfer["s0"]["t0"] = transfer["s1"]["t0"] = None
     with pytest.raises(ValueError, match="at least 3 fine-tuned sources with a measured transfer to 't0', got 2"):
         recommend(traits, pairs, transfer, "t0", {}, {})
+
+
+# -- few sources, many traits: bounded, penalised, and honest about it -------------------------------
+
+BASE = 0.64  # the base model's accuracy on the target: transfer lies in [-0.64, +0.36]
+
+
+def few_sources_world(seed: int, noise: float, n: int = 6, p: int = 30):
+    """Six sources and 30 traits, as in a small real study: five traits nearly constant over the
+    sources but the last (balanced class entropies, say), so standardising puts that source 100
+    standard deviations out; transfer is noise around 0 (sd ``noise``). A candidate sits as far out."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    X[:, :5] = 1.0 + 1e-3 * rng.normal(size=(n, 5))
+    X[-1, :5] = 0.9
+    y = noise * rng.normal(size=n)
+    traits = {f"s{i}": {f"f{k}": float(X[i, k]) for k in range(p)} for i in range(n)}
+    transfer = {f"s{i}": {"sst2": float(y[i])} for i in range(n)}
+    candidate = {"c": {f"f{k}": (0.8 if k < 5 else float(v)) for k, v in enumerate(rng.normal(size=p))}}
+    return X, y, traits, transfer, candidate
+
+
+def test_metric_ranges_bound_transfer():
+    assert transfer_bounds("acc,none", BASE) == pytest.approx((-0.64, 0.36))
+    assert transfer_bounds("exact_match,flexible-extract", 0.25) == pytest.approx((-0.25, 0.75))
+    assert transfer_bounds("mcc,none", 0.1) == pytest.approx((-1.1, 0.9))
+    assert transfer_bounds("perplexity,none", 12.0) is None and transfer_bounds("acc,none", None) is None
+
+
+def test_penalty_is_chosen_by_leave_one_out_when_traits_outnumber_sources():
+    X, y, *_ = few_sources_world(2, 0.05)
+    Z = StandardScaler().fit_transform(X[:5])
+    grid = np.append(RELATIVE_ALPHAS * Z.size, 1.0)
+    loo_mse = [np.mean((cross_val_predict(Ridge(alpha=a), Z, y[:5], cv=LeaveOneOut()) - y[:5]) ** 2) for a in grid]
+    assert choose_alpha(Z, y[:5], 1.0) == pytest.approx(grid[int(np.argmin(loo_mse))])
+    assert choose_alpha(Z[:, :3], y[:5], 1.0) == 1.0  # more sources than features: the registry's alpha
+
+
+@pytest.mark.parametrize("seed, noise", [(0, 0.05), (2, 0.25)])
+def test_few_sources_many_traits_stay_within_what_accuracy_allows(seed, noise):
+    """The blow-up: a fixed penalty fitted to 5 sources over 30 traits predicts the outlying source
+    far outside [-base, 1 - base] (-1.24 and -0.88 here). The penalty chosen by leave-one-out pulls
+    the first back by itself; clipping keeps the second (where leave-one-out prefers a small
+    penalty) and every interval inside what the metric allows."""
+    X, y, traits, transfer, candidate = few_sources_world(seed, noise)
+    lo, hi = bounds = transfer_bounds("acc,none", BASE)
+    unbounded = fit_predict(X[:5], y[:5], X[5:], 1.0)[0][0]  # the old prediction for s5
+    assert not lo <= unbounded <= hi
+    chosen, _, penalty = fit_predict(X[:5], y[:5], X[5:], 1.0, select=True)
+    if seed == 0:
+        assert penalty > 1000 and lo <= chosen[0] <= hi
+    ranked = recommend(traits, {}, transfer, "sst2", candidate, {}, bounds=bounds)
+    for row in ranked:
+        assert lo <= row["interval"][0] <= row["predicted"] <= row["interval"][1] <= hi
+    loso = leave_one_source_out(traits, {}, transfer, bounds={"sst2": bounds})
+    assert all(lo <= p["predicted"]["sst2"] <= hi for p in loso["per_source"].values())
+    assert loso["bounds"]["sst2"] == pytest.approx([lo, hi]) and loso["penalties"]["sst2"]["s5"] == penalty
+    json.dumps(ranked, allow_nan=False)
+
+
+def test_an_interval_over_most_of_the_range_is_not_informative_and_not_ranked():
+    _, _, traits, transfer, candidate = few_sources_world(0, 0.25)  # transfer noise: nothing to learn
+    bounds = transfer_bounds("acc,none", BASE)
+    ranked = recommend(traits, {}, transfer, "sst2", candidate, {}, bounds=bounds)
+    c = ranked[-1]
+    assert c["source"] == "c" and c["informative"] is False and c["expected"] is None
+    assert c["interval"][1] - c["interval"][0] > 0.5 * (bounds[1] - bounds[0])
+    measured = ranked[:-1]  # the fine-tuned sources rank by what was measured
+    assert [r["expected"] for r in measured] == sorted((transfer[r["source"]]["sst2"] for r in measured), reverse=True)
+    assert leave_one_source_out(traits, {}, transfer, bounds={"sst2": bounds})["informative"] == {"sst2": False}
+    # Without a known range nothing is judged (or clipped).
+    assert all(r["informative"] is None for r in recommend(traits, {}, transfer, "sst2", candidate, {}))

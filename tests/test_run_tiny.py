@@ -96,7 +96,15 @@ def test_results_carry_the_analysis(tiny_run):
     nli = next(r for r in rows if (r["source"], r["target"]) == ("nli", "sentiment"))
     assert float(nli["p"]) == results["cell_tests"]["nli"]["sentiment"]["p"]
     assert results["analysis_settings"]["bootstrap"] == 200
-    assert results["prediction"]["n_sources"] == 3 and "score" in results["prediction"]
+    pred = results["prediction"]
+    assert pred["n_sources"] == 3 and "score" in pred
+    for t in results["targets"]:  # accuracy and exact match: held-out predictions within [-base, 1 - base]
+        base = results["base"][t]["value"]
+        assert pred["bounds"][t] == pytest.approx([-base, 1 - base])
+        assert all(-base <= p["predicted"][t] <= 1 - base for p in pred["per_source"].values())
+    vague = [t for t, v in pred["informative"].items() if v is False]
+    html = (root / "out" / "tiny" / "report.html").read_text()
+    assert ("not informative with 3 sources" in html) == bool(vague)
     assert results["trait_scopes"]["class_entropy"] == "source"
     assert results["trait_scopes"]["behaviour_tv_from_base"] == "behaviour"
 
@@ -112,11 +120,17 @@ def test_recommend_ranks_sources_and_a_candidate(tiny_run):
     assert ranking["nli"]["measured"] == results["transfer"]["nli"]["sentiment"] and ranking["nli"]["fine_tuned"]
     topic = ranking["topic"]
     assert not topic["fine_tuned"] and topic["measured"] is None
-    assert topic["interval"][0] <= topic["predicted"] <= topic["interval"][1]
-    expected = [row["expected"] for row in result["ranking"]]
-    assert expected == sorted(expected, reverse=True)
+    base = results["base"]["sentiment"]["value"]
+    assert result["bounds"] == pytest.approx([-base, 1 - base]) and result["n_sources"] == 3
+    for row in result["ranking"]:  # accuracy: transfer within [-base, 1 - base], and so the intervals
+        assert -base <= row["interval"][0] <= row["predicted"] <= row["interval"][1] <= 1 - base
+    # Three sources cannot pin a candidate down: its interval spans most of that range.
+    assert topic["informative"] is False and topic["expected"] is None
+    assert result["ranking"][-1]["source"] == "topic"
+    expected = [row["expected"] for row in result["ranking"] if row["expected"] is not None]
+    assert expected == sorted(expected, reverse=True) and len(expected) == 3
     text = harness("recommend", "registry.yaml", "--target", "sentiment", "--candidates", "topic", cwd=root)
-    assert text.returncode == 0 and "candidate" in text.stdout
+    assert text.returncode == 0 and "candidate" in text.stdout and "not informative with 3 sources" in text.stdout
     bad = harness("recommend", "registry.yaml", "--target", "sentimnt", cwd=root)
     assert bad.returncode == 2 and "did you mean 'sentiment'" in bad.stderr
     bad = harness("recommend", "registry.yaml", "--target", "nli", "--candidates", "nli", cwd=root)
@@ -188,3 +202,44 @@ def test_vllm_backend_is_refused_without_a_gpu(tiny_model_dir, tmp_path):
     out = harness("run", "registry.yaml", cwd=tmp_path)
     assert out.returncode == 2 and "backend vllm needs a CUDA GPU" in out.stderr
     assert not (tmp_path / "cache" / "adapters").exists()  # refused before any training
+
+
+def test_one_source_skips_what_needs_more_and_exits_0(tiny_run):
+    """A registry with one source (a first plugin; CI scoring one checkpoint): decompositions, trait
+    tests and prediction do not apply, and that is said in results.json and the reports, not
+    counted as a failure."""
+    root, _ = tiny_run
+    text = (root / "registry.yaml").read_text().replace("experiment: tiny", "experiment: one")
+    text = text.replace("  - {task: nli, n_train: 32}\n  - {task: arithmetic, n_train: 32}\n", "")
+    (root / "one.yaml").write_text(text)
+    out = harness("run", "one.yaml", cwd=root)  # the sentiment adapter and its cells come from the cache
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = root / "out" / "one"
+    results = json.loads((run_dir / "results.json").read_text())
+    validate_results(results)
+    assert results["sources"] == ["sentiment"] and results["failures"] == []
+    skipped = {(s["analysis"], s.get("plugin")): s["reason"] for s in results["skipped"]}
+    assert "needs at least 2 sources" in skipped["decompose", "pca"]
+    assert "needs at least 3" in skipped["prediction", None] and results["prediction"] is None
+    assert "needs at least 3 sources" in skipped["target_trait_tests", None]
+    assert results["decompositions"] == {} and results["cell_tests"]["sentiment"]["nli"]["method"] == "mcnemar"
+    report = (run_dir / "report.md").read_text()
+    assert "## Skipped analyses" in report and skipped["decompose", "pca"] in report
+    assert "## Failures" not in report
+    assert "Skipped analyses" in (run_dir / "report.html").read_text()
+    assert "Skipped decompose (pca)" in out.stderr and "failure" not in out.stderr
+
+
+def test_a_real_analysis_error_still_exits_1(tiny_run):
+    """Next to the skips, an analysis that raises (here names for a component PCA of two sources
+    cannot have) is a failure: exit 1."""
+    root, _ = tiny_run
+    text = (root / "registry.yaml").read_text().replace("experiment: tiny", "experiment: broken")
+    text = text.replace("  - {task: arithmetic, n_train: 32}\n", "")
+    (root / "broken.yaml").write_text(text + "decomposers: [{name: pca, names: {C5: five}}]\n")
+    out = harness("run", "broken.yaml", cwd=root)
+    assert out.returncode == 1
+    results = json.loads((root / "out" / "broken" / "results.json").read_text())
+    assert [f["stage"] for f in results["failures"]] == ["decompose"]
+    assert "names given for C5" in results["failures"][0]["error"]
+    assert any(s["analysis"] == "prediction" for s in results["skipped"])  # still skipped, not failed
