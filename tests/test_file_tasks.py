@@ -308,7 +308,7 @@ def test_gsm8k_answer_extraction(tmp_path):
     assert final_answer("Falls to -3.\n#### -3") == "-3"
     assert final_answer("no marker here") is None
     task = GSM8K(data_files={"test": str(write(tmp_path / "g.jsonl", CASES["gsm8k"][2]))})
-    examples = task.examples("test", 3)
+    examples = in_file_order(task)
     assert [e.answer for e in examples] == ["7", "1000", "-3"]
     assert examples[0].prompt == "Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer:"
     assert examples[0].completion == " Tom has 3 + 4 = <<3+4=7>>7 apples.\n#### 7\n"  # the whole rationale
