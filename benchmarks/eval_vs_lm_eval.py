@@ -120,7 +120,7 @@ def main(argv=None) -> int:
             out = work / "export" / f"{t}.yaml"
             c.harness_cli("export-task", t, "-o", str(out), "--limit", str(limit))
             yamls.append(str(out))
-        metrics = {t: cat.get("task", t).obj.metric() for t in targets}
+        metrics = {t: cat.get("task", t).obj().metric() for t in targets}
         models = [("base", None)] + list(adapter_dirs.items())
         if args.lm_eval_models != "all":
             wanted = {m.strip() for m in args.lm_eval_models.split(",")}

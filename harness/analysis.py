@@ -109,23 +109,44 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
 
 
 def cell_tests(outcomes: Outcomes, settings) -> dict:
-    """A paired test of every adapter cell against the base on the same documents (McNemar for
-    0/1 outcomes, a paired bootstrap otherwise), with Benjamini-Hochberg q-values over the matrix.
+    """A paired test of every adapter cell against the base on the same documents, with
+    Benjamini-Hochberg q-values over the matrix.
+
+    Which test applies depends on the metric: McNemar's exact test for 0/1 per-sample scores
+    (accuracy, exact match); a paired bootstrap of the mean for other per-sample scores; a paired
+    bootstrap of the aggregate itself for metrics that are not means (f1, mcc), since neither a
+    per-document "correct" nor McNemar describes them. A target whose items were not logged is
+    left out with the reason (``{"skipped": why}``).
 
     Returns source -> target -> {"method", "delta", "p", "q", "ci", "n", "significant"}.
     """
-    from harness.stats import bh_qvalues, paired_test
+    from harness.evaluate import aggregate_function
+    from harness.stats import bh_qvalues, paired_bootstrap_aggregate, paired_test
 
-    rows = []
+    rows, skipped = [], {}
     for target, y in outcomes.values.items():
+        if target in outcomes.not_mean and target not in outcomes.items:
+            skipped[target] = (f"{outcomes.not_mean[target]}, and its per-document items were not logged: "
+                               "no paired test applies")
+            continue
         for i, source in enumerate(outcomes.sources):
-            rows.append((source, target, paired_test(y[0], y[1 + i], seed=settings.seed,
-                                                     confidence=settings.confidence)))
-    qs = bh_qvalues(np.array([r[2]["p"] for r in rows], dtype=float)) if rows else []
+            if target in outcomes.items:
+                items = outcomes.items[target]
+                test = paired_bootstrap_aggregate(items[0], items[1 + i],
+                                                  aggregate_function(outcomes.aggregations[target]),
+                                                  seed=settings.seed, confidence=settings.confidence)
+            else:
+                test = paired_test(y[0], y[1 + i], seed=settings.seed, confidence=settings.confidence)
+            rows.append((source, target, test))
+    qs = bh_qvalues(np.array([np.nan if r[2]["p"] is None else r[2]["p"] for r in rows], dtype=float)) if rows else []
     out: dict = {s: {} for s in outcomes.sources}
     for (source, target, test), q in zip(rows, qs):
         q = None if np.isnan(q) else float(q)
         out[source][target] = {**test, "q": q, "significant": q is not None and q < settings.fdr}
+    for target, why in skipped.items():
+        for source in outcomes.sources:
+            out[source][target] = {"method": "none", "delta": None, "p": None, "q": None, "ci": None,
+                                   "significant": False, "skipped": why}
     return out
 
 

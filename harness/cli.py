@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     ana.add_argument("--traits", type=Path, help="traits.csv: source,<trait>,... (a matrix.csv has none otherwise).")
     ana.add_argument("--pair-traits", type=Path, help="pair_traits.csv: source,target,trait,value (e.g. similarity).")
     ana.add_argument("--decomposer", action="append", help="Decomposer name, repeatable (default: pca).")
-    ana.add_argument("--n-components", help="An integer, a variance share in (0, 1), or 'parallel'.")
+    ana.add_argument("--n-components", default="parallel",
+                     help="An integer, a variance share in (0, 1), or 'parallel' (the default: Horn's parallel analysis).")
     ana.add_argument("--normalisation", default="raw", choices=["raw", "relative", "zscore", "ordinal"])
     ana.add_argument("--bootstrap", type=int, help="Bootstrap resamples (run folders only: needs per-sample logs).")
     ana.add_argument("--permutations", type=int, help="Permutation budget of the trait tests.")

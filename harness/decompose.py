@@ -24,6 +24,10 @@ class Decomposer(Parameterised):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    #: Whether ``fit`` centres the targets first. A centred matrix of n sources has rank at most
+    #: n - 1, so the analysis keeps at most min(n - 1, n_targets) components of a centring
+    #: decomposer and min(n, n_targets) of one that is not (NMF).
+    centred: ClassVar[bool] = True
 
     def fit(self, X: np.ndarray, y=None) -> "Decomposer":
         raise NotImplementedError
@@ -49,12 +53,19 @@ def as_matrix(X) -> np.ndarray:
     return X
 
 
+def component_limit(n: int, p: int, centred: bool = True) -> int:
+    """The most components an n x p matrix supports: min(n - 1, p) once centred (a further one would
+    explain nothing and be an arbitrary direction), min(n, p) otherwise."""
+    return min(n - 1, p) if centred else min(n, p)
+
+
 def components_to_keep(requested: int | None, n: int, p: int, centred_rank: bool = True) -> int:
     """Components a fit keeps: ``requested``, or by default min(n - 1, p), the rank a centred
-    matrix can have. With ``centred_rank`` (methods that whiten or take a likelihood of the
-    centred matrix) that rank is also the limit; otherwise min(n, p) is."""
+    matrix can have. With ``centred_rank`` (methods that centre the matrix) that rank is also the
+    limit; otherwise min(n, p) is."""
     default = max(1, min(n - 1, p))
-    limit, what = (min(n - 1, p), "min(n_sources - 1, n_targets)") if centred_rank else (min(n, p), "min(n_sources, n_targets)")
+    limit = component_limit(n, p, centred_rank)
+    what = "min(n_sources - 1, n_targets)" if centred_rank else "min(n_sources, n_targets)"
     if limit < 1:
         raise ValueError(f"needs at least 2 sources, got {n}")
     k = default if requested is None else int(requested)
@@ -68,8 +79,8 @@ def component_ids(n: int) -> list[str]:
     return [f"C{i + 1}" for i in range(n)]
 
 
-def name_components(components: np.ndarray, targets: list[str],
-                    abilities: dict[str, tuple[str, ...]]) -> tuple[dict[str, str], dict[str, list[dict]]]:
+def name_components(components: np.ndarray, targets: list[str], abilities: dict[str, tuple[str, ...]],
+                    given: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, list[dict]]]:
     """Name each component from the ability tags of the targets that load on it most.
 
     Tags are weighted by |loading| over the targets whose |loading| is at least half the
@@ -77,14 +88,27 @@ def name_components(components: np.ndarray, targets: list[str],
     it weighs at least half as much (e.g. ``"sentiment+nlu"``). A target without tags stands for
     itself, so a matrix from elsewhere still gets readable names.
 
+    Names are unique within the decomposition (they key its rows in reports and plots, and two
+    components called the same would read as one ability). A component whose name is taken, by a
+    stronger component or by a ``given`` name, adds its next-strongest tags one at a time, and
+    when it has no more, a number: ``"arithmetic (2)"``.
+
+    Parameters
+    ----------
+    given : dict, optional
+        Component id -> a name fixed by the user (the registry's ``names``), kept as it is; the
+        registry refuses two equal ones.
+
     Returns
     -------
     names : dict, component id -> name
     evidence : dict, component id -> the loadings that justify the name, largest |loading| first:
         list of {"target", "loading", "abilities"}
     """
+    given = dict(given or {})
     names: dict[str, str] = {}
     evidence: dict[str, list[dict]] = {}
+    taken = set(given.values())
     components = np.asarray(components)
     for cid, row in zip(component_ids(len(components)), components):
         top = np.abs(row).max()
@@ -97,12 +121,27 @@ def name_components(components: np.ndarray, targets: list[str],
                 evidence[cid].append({"target": target, "loading": loading, "abilities": list(tags)})
                 for tag in tags:
                     weights[tag] = weights.get(tag, 0.0) + abs(loading)
-        ranked = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))
-        label = ranked[0][0] if ranked else "flat"
-        if len(ranked) > 1 and ranked[1][1] >= 0.5 * ranked[0][1]:
-            label += "+" + ranked[1][0]
-        names[cid] = label
+        if cid in given:
+            names[cid] = given[cid]
+        else:
+            names[cid] = _unique_label(sorted(weights.items(), key=lambda kv: (-kv[1], kv[0])), taken)
+            taken.add(names[cid])
     return names, evidence
+
+
+def _unique_label(ranked: list[tuple[str, float]], taken: set[str]) -> str:
+    """From (tag, weight) pairs, heaviest first: the heaviest tag, and the runner-up when it weighs
+    at least half as much; while that name is ``taken``, the next tags in order, then a number."""
+    tags = [tag for tag, _ in ranked] or ["flat"]
+    used = 2 if len(ranked) > 1 and ranked[1][1] >= 0.5 * ranked[0][1] else 1
+    label = "+".join(tags[:used])
+    while label in taken and used < len(tags):
+        used += 1
+        label = "+".join(tags[:used])
+    numbered, i = label, 2
+    while numbered in taken:
+        numbered, i = f"{label} ({i})", i + 1
+    return numbered
 
 
 def complete_submatrix(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +192,8 @@ def decompose(use, cls, sources: list[str], targets: list[str], X: np.ndarray, b
         missing = [t for t in targets if outcomes is None or t not in outcomes.values]
         raise ValueError(f"ordinal normalisation needs per-sample logs of every model on {', '.join(missing)}")
     prepared = normalise(use.normalisation, X, base, per_target() if use.normalisation == "ordinal" else None, targets)
-    k, scree = dimensionality.choose(use.n_components, prepared, seed=settings.seed)
+    limit = component_limit(*prepared.shape, centred=cls.centred)
+    k, scree = dimensionality.choose(use.n_components, prepared, seed=settings.seed, limit=limit)
 
     def fit(M, n_components):
         return cls(**use.params, n_components=n_components).fit(M)
@@ -161,11 +201,10 @@ def decompose(use, cls, sources: list[str], targets: list[str], X: np.ndarray, b
     est = fit(prepared, k)
     ids = component_ids(len(est.components_))
     scores = est.transform(prepared)
-    names, evidence = name_components(est.components_, targets, abilities)
     unknown = sorted(set(use.names) - set(ids))
     if unknown:
         raise ValueError(f"names given for {', '.join(unknown)}, but the decomposition has only {', '.join(ids)}")
-    names.update(use.names)
+    names, evidence = name_components(est.components_, targets, abilities, given=use.names)
 
     def refit(M, n_components):
         return fit(M, n_components).components_

@@ -57,7 +57,7 @@ def parallel_analysis(X: np.ndarray, n_iter: int = 500, quantile: float = 0.95,
     return eigenvalues(Z), np.quantile(null, quantile, axis=0)
 
 
-def choose(spec, X: np.ndarray, seed: int = 0) -> tuple[int | None, dict]:
+def choose(spec, X: np.ndarray, seed: int = 0, limit: int | None = None) -> tuple[int | None, dict]:
     """Number of components from a registry ``n_components`` entry, and the scree it was read from.
 
     ``spec`` is None (the decomposer's own default, returned as None), an int (fixed), a float in
@@ -65,20 +65,29 @@ def choose(spec, X: np.ndarray, seed: int = 0) -> tuple[int | None, dict]:
     analysis keeps the leading components that beat their threshold; when none does, one is kept
     (a decomposer needs one) and ``"retained_by_test": 0`` says the matrix shows no structure
     beyond chance.
+
+    ``limit`` is the most components the decomposer can fit on ``X``, by default
+    min(n_sources - 1, n_targets), the rank of the centred matrix. A fixed number above it is
+    capped, and the scree's ``"note"`` says so: a centred matrix of n sources has no n-th
+    direction, and a component fitted there would explain nothing yet be named and tested.
     """
     values = eigenvalues(X)
     total = values.sum()
     ratios = values / total if total > 0 else np.zeros_like(values)
     scree = {"eigenvalues": values.tolist(), "explained_variance_ratio": ratios.tolist(),
              "cumulative": np.cumsum(ratios).tolist()}
-    limit = len(values)
+    # At least one: a decomposer needs one, and its fit says why a matrix cannot have any.
+    limit = max(1, len(values) if limit is None else limit)
     if spec is None:
         return None, {"method": "decomposer default", **scree}
     if isinstance(spec, int) and not isinstance(spec, bool):
-        if spec > min(X.shape):
-            raise ValueError(f"n_components={spec} exceeds what a {X.shape[0]} x {X.shape[1]} matrix allows "
-                             f"({min(X.shape)})")
-        return spec, {"method": "fixed", **scree}
+        if spec <= limit:
+            return spec, {"method": "fixed", **scree}
+        n, p = X.shape
+        why = (f"a centred {n} x {p} matrix has at most min(n_sources - 1, n_targets) = {limit} components "
+               "with non-zero variance" if limit < min(n, p) else f"a {n} x {p} matrix has rank at most {limit}")
+        return limit, {"method": "fixed", "note": f"n_components={spec} capped at {limit}: {why}", **scree}
+    limit = min(limit, len(values))  # the scree has only the centred matrix's components
     if isinstance(spec, float):
         k = int(np.searchsorted(np.cumsum(ratios), spec - 1e-12) + 1)
         return min(k, limit), {"method": f"explained variance >= {spec}", **scree}

@@ -21,11 +21,15 @@ from harness.registry import EvaluationSettings
 
 @dataclass
 class CellResult:
+    """One scored cell: the metric's value, its standard error, and the per-sample records of the
+    metric's own filter (``n`` of them, one per document)."""
+
     value: float
     stderr: float | None
-    metric: str
+    metric: str  # lm-eval's key, ``metric,filter``
     n: int
     samples: list[dict]
+    aggregation: str = "mean"  # how lm-eval aggregates the per-sample values (mean, f1, matthews_corrcoef, ...)
 
 
 def quiet_lm_eval() -> None:
@@ -90,9 +94,21 @@ def _plain(value):
 
 
 def _sample_record(sample: dict, metric_name: str) -> dict:
-    """What later stages need from one lm-eval sample: gold, prediction, correctness, raw output."""
-    record = {"doc_id": sample["doc_id"], "target": _plain(sample["target"]),
-              "correct": float(sample[metric_name])}
+    """What later stages need from one lm-eval sample: gold, prediction, correctness, raw output.
+
+    ``correct`` is the per-sample score when the metric is one (acc, exact_match: 0/1 per
+    document). Metrics that lm-eval aggregates over the whole set (f1, mcc, bleu) log a
+    (gold, prediction) pair per document instead: that pair is kept as ``item`` (what a bootstrap
+    of the aggregate resamples) and ``correct`` says whether the two agree.
+    """
+    value = _plain(sample[metric_name])
+    record = {"doc_id": sample["doc_id"], "target": _plain(sample["target"])}
+    if isinstance(value, (bool, int, float)):
+        record["correct"] = float(value)
+    else:
+        record["item"] = value
+        pair = isinstance(value, list) and len(value) == 2
+        record["correct"] = float(pair and value[0] == value[1])
     resps = sample["filtered_resps"]
     if resps and isinstance(resps[0], (list, tuple)):  # multiple choice: (loglikelihood, is_greedy)
         loglik = [float(r[0]) for r in resps]
@@ -102,6 +118,75 @@ def _sample_record(sample: dict, metric_name: str) -> dict:
         record["prediction"] = _plain(resps[0]) if resps else None
         record["output"] = _plain(sample["resps"][0][0]) if sample.get("resps") else None
     return record
+
+
+def aggregation_of(config: dict, metric_name: str) -> str:
+    """The name of lm-eval's aggregation for ``metric_name`` in a task ``config``: the one its
+    ``metric_list`` names, else the metric's registered default (mcc -> matthews_corrcoef)."""
+    for entry in config.get("metric_list") or []:
+        if entry.get("metric") == metric_name and isinstance(entry.get("aggregation"), str):
+            return entry["aggregation"]
+    from lm_eval.api.registry import AGGREGATION_REGISTRY, get_metric_aggregation
+
+    fn = get_metric_aggregation(metric_name)
+    return next((name for name, f in dict(AGGREGATION_REGISTRY).items() if f is fn), "mean")
+
+
+def aggregate_function(name: str):
+    """lm-eval's aggregation function registered as ``name``."""
+    from lm_eval.api.registry import get_aggregation
+
+    fn = get_aggregation(name)
+    if fn is None:
+        raise ValueError(f"lm-eval has no aggregation named {name!r}")
+    return fn
+
+
+MEAN_AGGREGATIONS = ("mean", "nanmean")
+STDERR_BOOTSTRAP = 1000  # resamples for the standard error of a metric that is not a mean
+
+
+def cell_stderr(samples: list[dict], value: float, aggregation: str, seed: int) -> float | None:
+    """Standard error of a cell's value over its documents.
+
+    A mean metric: the standard error of the mean of the per-sample scores, computed here so it
+    never depends on lm-eval's bootstrap settings. Any other aggregate (f1, mcc): the standard
+    deviation of the aggregate over documents resampled with replacement (seeded).
+    """
+    n = len(samples)
+    if n < 2:
+        return None
+    if aggregation in MEAN_AGGREGATIONS:
+        scores = [smp["correct"] for smp in samples]
+        return math.sqrt(sum((x - value) ** 2 for x in scores) / (n - 1) / n)
+    from harness.stats import bootstrap_aggregate
+
+    boots = bootstrap_aggregate([smp["item"] for smp in samples], aggregate_function(aggregation),
+                                n_boot=STDERR_BOOTSTRAP, seed=seed)
+    return float(boots.std(ddof=1)) if len(boots) > 1 else None
+
+
+def cell_result(target: str, metric: str, config: dict, out: dict, seed: int) -> CellResult:
+    """The cell of ``target`` from ``simple_evaluate``'s output ``out``.
+
+    lm-eval logs one sample per document *per filter* (gsm8k: strict-match and flexible-extract),
+    so only the records of the metric's own filter (the part after the comma) are kept: the value,
+    stderr, ``n`` and every statistic downstream read one record per document.
+    """
+    name = config["task"]
+    metric_name, _, filter_name = metric.partition(",")
+    filter_name = filter_name or "none"
+    row = out["results"][name]
+    if metric not in row:
+        reported = sorted(k for k in row if "," in k and not k.split(",")[0].endswith("_stderr"))
+        raise ValueError(f"target {target!r}: lm-eval reported no {metric!r}; it reported {reported}. "
+                         "The task's metric() must name one of them (metric,filter)")
+    logged = out["samples"][name]
+    samples = [_sample_record(smp, metric_name) for smp in logged if smp.get("filter", "none") == filter_name]
+    value = float(row[metric])
+    aggregation = aggregation_of(out.get("configs", {}).get(name, config), metric_name)
+    return CellResult(value, cell_stderr(samples, value, aggregation, seed), metric, len(samples), samples,
+                      aggregation)
 
 
 CPU_BATCH_SIZE = 16
@@ -143,21 +228,8 @@ class Evaluator:
                 log_samples=True, cache_requests=False, bootstrap_iters=0, verbosity="ERROR",
                 random_seed=s.seed, numpy_random_seed=s.seed, torch_random_seed=s.seed,
                 fewshot_random_seed=s.seed, task_manager=self.task_manager)
-        results = {}
-        for target, config in configs.items():
-            name = config["task"]
-            metric = metrics[target]
-            row = out["results"][name]
-            base_metric = metric.split(",")[0]
-            samples = [_sample_record(smp, base_metric) for smp in out["samples"][name]]
-            value = float(row[metric])
-            # Mean metrics: the standard error of a mean of per-sample scores, computed here so it
-            # never depends on lm-eval's bootstrap settings.
-            n = len(samples)
-            scores = [smp["correct"] for smp in samples]
-            stderr = (math.sqrt(sum((x - value) ** 2 for x in scores) / (n - 1) / n) if n > 1 else None)
-            results[target] = CellResult(value, stderr, metric, n, samples)
-        return results
+        return {target: cell_result(target, metrics[target], config, out, s.seed)
+                for target, config in configs.items()}
 
 
 class VLLMEvaluator(Evaluator):

@@ -441,17 +441,35 @@ class FileTask(Task):
         """What a source trains on after the prompt (generation): the target column by default."""
         return str(row[self.target_column]).strip()
 
+    def written_rows(self, rows: list[dict]) -> list[dict]:
+        """Clean rows as written for lm-eval: columns kept (its templates read them), the rendered
+        ``prompt``, and for generation the gold answer as scored (``harness_answer``)."""
+        rows = [{**row, "prompt": self.render_prompt(row)} for row in rows]
+        if self.kind != "multiple_choice":
+            rows = [{**row, "harness_answer": self.answer_of(row)} for row in rows]
+        return rows
+
     def write_test_file(self, data_dir: Path, n: int) -> Path:
         """The ``n`` test rows of :meth:`clean_rows`, columns kept (lm-eval's template reads them)."""
-        rows = [{**row, "prompt": self.render_prompt(row)} for row in self.clean_rows("test", n)]
-        if self.kind != "multiple_choice":  # the gold answer as scored, next to the raw columns
-            rows = [{**row, "harness_answer": self.answer_of(row)} for row in rows]
-        return write_rows(rows, data_dir, self.name)
+        return write_rows(self.written_rows(self.clean_rows("test", n)), data_dir, self.name)
 
-    def lm_eval_config(self, data_dir: Path, n: int, alias: str | None = None) -> dict:
+    def fewshot_rows(self, n: int) -> list[dict] | None:
+        """Up to ``n`` clean training rows for few-shot examples; None when the task has no local
+        training file and its hub dataset cannot be read (a broken local file still stops)."""
+        try:
+            rows = self.clean_rows("train")
+        except DataError:
+            if self.data_file("train") is not None:
+                raise
+            return None
+        if len(rows) > n:
+            rows = self.clean_rows("train", n)
+        return self.written_rows(rows)
+
+    def lm_eval_config(self, data_dir: Path, n: int, alias: str | None = None, num_fewshot: int = 0) -> dict:
         base = self.base_config()
         if base is None:
-            config = super().lm_eval_config(data_dir, n, alias)
+            config = super().lm_eval_config(data_dir, n, alias, num_fewshot)
             # The written rows keep their columns: the gold is the (checked) label index, or the
             # answer extracted from the target column (answer_of), which is what exact match sees.
             gold = self.target_column if self.kind == "multiple_choice" else "harness_answer"
@@ -466,7 +484,20 @@ class FileTask(Task):
             # A Python prompt function: each written row carries its output as `prompt`, so the
             # config stays plain data (hashable into cache keys) and the prompt is unchanged.
             config["doc_to_text"] = "{{prompt}}"
-        return config
+        if (config.get("fewshot_config") or {}).get("samples"):
+            return config  # the config's own fixed shots (e.g. hand-written chains of thought): never test rows
+        return self.add_fewshot(config, data_dir, num_fewshot)
+
+    def metric(self) -> str:
+        """A reused lm-eval config's first metric and first filter (``none`` without filters);
+        the task's own metric otherwise."""
+        base = self.base_config()
+        if base is None:
+            return super().metric()
+        names = [m["metric"] for m in base.get("metric_list") or () if isinstance(m.get("metric"), str)]
+        default = "acc" if self.kind == "multiple_choice" else "exact_match"
+        filters = [f["name"] for f in base.get("filter_list") or () if f.get("name")]
+        return f"{names[0] if names else default},{filters[0] if filters else 'none'}"
 
     def fingerprint(self) -> str:
         """Options, the content of the data files and how rows are selected from them, so edited

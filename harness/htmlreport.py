@@ -114,6 +114,8 @@ def _components(results: dict, plots) -> str:
         n = dec.get("n_components", {})
         out.append(f"<h3>{esc(name)}: {esc(dec.get('normalisation', 'raw'))} transfer, {len(dec['labels'])} "
                    f"component(s) by {esc(n.get('method', 'the decomposer'))}</h3>")
+        if n.get("note"):
+            out.append(f'<p class="warn">{esc(n["note"])}</p>')
         if n.get("retained_by_test") == 0:
             out.append('<p class="warn">Parallel analysis: no component beats chance; one is shown anyway.</p>')
         rows = []

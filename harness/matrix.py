@@ -16,7 +16,7 @@ class Matrix:
     sources: list[str]
     targets: list[str]
     metrics: dict[str, str]  # target -> lm-eval metric key
-    base: dict[str, dict | None]  # target -> {"value", "stderr"}; None where scoring failed
+    base: dict[str, dict | None]  # target -> {"value", "stderr", "n", "aggregation"}; None where scoring failed
     scores: dict[str, dict[str, dict | None]]  # source -> target -> {"value", "stderr"}
     transfer: dict[str, dict[str, float | None]]  # source -> target -> adapter - base
 
@@ -45,8 +45,8 @@ def assemble(plan: Plan, cache: Cache) -> Matrix:
     cells: dict[tuple[str, str], dict | None] = {}
     for cell in plan.cells:
         data = read_cell(cache, cell.key)
-        cells[cell.model, cell.target] = ({"value": data["value"], "stderr": data["stderr"]}
-                                          if data else None)
+        cells[cell.model, cell.target] = ({"value": data["value"], "stderr": data["stderr"], "n": data.get("n"),
+                                           "aggregation": data.get("aggregation", "mean")} if data else None)
     base = {t: cells[BASE, t] for t in targets}
     scores = {s: {t: cells[s, t] for t in targets} for s in sources}
     # Rounded: 0.9 - 0.5 should read 0.4 in matrix.csv, not 0.40000000000000002.

@@ -28,6 +28,11 @@ class Outcomes:
     values: dict[str, np.ndarray] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     not_mean: dict[str, str] = field(default_factory=dict)
+    # Targets whose metric is an aggregate of per-document items (lm-eval's f1 or mcc over
+    # (gold, prediction) pairs): the items of every model on the same documents, and the
+    # aggregation's name, for a paired bootstrap of the aggregate itself.
+    items: dict[str, list[list]] = field(default_factory=dict)
+    aggregations: dict[str, str] = field(default_factory=dict)
 
     @property
     def targets(self) -> list[str]:
@@ -66,6 +71,16 @@ def collect(samples: dict[str, dict[str, list[dict]]], sources: list[str], targe
             out.skipped[target] = "the models were scored on no common documents"
             continue
         y = np.array([[d[doc] for doc in docs] for d in by_doc], dtype=float)
+        aggregation = next((c.get("aggregation") for c in ((cells or {}).get(m, {}).get(target) for m in models)
+                            if c and c.get("aggregation")), "mean")
+        if aggregation not in ("mean", "nanmean"):
+            out.not_mean[target] = f"its metric is lm-eval's {aggregation} of the documents, not a mean of them"
+            if all("item" in rec for log in logs for rec in log):
+                items = [{rec["doc_id"]: rec["item"] for rec in log} for log in logs]
+                out.items[target] = [[d[doc] for doc in docs] for d in items]
+                out.aggregations[target] = aggregation
+            out.values[target] = y
+            continue
         for model, d in zip(models, by_doc):
             cell = (cells or {}).get(model, {}).get(target)
             mean = float(np.mean(list(d.values())))  # over the model's own log, as lm-eval averaged it

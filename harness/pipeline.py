@@ -153,6 +153,10 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
                           "adapters": {a.source: a.key for a in plan.adapters},
                           "cells": {f"{c.model}/{c.target}": c.key for c in plan.cells}},
         "seconds": timer.seconds,
+        # Where each target's few-shot examples came from: its training rows ("train") or its test
+        # split with the scored document left out ("test"); empty at 0 shots.
+        "fewshot": ({t: c.get("fewshot_split") for t, c in plan.target_configs.items()}
+                    if registry.evaluation.num_fewshot else {}),
         "cache_dir": str(cache.root),
         "executor": executor.describe(),
         "reused": reused,
@@ -400,7 +404,7 @@ def _store_cell(cache: Cache, cell, result, seconds: float) -> None:
     with cache.entry("cells", cell.key) as tmp:
         write_json_atomic(tmp / "cell.json", {"model": cell.model, "target": cell.target, "value": result.value,
                                               "stderr": result.stderr, "metric": result.metric, "n": result.n,
-                                              "seconds": round(seconds, 3)})
+                                              "aggregation": result.aggregation, "seconds": round(seconds, 3)})
         with open(tmp / "samples.jsonl", "w") as fh:
             for sample in result.samples:
                 fh.write(json.dumps(sample) + "\n")

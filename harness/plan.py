@@ -18,8 +18,13 @@ from harness.tasks import Task
 
 BASE = "base"  # the model key of the base model in cells
 # Part of every adapter's key: bump it when a change in harness/finetune.py changes what training
-# produces (2: length-grouped batches), so no adapter trained the old way is reused.
-TRAINING_VERSION = 2
+# produces (2: length-grouped batches; 3: BOS as the scorer adds it, EOS after generation
+# completions, prompt-only truncation), so no adapter trained the old way is reused.
+TRAINING_VERSION = 3
+# Part of every cell's key, likewise for the scoring code (harness/evaluate.py, the configs tasks
+# write): 2: one record per document (the metric's own filter only), few-shot examples never from
+# the scored rows, any lm-eval aggregation; so no cell scored the old way is reused.
+EVALUATION_VERSION = 2
 
 
 def library_versions() -> dict[str, str]:
@@ -110,7 +115,8 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
                 # A dry run never waits on the network: say what a real run would fetch.
                 raise DataError(f"would read the hub dataset {task.hub_dataset} "
                                 f"({task.hub_splits.get('test', 'test')} split); no local data_files.test")
-            plan.target_configs[use.key] = task.lm_eval_config(data_dir, use.limit, alias=use.key)
+            plan.target_configs[use.key] = task.lm_eval_config(data_dir, use.limit, alias=use.key,
+                                                             num_fewshot=registry.evaluation.num_fewshot)
         except DataError as exc:
             if not dry_run:
                 raise
@@ -123,6 +129,7 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
         for target, config in plan.target_configs.items():
             key = stable_hash({"model": model.key, "adapter": adapter_key, "target": _config_for_key(config),
                                "metric": plan.tasks[target].metric(), "evaluation": evaluation,
-                               "compute": compute, "lm_eval": versions["lm_eval"]})
+                               "compute": compute, "lm_eval": versions["lm_eval"],
+                               "scorer": EVALUATION_VERSION})
             plan.cells.append(CellJob(model_name, target, key, cache.has("cells", key)))
     return plan

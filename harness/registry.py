@@ -241,11 +241,13 @@ class DecomposerUse(PluginUse):
                            "(Taskonomy-style: pairwise win rates from per-sample outcomes, AHP priorities, log "
                            "ratio against the base model).")
     n_components: int | float | Literal["parallel"] | None = Field(
-        None, description="Components kept: an integer; a float in (0, 1) keeps the fewest components whose "
-                          "explained variance reaches it; 'parallel' uses Horn's parallel analysis; empty lets "
-                          "the decomposer choose (at most n_sources - 1).")
+        "parallel", description="Components kept: 'parallel' (the default) keeps those that beat Horn's "
+                                "parallel analysis; an integer, capped (with a note in the results) at what the "
+                                "matrix supports, min(n_sources - 1, n_targets) for a decomposer that centres it; a "
+                                "float in (0, 1) keeps the fewest components whose explained variance reaches it; "
+                                "null lets the decomposer choose (every component, min(n_sources - 1, n_targets)).")
     names: dict[str, str] = Field(default_factory=dict, description="Component names that override the "
-                                  "automatic ones, e.g. {C1: arithmetic}.")
+                                  "automatic ones, e.g. {C1: arithmetic}; unique, and automatic names avoid them.")
     alias: str | None = Field(None, pattern=SAFE_NAME, description="Key of this decomposition in results, "
                               "when one decomposer is used twice (e.g. PCA on raw and on z-scored transfer).")
 
@@ -272,6 +274,14 @@ class DecomposerUse(PluginUse):
         for key in self.names:
             if not re.fullmatch(r"C[1-9][0-9]*", key):
                 raise ValueError(f"names keys are component ids C1, C2, ...; got {key!r}")
+        # A name keys its component's rows in reports and plots; automatic names avoid the given
+        # ones, but two given ones the same cannot be told apart (nor which one the user meant).
+        first: dict[str, str] = {}
+        for key, name in self.names.items():
+            if name in first:
+                raise ValueError(f"names gives {first[name]} and {key} the same name {name!r}; names must be "
+                                 "unique within a decomposition (rename one, or leave it out for an automatic name)")
+            first[name] = key
         return self
 
 

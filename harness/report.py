@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 from rich.console import Console
@@ -139,6 +140,13 @@ def _signed(value) -> str:
     return "n/a" if value is None else f"{value:+.3f}"
 
 
+def _difference_stderr(score: dict | None, base: dict | None) -> float | None:
+    """Standard error of adapter - base from the two cells' stderrs, as if independent (a missing
+    stderr counts as 0); None when neither cell has one."""
+    parts = [cell["stderr"] for cell in (score, base) if cell and cell.get("stderr") is not None]
+    return math.hypot(*parts) if parts else None
+
+
 def markdown(results: dict) -> str:
     targets, sources = results["targets"], results["sources"]
     out = [f"# Transfer report: {md_escape(results['experiment'])}", "",
@@ -153,18 +161,20 @@ def markdown(results: dict) -> str:
     out += ["", "## Transfer (adapter − base)", "",
             ("Marked `*` where the paired test of adapter against base on the same documents (McNemar, or a "
              "paired bootstrap) is significant after Benjamini-Hochberg correction over the matrix."
-             if tests else "Marked `*` where |change| exceeds twice the adapter cell's standard error."), "",
+             if tests else "Marked `*` where |change| exceeds twice its standard error, √(adapter stderr² + base "
+                           "stderr²) (no paired test was run; ignoring the pairing makes this conservative)."), "",
             "| source | " + " | ".join(md_escape(t) for t in targets) + " |",
             "|---|" + "---|" * len(targets)]
     for s in sources:
         cells = []
         for t in targets:
-            delta, score = results["transfer"][s][t], results["scores"][s][t]
+            delta = results["transfer"][s][t]
             test = tests.get(s, {}).get(t)
             if tests:
                 mark = "*" if test and test["significant"] else ""
             else:
-                mark = "*" if delta is not None and score and score["stderr"] and abs(delta) > 2 * score["stderr"] else ""
+                se = _difference_stderr(results["scores"][s][t], results["base"][t])
+                mark = "*" if delta is not None and se and abs(delta) > 2 * se else ""
             cells.append(_signed(delta) + mark)
         out.append(f"| {md_escape(s)} | " + " | ".join(cells) + " |")
     out += _markdown_analysis(results)
@@ -192,7 +202,8 @@ def _markdown_analysis(results: dict) -> list[str]:
         boot, loso = stab.get("bootstrap") or {}, stab.get("leave_one_source_out") or {}
         out += ["", f"## Latent abilities ({md_escape(name)})", "",
                 f"{len(comps)} component(s) of the {md_escape(dec.get('normalisation', 'raw'))} matrix; "
-                f"chosen by {md_escape(n.get('method', 'the decomposer'))}.", "",
+                f"chosen by {md_escape(n.get('method', 'the decomposer'))}"
+                + (f" ({md_escape(n['note'])})" if n.get("note") else "") + ".", "",
                 "| component | name | explained variance | stability | bootstrap congruence (median) | "
                 "leave-one-source-out congruence (min) |", "|---|---|---|---|---|---|"]
         for c, ratio in zip(comps, dec["explained_variance_ratio"]):

@@ -236,6 +236,49 @@ def paired_bootstrap(a, b, n_boot: int = 2000, seed: int = 0, confidence: float 
             "n": len(d), "n_boot": int(n_boot)}
 
 
+def bootstrap_aggregate(items: list, aggregate, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """``aggregate`` (a function of a list of per-document items, e.g. lm-eval's f1 over
+    (gold, prediction) pairs) on ``n_boot`` resamples of ``items`` with replacement. Shape (n_boot,)."""
+    rng = np.random.default_rng(seed)
+    n = len(items)
+    return np.array([aggregate([items[i] for i in rng.integers(0, n, n)]) for _ in range(n_boot)], dtype=float)
+
+
+def paired_bootstrap_aggregate(items_a: list, items_b: list, aggregate, n_boot: int = 2000, seed: int = 0,
+                               confidence: float = 0.95) -> dict:
+    """Paired bootstrap of ``aggregate(items_b) - aggregate(items_a)`` for a metric that is not a
+    mean of per-document scores (F1, MCC): the same documents are resampled for both systems.
+
+    CI: percentile interval of the resampled differences; p: the centred ("shift") bootstrap as in
+    :func:`paired_bootstrap`. Resamples where the aggregate is undefined (NaN) are left out.
+
+    Returns
+    -------
+    dict with ``method`` ("paired_bootstrap_aggregate"), ``delta``, ``ci``, ``p``, ``n`` and ``n_boot``.
+    """
+    if len(items_a) != len(items_b):
+        raise ValueError(f"paired items need equal lengths, got {len(items_a)} and {len(items_b)}")
+    if not items_a:
+        raise ValueError("paired items are empty")
+    delta = float(aggregate(items_b) - aggregate(items_a))
+    rng = np.random.default_rng(seed)
+    n = len(items_a)
+    diffs = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        diffs.append(aggregate([items_b[i] for i in idx]) - aggregate([items_a[i] for i in idx]))
+    diffs = np.asarray(diffs, dtype=float)
+    diffs = diffs[np.isfinite(diffs)]
+    if not len(diffs) or not math.isfinite(delta):
+        return {"method": "paired_bootstrap_aggregate", "delta": delta, "ci": [None, None], "p": None,
+                "n": n, "n_boot": int(n_boot)}
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(diffs, [tail, 1.0 - tail])
+    extreme = int((np.abs(diffs - delta) >= abs(delta) - _TIE).sum())
+    return {"method": "paired_bootstrap_aggregate", "delta": delta, "ci": [float(lo), float(hi)],
+            "p": (1.0 + extreme) / (1.0 + len(diffs)), "n": n, "n_boot": int(n_boot)}
+
+
 def paired_test(a, b, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> dict:
     """Compare two systems scored on the same items: ``a`` and ``b`` of shape (n,), b minus a.
 

@@ -27,6 +27,8 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Split = Literal["train", "test"]
+# Training rows written for lm-eval to draw few-shot examples from (it samples k + 1 of them).
+FEWSHOT_POOL = 100
 
 
 @dataclass(frozen=True)
@@ -84,12 +86,41 @@ class Task:
 
     def write_test_file(self, data_dir: Path, n: int) -> Path:
         """Write the first ``n`` test examples as JSON lines; the file name carries their hash."""
-        rows = [{"prompt": ex.prompt, "label": ex.label, "answer": ex.answer}
-                for ex in self.examples("test", n)]
+        rows = [self.row_of(ex) for ex in self.examples("test", n)]
         return write_rows(rows, data_dir, self.name)
 
-    def lm_eval_config(self, data_dir: Path, n: int, alias: str | None = None) -> dict:
-        """An inline lm-eval task config over ``n`` test examples written under ``data_dir``."""
+    def fewshot_rows(self, n: int) -> list[dict] | None:
+        """Up to ``n`` training rows to draw few-shot examples from, written like the test rows;
+        None when the task has no training rows."""
+        return [self.row_of(ex) for ex in self.examples("train", n)]
+
+    @staticmethod
+    def row_of(ex: Example) -> dict:
+        """The JSON row a generated example is written as (what the inline config's templates read)."""
+        return {"prompt": ex.prompt, "label": ex.label, "answer": ex.answer}
+
+    def add_fewshot(self, config: dict, data_dir: Path, num_fewshot: int) -> dict:
+        """Point ``config``'s few-shot examples away from the scored rows (lm-eval otherwise draws
+        them from the test split, the current document included).
+
+        Training rows are written beside the test file and named as ``fewshot_split``; a task
+        without training rows draws from the test split with ``fewshot_split: test``, which makes
+        lm-eval leave the current document out. ``config["fewshot_split"]`` records which.
+        """
+        if num_fewshot <= 0:
+            return config
+        rows = self.fewshot_rows(max(FEWSHOT_POOL, num_fewshot + 1))
+        if rows and len(rows) > num_fewshot:
+            files = config["dataset_kwargs"]["data_files"]
+            files["train"] = str(write_rows(rows, data_dir, f"{self.name}-shots"))
+            config["fewshot_split"] = "train"
+        else:
+            config["fewshot_split"] = config.get("test_split", "test")
+        return config
+
+    def lm_eval_config(self, data_dir: Path, n: int, alias: str | None = None, num_fewshot: int = 0) -> dict:
+        """An inline lm-eval task config over ``n`` test examples written under ``data_dir``;
+        with ``num_fewshot`` > 0, few-shot examples come from training rows (:meth:`add_fewshot`)."""
         config = {
             "task": alias or self.name,
             "dataset_path": "json",
@@ -116,12 +147,12 @@ class Task:
                 "metric_list": [{"metric": "exact_match", "aggregation": "mean",
                                  "higher_is_better": True}],
             })
-        return config
+        return self.add_fewshot(config, data_dir, num_fewshot)
 
-    @classmethod
-    def metric(cls) -> str:
-        """The metric key lm-eval reports for this task (``metric,filter``)."""
-        return "acc,none" if cls.kind == "multiple_choice" else "exact_match,extract"
+    def metric(self) -> str:
+        """The metric key lm-eval reports for this task (``metric,filter``); the cell's value is
+        that entry of lm-eval's results, its per-sample records those of that filter."""
+        return "acc,none" if self.kind == "multiple_choice" else "exact_match,extract"
 
 
 def write_rows(rows: list[dict], data_dir: Path, stem: str) -> Path:

@@ -86,8 +86,51 @@ def test_variance_threshold_and_fixed():
     cumulative = np.array(scree["cumulative"])
     assert cumulative[k - 1] >= 0.9 and (k == 1 or cumulative[k - 2] < 0.9)
     assert dimensionality.choose(2, X)[0] == 2 and dimensionality.choose(None, X)[0] is None
-    with pytest.raises(ValueError, match="exceeds what a 40 x 12 matrix allows"):
-        dimensionality.choose(13, X)
+    assert "note" not in dimensionality.choose(2, X)[1]
+    k, scree = dimensionality.choose(13, X)
+    assert k == 12 and scree["note"] == "n_components=13 capped at 12: a 40 x 12 matrix has rank at most 12"
+
+
+def _decompose(name, n_components, X, **use):
+    from harness.decompose import decompose
+    from harness.plugins import catalog
+    from harness.registry import AnalysisSettings, DecomposerUse
+
+    sources, targets = [f"s{i}" for i in range(len(X))], [f"t{j}" for j in range(X.shape[1])]
+    use = DecomposerUse(name=name, **({} if n_components == "default" else {"n_components": n_components}), **use)
+    return decompose(use, catalog().get("decomposer", name).obj, sources, targets, X, None, None, {},
+                     AnalysisSettings(bootstrap=0))
+
+
+@pytest.mark.parametrize("name", ["pca", "factor_analysis", "ica"])
+def test_as_many_components_as_sources_are_capped_at_the_centred_rank(name):
+    """Six sources span five centred directions: a sixth component would explain exactly nothing,
+    yet be named and correlated with traits. The count is capped, and the result says so."""
+    X, _, _ = planted(n=6, p=8, k=2, noise=0.2, seed=3)
+    dec = _decompose(name, 6, X)
+    assert dec["n_components"]["k"] == len(dec["labels"]) == len(dec["explained_variance_ratio"]) == 5
+    assert dec["n_components"]["note"] == ("n_components=6 capped at 5: a centred 6 x 8 matrix has at most "
+                                           "min(n_sources - 1, n_targets) = 5 components with non-zero variance")
+    assert min(dec["explained_variance_ratio"]) > 1e-6
+
+
+def test_nmf_does_not_centre_so_it_may_keep_one_part_per_source():
+    X, _, _ = planted(n=6, p=8, k=2, noise=0.2, seed=3)
+    dec = _decompose("nmf", 6, X)
+    assert dec["n_components"]["k"] == 6 and "note" not in dec["n_components"]
+    assert _decompose("nmf", 9, X)["n_components"]["note"].startswith("n_components=9 capped at 6: a 6 x 8 matrix")
+
+
+def test_default_count_is_parallel_analysis_with_the_scree():
+    """Left unset, a decomposition keeps what beats Horn's parallel analysis, not every centred
+    direction (which always lets some noise component correlate with a trait)."""
+    X, _, _ = planted(n=12, p=8, k=2, noise=0.1, seed=5)
+    dec = _decompose("pca", "default", X)
+    n = dec["n_components"]
+    assert n["method"].startswith("parallel analysis") and n["requested"] == "parallel"
+    assert n["k"] == n["retained_by_test"] == 2 and len(n["eigenvalues"]) == 8
+    # An explicit null still asks for the decomposer's own default: every centred direction.
+    assert _decompose("pca", None, X)["n_components"]["k"] == 8
 
 
 @pytest.mark.parametrize("k", [2, 3, 4])

@@ -96,7 +96,7 @@ class ClipsNComponents(PCA):
 
     def fit(self, X, y=None):
         X = np.asarray(X, dtype=float)
-        est = PCA(min(self.n_components or X.shape[0] - 1, *X.shape)).fit(X)
+        est = PCA(min(self.n_components or X.shape[0] - 1, X.shape[0] - 1, X.shape[1])).fit(X)
         self.__dict__.update({k: v for k, v in vars(est).items() if k.endswith("_")})
         return self
 

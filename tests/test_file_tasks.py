@@ -312,7 +312,7 @@ def test_gsm8k_answer_extraction(tmp_path):
     assert [e.answer for e in examples] == ["7", "1000", "-3"]
     assert examples[0].prompt == "Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer:"
     assert examples[0].completion == " Tom has 3 + 4 = <<3+4=7>>7 apples.\n#### 7\n"  # the whole rationale
-    assert task.metric() == GSM8K.metric() == "exact_match,flexible-extract"
+    assert task.metric() == "exact_match,flexible-extract"
     config = task.lm_eval_config(tmp_path / "cache", 3)
     assert "flexible-extract" in [f["name"] for f in config["filter_list"]]
     assert config["doc_to_target"] == "{{answer}}" and config["output_type"] == "generate_until"

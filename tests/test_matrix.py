@@ -26,7 +26,7 @@ def test_assemble_reads_cells_and_subtracts_the_base(tmp_path):
                               {"value": values[model, target], "stderr": 0.05, "metric": "acc,none", "n": 100})
     mat = assemble(plan, cache)
     assert mat.sources == ["s1", "s2"] and mat.targets == ["sentiment", "nli"]
-    assert mat.base["nli"] == {"value": 0.3, "stderr": 0.05}
+    assert mat.base["nli"] == {"value": 0.3, "stderr": 0.05, "n": 100, "aggregation": "mean"}
     assert mat.transfer["s1"]["sentiment"] == 0.4  # rounded: no 0.40000000000000002 in matrix.csv
     assert mat.transfer["s1"]["nli"] == -0.05
     assert mat.scores["s2"]["nli"] is None and mat.transfer["s2"]["nli"] is None

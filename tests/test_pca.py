@@ -15,16 +15,21 @@ from harness_plugins.decomposers.pca import PCA
 def test_pca_equals_scikit_learn(shape):
     rng = np.random.default_rng(sum(shape))
     X = rng.normal(size=shape)
-    k = min(shape)
+    k = min(shape[0] - 1, shape[1])  # every component a centred matrix has
     ours = PCA(n_components=k).fit(X)
-    theirs = SkPCA(svd_solver="full").fit(X)
-    np.testing.assert_allclose(ours.explained_variance_ratio_, theirs.explained_variance_ratio_[:k], atol=1e-10)
-    np.testing.assert_allclose(ours.explained_variance_, theirs.explained_variance_[:k], atol=1e-10)
-    # Same sign convention as scikit-learn (largest |loading| positive); the last component of a
-    # centred matrix with n <= p has zero variance and an arbitrary direction, so compare the rest.
-    informative = theirs.explained_variance_ > 1e-12
-    np.testing.assert_allclose(ours.components_[informative], theirs.components_[informative], atol=1e-8)
-    np.testing.assert_allclose(ours.transform(X)[:, informative], theirs.transform(X)[:, informative], atol=1e-8)
+    theirs = SkPCA(n_components=k, svd_solver="full").fit(X)
+    np.testing.assert_allclose(ours.explained_variance_ratio_, theirs.explained_variance_ratio_, atol=1e-10)
+    np.testing.assert_allclose(ours.explained_variance_, theirs.explained_variance_, atol=1e-10)
+    # Same sign convention as scikit-learn (largest |loading| positive).
+    np.testing.assert_allclose(ours.components_, theirs.components_, atol=1e-8)
+    np.testing.assert_allclose(ours.transform(X), theirs.transform(X), atol=1e-8)
+
+
+def test_no_component_beyond_the_centred_rank():
+    """scikit-learn would fit a 4th component to 4 sources: zero variance, an arbitrary direction."""
+    X = np.random.default_rng(3).normal(size=(4, 6))
+    with pytest.raises(ValueError, match=r"n_components=4 exceeds min\(n_sources - 1, n_targets\)=3"):
+        PCA(n_components=4).fit(X)
 
 
 def test_ratios_lie_in_unit_interval_descend_and_sum_at_most_one():
@@ -72,6 +77,28 @@ def test_components_are_named_from_the_abilities_of_their_top_targets():
     # Targets without tags stand for themselves (a matrix from elsewhere has no ability tags).
     assert name_components(components, targets, {})[0] == {"C1": "arith+words", "C2": "sent+nli"}
     assert component_ids(3) == ["C1", "C2", "C3"]
+
+
+def test_component_names_are_unique_within_a_decomposition():
+    """Three components that all rest on arithmetic and reasoning targets were all called
+    "arithmetic+reasoning". A later one adds its next-strongest tag, else a number."""
+    targets = ["add", "words", "order", "sent", "nli"]
+    abilities = {"add": ("arithmetic",), "words": ("arithmetic", "reasoning"), "order": ("reasoning",),
+                 "sent": ("sentiment",), "nli": ("nlu",)}
+    components = np.array([[0.7, 0.6, 0.5, 0.1, 0.0],     # arithmetic 1.3, reasoning 1.1
+                           [0.6, -0.7, 0.5, 0.35, 0.0],   # the same two, then sentiment 0.35
+                           [-0.6, 0.6, 0.6, 0.0, 0.1],    # the same two and nothing else
+                           [0.1, 0.0, 0.0, 0.0, 0.9]])
+    names, evidence = name_components(components, targets, abilities)
+    assert names == {"C1": "arithmetic+reasoning", "C2": "arithmetic+reasoning+sentiment",
+                     "C3": "arithmetic+reasoning (2)", "C4": "nlu"}
+    assert [e["target"] for e in evidence["C2"]] == ["words", "add", "order", "sent"]
+    assert [e["target"] for e in evidence["C3"]] == ["add", "words", "order"]
+    # A name the user fixed is kept, and the automatic names step around it.
+    names, again = name_components(components, targets, abilities, given={"C3": "arithmetic+reasoning"})
+    assert names == {"C1": "arithmetic+reasoning (2)", "C2": "arithmetic+reasoning+sentiment",
+                     "C3": "arithmetic+reasoning", "C4": "nlu"}
+    assert again == evidence
 
 
 def test_holes_cost_the_most_incomplete_row_or_column_only():

@@ -107,6 +107,7 @@ def test_unknown_decomposer_and_bad_parameters():
     ("{name: pca, n_components: several}", "parallel"),
     ("{name: pca, params: {n_components: 2}}", "not in params"),
     ("{name: pca, names: {first: x}}", "component ids C1"),
+    ("{name: pca, names: {C1: maths, C3: maths}}", "names gives C1 and C3 the same name 'maths'"),
     ("{name: pca, normalisation: log}", "'raw', 'relative', 'zscore' or 'ordinal'"),
     ("pca, pca", "listed twice; give one an `alias`"),
 ])

@@ -130,6 +130,35 @@ def test_hostile_names_are_escaped_in_html_and_markdown(tmp_path):
     assert "script" not in parser.stack and parser.errors == []
 
 
+def _transfer_row(md: str, source: str) -> list[str]:
+    line = next(line for line in md.splitlines() if line.startswith(f"| {source} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+
+
+def test_markdown_star_without_cell_tests_uses_the_stderr_of_the_difference():
+    """Without paired tests a cell is starred when |adapter - base| exceeds twice the standard
+    error of the difference, sqrt(0.03^2 + 0.04^2) = 0.05, not twice the adapter's 0.03 alone."""
+    targets = ["a", "b", "c"]
+    base = {"a": 0.50, "b": 0.50, "c": 0.50}
+    adapter = {"a": 0.57, "b": 0.62, "c": 0.43}  # deltas +0.07 (within 0.10), +0.12 and -0.07
+    results = {
+        "experiment": "stars", "base_model": {"name": "tiny"}, "sources": ["src"], "targets": targets,
+        "metrics": {t: "acc,none" for t in targets},
+        "base": {t: {"value": base[t], "stderr": 0.04} for t in targets},
+        "scores": {"src": {t: {"value": adapter[t], "stderr": 0.03} for t in targets}},
+        "transfer": {"src": {t: adapter[t] - base[t] for t in targets}},
+        "decompositions": {}, "traits": {}, "failures": [],
+    }
+    md = markdown(results)
+    assert _transfer_row(md, "src") == ["+0.070", "+0.120*", "-0.070"]
+    assert "√(adapter stderr² + base stderr²)" in md
+    results["base"]["c"]["stderr"] = None  # a missing base stderr leaves the adapter's alone
+    assert _transfer_row(markdown(results), "src")[2] == "-0.070*"
+    # With paired cell tests the star is theirs, whatever the stderrs say.
+    results["cell_tests"] = {"src": {"a": {"significant": True}, "b": {"significant": False}}}
+    assert _transfer_row(markdown(results), "src") == ["+0.070*", "+0.120", "-0.070"]
+
+
 def test_renders_in_headless_chromium_where_installed(written, tmp_path):
     browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome")
                     if shutil.which(b)), None)

@@ -69,6 +69,7 @@ class NMF(Decomposer):
 
     name = "nmf"
     description = "Non-negative matrix factorisation (scikit-learn), with negative transfer split into gains and losses."
+    centred = False  # factors X itself, so up to min(n_sources, n_targets) parts
 
     def __init__(self, n_components: int | None = None, negative: str = "split", max_iter: int = 2000,
                  random_state=0):
@@ -105,7 +106,7 @@ class NMF(Decomposer):
 
         X = as_matrix(X)
         n, p = X.shape
-        k = components_to_keep(self.n_components, n, p, centred_rank=False)
+        k = components_to_keep(self.n_components, n, p, centred_rank=self.centred)
         self.shift_ = float(min(X.min(), 0.0)) if self.negative == "shift" else 0.0
         X_fit = self._prepare(X)
         model = SkNMF(n_components=k, init="nndsvda", max_iter=self.max_iter, random_state=self.random_state)

@@ -15,7 +15,8 @@ class PCA(Decomposer):
     ----------
     n_components : int or None, default None
         Components kept; None keeps min(n_sources - 1, n_targets), the most a centred matrix can
-        have with non-zero variance (a further one would be an arbitrary direction named as if real).
+        have with non-zero variance. More raise ValueError: a further component would explain
+        nothing and be an arbitrary direction named (and correlated with traits) as if real.
 
     Attributes
     ----------
@@ -42,7 +43,7 @@ class PCA(Decomposer):
         """Fit to ``X`` of shape (n_sources, n_targets). Returns ``self``."""
         X = as_matrix(X)
         n, p = X.shape
-        k = components_to_keep(self.n_components, n, p, centred_rank=False)
+        k = components_to_keep(self.n_components, n, p)
         self.mean_ = X.mean(axis=0)
         U, S, Vt = np.linalg.svd(X - self.mean_, full_matrices=False)
         # Deterministic signs: make each component's largest-magnitude loading positive.

@@ -50,8 +50,7 @@ class GSM8K(FileTask):
     def completion_of(self, row: dict) -> str:
         return str(row[self.target_column]).strip()  # the full rationale, '#### <number>' included
 
-    @classmethod
-    def metric(cls) -> str:
+    def metric(self) -> str:
         return "exact_match,flexible-extract"
 
 
