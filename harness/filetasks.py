@@ -6,23 +6,30 @@ config for the task, that config is reused with only its data source replaced, s
 is the score lm-eval itself would give on the same rows. Every row is checked: a missing or empty
 field, or a label outside the label set, stops with the file, row and column, unless
 ``skip_bad_rows`` is set, in which case the skipped rows are counted and reported.
+
+The ``n`` rows a split gives are a seeded sample of its usable rows (``options.seed``), stratified
+by label for classification, never simply the first ``n``: hub splits and exported files are
+often sorted by label. Where train and test would read the same rows (one file for both, or a
+hub dataset with a single split), each takes its own slice by a hash of the row's prompt columns.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import json
 import math
 import os
 import stat
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from harness.tasks import Example, Split, Task, TaskOptions, write_rows
+from harness.tasks import Example, Split, Task, TaskOptions, content_share, write_rows
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 DEFAULT_MAX_FILE_MB = 1024.0
@@ -186,6 +193,40 @@ def render_template(template: str, row: dict, what: str) -> str:
                         f"{exc}") from None
 
 
+def largest_remainder(counts: list[int], k: int) -> list[int]:
+    """``k`` seats divided among classes of ``counts`` rows by their shares (Hamilton's method):
+    each its whole quota, the seats left to the largest remainders (ties to the lower class)."""
+    total = sum(counts)
+    seats = [c * k // total for c in counts]  # integers: exact, no float ties
+    by_remainder = sorted(range(len(counts)), key=lambda c: (-(counts[c] * k % total), c))
+    for c in by_remainder[:k - sum(seats)]:
+        seats[c] += 1
+    return seats
+
+
+def stratified_sequence(counts: list[int], n: int) -> list[int]:
+    """The class of each of the first ``n`` rows of a stratified order over classes of ``counts``.
+
+    After every ``k`` rows the classes hold their largest-remainder allocation of ``k``, so a
+    sample of any size has the split's class shares as nearly as whole rows allow, and a larger
+    sample extends a smaller one. Where that allocation would take a row back from a class as ``k``
+    grows (the Alabama paradox; three or more classes, rare), the next row goes instead to the
+    class furthest below its exact share.
+    """
+    total = sum(counts)
+    taken = [0] * len(counts)
+    sequence = []
+    for k in range(1, n + 1):
+        target = largest_remainder(counts, k)
+        if all(t >= have for t, have in zip(target, taken)):
+            c = next(c for c, (t, have) in enumerate(zip(target, taken)) if t > have)
+        else:
+            c = max(range(len(counts)), key=lambda c: (counts[c] * k - taken[c] * total, -c))
+        taken[c] += 1
+        sequence.append(c)
+    return sequence
+
+
 class FileTask(Task):
     """Base of tasks whose rows come from local files.
 
@@ -202,6 +243,12 @@ class FileTask(Task):
     label_values: ClassVar[tuple] = ()  # raw values in the file, in the order of ``labels``
     template: ClassVar[str] = ""
     lm_eval_yaml: ClassVar[str | None] = None
+    # Where train and test read the same rows (shares_rows), the share held out for test.
+    test_share: ClassVar[float] = 0.3
+    # Which rows a split gives (reading, checking, hold-out, sampling) enters the fingerprint, so
+    # adapters and cells cached for another selection are not reused: bump it when that changes.
+    # 1: the first n rows; 2: a seeded, stratified sample, and a held-out slice of shared rows.
+    selection_version: ClassVar[int] = 2
     Options = FileTaskOptions
 
     # --- the prompt format: lm-eval's when reused, else the task's own ------------------------
@@ -228,9 +275,38 @@ class FileTask(Task):
 
     # --- rows ---------------------------------------------------------------------------------
     def data_file(self, split: Split) -> Path | None:
-        """The local file of ``split``, or None when the task should read its hub dataset."""
-        path = self.options.data_files.get(split)
-        return Path(path).expanduser().resolve() if path else None
+        """The local file of ``split``, or None when the task should read its hub dataset.
+
+        A split without a file of its own reads the other split's file when the hub has one split
+        for both (goat and code read the hub's ``train`` as test too): a local copy of that split
+        then serves both, each taking its own slice of it (:meth:`shares_rows`).
+        """
+        source = self._source(split)
+        return source if isinstance(source, Path) else None
+
+    def _source(self, split: Split) -> Path | str:
+        """What ``split`` reads: a resolved local file, or else the name of its hub split."""
+        files, hub_split = self.options.data_files, self.hub_splits.get(split, split)
+        twin = next((s for s in files if s != split and self.hub_splits.get(s, s) == hub_split), None)
+        path = files.get(split) or (files[twin] if twin else None)
+        return Path(path).expanduser().resolve() if path else hub_split
+
+    def shares_rows(self) -> bool:
+        """Whether train and test read the same rows: the same file, or the same hub split. Their
+        rows are then divided by :meth:`split_of`, so a task never scores on what it trained on."""
+        return self._source("train") == self._source("test")
+
+    def split_of(self, row: dict) -> Split:
+        """The split a row of shared rows belongs to: ``test`` for a ``test_share`` of them, by a
+        hash of :meth:`split_key`. Fixed by the row alone (not by ``options.seed``), so the same
+        whatever ``n``, seed or file order, and the same in a source and a target entry that read
+        the same file with other seeds."""
+        return "test" if content_share(self.split_key(row)) < self.test_share else "train"
+
+    def split_key(self, row: dict) -> str:
+        """What :meth:`split_of` hashes: the prompt's columns, so rows with the same prompt are
+        always on the same side."""
+        return "\x1f".join(str(row[column]) for column in self.text_columns)
 
     def hub_rows(self, split: Split) -> tuple[str, list[dict]]:
         """Rows of the hub dataset (only where the hub is reachable and not switched off)."""
@@ -276,7 +352,25 @@ class FileTask(Task):
         return {**row, self.target_column: index}
 
     def clean_rows(self, split: Split, n: int | None = None) -> list[dict]:
-        """The first ``n`` usable rows of ``split``; bad rows stop the run or are skipped and counted."""
+        """``n`` usable rows of ``split`` (all of them when ``n`` is None), a seeded sample.
+
+        Every row is checked first: a bad row stops the run, naming file, row and column, or with
+        ``skip_bad_rows`` is skipped and counted. The rows come in one order drawn from
+        ``options.seed`` that does not depend on ``n`` (:meth:`sample_order`), so the rows for
+        ``n`` are the first ``n`` of those for any larger ``n``.
+        """
+        where, rows = self.usable_rows(split)
+        if n is not None and len(rows) < n:
+            sliced = "" if not self.shares_rows() else (
+                f" (train and test read the same rows, so {split!r} holds only its slice of them; give "
+                "data_files.train and data_files.test as separate files to use all)")
+            raise DataError(f"{where}: asked for {n} rows of {split!r} but only {len(rows)} usable ones exist{sliced}")
+        picked = [rows[i] for i in self.sample_order(rows, len(rows) if n is None else n)]
+        self._warn_single_class(split, where, rows, picked)
+        return picked
+
+    def usable_rows(self, split: Split) -> tuple[str, list[dict]]:
+        """Where ``split`` is read from, and its checked rows in file order (its slice of shared rows)."""
         path = self.data_file(split)
         if path is None:
             path, raw_rows = self.hub_rows(split)
@@ -290,20 +384,48 @@ class FileTask(Task):
                 if not self.options.skip_bad_rows:
                     raise
                 skipped += 1
-            if n is not None and len(rows) >= n:
-                break
         if skipped:
             warnings.warn(f"task {self.name!r}: skipped {skipped} bad row(s) in {path} (skip_bad_rows is on)",
-                          stacklevel=2)
-        if n is not None and len(rows) < n:
-            raise DataError(f"{path}: asked for {n} rows of {split!r} but only {len(rows)} usable ones exist")
-        return rows
+                          stacklevel=3)
+        if self.shares_rows():
+            rows = [row for row in rows if self.split_of(row) == split]
+        return str(path), rows
+
+    def sample_order(self, rows: list[dict], n: int) -> list[int]:
+        """Indices of the ``n`` rows drawn from ``rows``: the first ``n`` of a seeded shuffle, or for
+        classification of a stratified order (:func:`stratified_sequence`): each class's rows in
+        shuffled order, interleaved so that every prefix holds the classes in their shares."""
+        import numpy as np
+
+        digest = hashlib.sha256(f"{self.name}:{self.options.seed}".encode()).digest()
+        shuffled = np.random.default_rng(int.from_bytes(digest[:8], "big")).permutation(len(rows)).tolist()
+        if self.kind != "multiple_choice":
+            return shuffled[:n]
+        by_class: list[list[int]] = [[] for _ in self.labels]
+        for i in shuffled:
+            by_class[rows[i][self.target_column]].append(i)
+        taken = [0] * len(by_class)
+        order = []
+        for c in stratified_sequence([len(members) for members in by_class], n):
+            order.append(by_class[c][taken[c]])
+            taken[c] += 1
+        return order
+
+    def _warn_single_class(self, split: Split, where: str, rows: list[dict], picked: list[dict]) -> None:
+        """A classification selection of one label scores bias, not skill: say so."""
+        labels = {row[self.target_column] for row in picked} if self.kind == "multiple_choice" else set()
+        if len(picked) > 1 and len(labels) == 1:
+            counts = Counter(self.labels[row[self.target_column]] for row in rows)
+            warnings.warn(f"task {self.name!r}: all {len(picked)} {split} rows selected from {where} have the label "
+                          f"{self.labels[labels.pop()]!r} (its usable rows: {dict(counts)}); a score on one class "
+                          "measures a bias, not the task: give rows of every label", stacklevel=3)
 
     def answer_of(self, row: dict) -> str:
         """Gold answer of a generation row (subclasses extract it, e.g. after '####')."""
         return str(row[self.target_column]).strip()
 
-    def examples(self, split: Split, n: int) -> list[Example]:
+    def examples(self, split: Split, n: int | None) -> list[Example]:
+        """The examples of :meth:`clean_rows` (``n`` of them; all with None)."""
         out = []
         for row in self.clean_rows(split, n):
             prompt = self.render_prompt(row)
@@ -328,7 +450,7 @@ class FileTask(Task):
         return rows
 
     def write_test_file(self, data_dir: Path, n: int) -> Path:
-        """The first ``n`` clean test rows, columns kept (lm-eval's template reads them)."""
+        """The ``n`` test rows of :meth:`clean_rows`, columns kept (lm-eval's template reads them)."""
         return write_rows(self.written_rows(self.clean_rows("test", n)), data_dir, self.name)
 
     def fewshot_rows(self, n: int) -> list[dict] | None:
@@ -378,7 +500,8 @@ class FileTask(Task):
         return f"{names[0] if names else default},{filters[0] if filters else 'none'}"
 
     def fingerprint(self) -> str:
-        """Options plus the content of the data files, so edited data misses the cache."""
+        """Options, the content of the data files and how rows are selected from them, so edited
+        data or another selection misses the cache."""
         from harness.cache import file_sha256, stable_hash
 
         files = {}
@@ -390,4 +513,5 @@ class FileTask(Task):
                 files[split] = file_sha256(path)
             else:
                 files[split] = "missing"
-        return stable_hash({"base": super().fingerprint(), "files": files}, 16)
+        selection = {"version": self.selection_version, "test_share": self.test_share}
+        return stable_hash({"base": super().fingerprint(), "files": files, "selection": selection}, 16)

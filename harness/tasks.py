@@ -175,6 +175,12 @@ def write_rows(rows: list[dict], data_dir: Path, stem: str) -> Path:
     return path
 
 
+def content_share(text: str) -> float:
+    """A number in [0, 1] fixed by ``text`` alone (a hash): which split a prompt or row goes to, the
+    same on every machine and in every run, whatever else is asked for."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
 def first_match(regex: str, text: str) -> str | None:
     """What lm-eval's regex filter keeps: the first match (the first non-empty group of it)."""
     matches = re.findall(regex, text)
@@ -209,8 +215,7 @@ class GeneratedTask(Task):
         return None
 
     def _split_of(self, prompt: str) -> Split:
-        h = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        return "test" if h < self.test_share else "train"
+        return "test" if content_share(prompt) < self.test_share else "train"
 
     def examples(self, split: Split, n: int) -> list[Example]:
         rng = random.Random(f"{self.name}:{self.options.seed}")

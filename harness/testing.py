@@ -14,7 +14,8 @@ naming the task and the problem; :func:`check_task` runs them all. Use it in a p
         check_task(MyFileTask, data_files={"train": "train.tsv", "test": "test.tsv"})
 
 What is checked: the class (``name`` an identifier, ``kind``, ``abilities``, ``labels`` or
-``answer_regex``); the examples (deterministic, first-``n`` stable, train and test disjoint, prompts
+``answer_regex``); the examples (deterministic, first-``n`` stable, train and test disjoint (for a
+file task over every row of both splits, not only the first ``n``), prompts
 non-empty, completions starting with a space, labels inside the label set, answers matching
 ``answer_regex``); the lm-eval config (writes ``n`` rows, builds in lm-eval, renders the same
 prompts, choices and targets as the examples); and the export (``harness export-task``'s YAML
@@ -100,6 +101,14 @@ def check_deterministic(task_cls, options: dict, n_train: int = N_TRAIN, n_test:
         head = task_cls(**options).examples(split, k)
         assert head == a[:k], (f"{_who(task_cls)}: examples({split!r}, {k}) is not the first {k} of "
                                f"examples({split!r}, {n}); the first n examples must not depend on n")
+
+
+def _every_example(task, split: str, sample: list) -> list:
+    """Every example of a file task's ``split``: its rows are a finite sample of a file, so an overlap
+    anywhere in the two splits must be found, not only among the first ``n``; another task's ``sample``."""
+    from harness.filetasks import FileTask
+
+    return task.examples(split, None) if isinstance(task, FileTask) else sample
 
 
 def check_disjoint(task_cls, train: list, test: list) -> None:
@@ -298,7 +307,7 @@ def check_task(task_cls, /, **options) -> list[str]:
     check_examples(task, train, "train")
     check_examples(task, test, "test")
     done.append("check_examples")
-    check_disjoint(task, train, test)
+    check_disjoint(task, _every_example(task, "train", train), _every_example(task, "test", test))
     done.append("check_disjoint")
     with tempfile.TemporaryDirectory(prefix=f"check-{task_cls.name}-") as tmp:
         reference = check_lm_eval_config(task, Path(tmp) / "data", N_TEST)

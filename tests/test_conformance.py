@@ -11,6 +11,8 @@ from harness import plugins
 from harness.filetasks import FileTask
 from harness.tasks import Example, GeneratedTask, Task, classification_example, generation_example
 from harness.testing import N_TEST, N_TRAIN, check_disjoint, check_examples, check_task
+from harness_plugins.tasks.code import Code
+from harness_plugins.tasks.goat import Goat
 from test_file_tasks import CASES, write_splits  # pytest puts tests/ on sys.path
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -197,3 +199,40 @@ def test_single_checks_are_usable_alone():
     check_disjoint(task, train, test)
     with pytest.raises(AssertionError, match="overlap"):
         check_disjoint(task, train, train[:1])
+
+
+# --- file tasks: train and test must not share a row --------------------------------------------
+
+class FirstRowsGoat(Goat):
+    """Goat as it was: both splits read every row of the hub's one split (here its one file)."""
+
+    def shares_rows(self):
+        return False
+
+
+def _one_file(tmp_path: Path, cls: type, n: int = 80) -> dict[str, str]:
+    """One file of ``n`` rows of ``cls``'s fixture rows (numbered, so every prompt differs) for both splits."""
+    files = write_splits(cls.name, tmp_path, n, 0)
+    return {"train": files["train"], "test": files["train"]}
+
+
+def test_check_task_fails_a_file_task_whose_splits_overlap(tmp_path):
+    with pytest.raises(AssertionError, match="train and test splits overlap") as exc:
+        check_task(FirstRowsGoat, data_files=_one_file(tmp_path, Goat))
+    assert "'goat'" in str(exc.value)
+
+
+@pytest.mark.parametrize("cls", [Goat, Code])
+def test_goat_and_code_on_one_file_conform(cls, tmp_path):
+    assert check_task(cls, data_files=_one_file(tmp_path, cls))[-1] == "check_export"
+    assert check_task(cls, data_files={"train": _one_file(tmp_path, cls)["train"]})[-1] == "check_export"
+
+
+def test_check_task_finds_an_overlap_anywhere_in_the_files(tmp_path):
+    """A test row that is also a training row is found wherever it is, not only among the first n."""
+    files = write_splits("sst2", tmp_path, 40, 15)
+    train, test = (Path(files[split]).read_text().splitlines() for split in ("train", "test"))
+    Path(files["test"]).write_text("\n".join([*test[:-1], train[-1]]) + "\n")  # the last rows agree
+    cls = plugins.catalog().get("task", "sst2").obj
+    with pytest.raises(AssertionError, match="train and test splits overlap: 1 prompt"):
+        check_task(cls, data_files=files)

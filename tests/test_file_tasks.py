@@ -7,11 +7,12 @@ import csv
 import itertools
 import json
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from harness.filetasks import DataError
+from harness.filetasks import DataError, FileTask
 from harness_plugins.tasks.ag_news import AGNews
 from harness_plugins.tasks.amazon_polarity import AmazonPolarity
 from harness_plugins.tasks.boolq import BoolQ
@@ -46,6 +47,22 @@ def write(path: Path, rows: list[dict]) -> Path:
             writer.writeheader()
             writer.writerows(rows)
     return path
+
+
+def in_file_order(task, split: str = "test") -> list:
+    """Every example of ``split`` in the order of its file's rows: a task gives its rows in its seeded
+    sample order, and the expectations here are written row by row."""
+    _, rows = task.usable_rows(split)
+    by_prompt = {e.prompt: e for e in task.examples(split, None)}
+    return [by_prompt[task.render_prompt(row)] for row in rows]
+
+
+def own_train_file(path: Path) -> dict[str, str]:
+    """``data_files`` with ``path`` as test and a copy of it as train: two files, so the task reads
+    every row of each (one file for both would be divided between the splits)."""
+    train = path.with_name(f"train-{path.name}")
+    train.write_bytes(path.read_bytes())
+    return {"train": str(train), "test": str(path)}
 
 
 def lm_eval_task(config: dict):
@@ -143,7 +160,8 @@ def write_splits(name: str, folder: Path, n_train: int, n_test: int) -> dict[str
 def test_task_reads_its_file_and_loads_in_lm_eval(name, tmp_path):
     cls, fmt, rows = CASES[name]
     path = write(tmp_path / f"{name}.{fmt}", rows)
-    task = cls(data_files={"train": str(path), "test": str(path)})
+    train = write(tmp_path / f"train.{fmt}", rows)  # the same rows in a file of its own: no slice held out
+    task = cls(data_files={"train": str(train), "test": str(path)})
     assert task.name == name and task.description and task.abilities and task.hub_dataset
     assert task.lm_eval_yaml == REUSED.get(name)
 
@@ -170,22 +188,22 @@ def test_task_reads_its_file_and_loads_in_lm_eval(name, tmp_path):
 
 def test_labels_from_names_indices_and_aliases(tmp_path):
     ag = AGNews(data_files={"test": str(write(tmp_path / "a.tsv", CASES["ag_news"][2]))})
-    assert [e.label for e in ag.examples("test", 4)] == [2, 1, 3, 0]
-    assert [e.completion for e in ag.examples("test", 2)] == [" business", " sports"]
+    assert [e.label for e in in_file_order(ag)] == [2, 1, 3, 0]
+    assert [e.completion for e in in_file_order(ag)[:2]] == [" business", " sports"]
     mnli = MNLI(data_files={"test": str(write(tmp_path / "m.jsonl", CASES["mnli"][2]))})
-    assert [e.completion for e in mnli.examples("test", 3)] == [" True", " False", " Neither"]
+    assert [e.completion for e in in_file_order(mnli)] == [" True", " False", " Neither"]
     imdb = IMDB(data_files={"test": str(write(tmp_path / "i.csv", CASES["imdb"][2]))})
-    assert [e.label for e in imdb.examples("test", 3)] == [1, 0, 1]
+    assert [e.label for e in in_file_order(imdb)] == [1, 0, 1]
     # google/boolq's layout: a boolean `answer` column instead of `label`
     rows = [{"passage": "Sky is blue.", "question": "is the sky blue", "answer": True},
             {"passage": "Fish swim.", "question": "do fish fly", "answer": False}]
     boolq = BoolQ(data_files={"test": str(write(tmp_path / "b.jsonl", rows))})
-    assert [e.completion for e in boolq.examples("test", 2)] == [" yes", " no"]
+    assert [e.completion for e in in_file_order(boolq)] == [" yes", " no"]
 
 
 def test_amazon_title_is_optional(tmp_path):
     task = AmazonPolarity(data_files={"test": str(write(tmp_path / "a.parquet", CASES["amazon_polarity"][2]))})
-    prompts = [e.prompt for e in task.examples("test", 2)]
+    prompts = [e.prompt for e in in_file_order(task)]
     assert prompts[0] == "Title: Broke in a week\nReview: The handle snapped after two uses.\nSentiment:"
     assert prompts[1] == "Review: Works exactly as described, great value.\nSentiment:"
 
@@ -200,7 +218,7 @@ def test_mnli_prompt_is_lm_evals_own_function(tmp_path):
     utils = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(utils)
     task = MNLI(data_files={"test": str(write(tmp_path / "m.jsonl", CASES["mnli"][2]))})
-    for row, ex in zip(CASES["mnli"][2], task.examples("test", 3)):
+    for row, ex in zip(CASES["mnli"][2], in_file_order(task)):
         assert ex.prompt == utils.doc_to_text(row)
 
 
@@ -275,10 +293,12 @@ def test_skip_bad_rows_skips_and_counts(tmp_path):
     task = AGNews(data_files={"test": str(path)}, skip_bad_rows=True)
     with pytest.warns(UserWarning, match=r"skipped 2 bad row\(s\) in .*bad.tsv \(skip_bad_rows is on\)"):
         examples = task.examples("test", 3)
-    assert [e.label for e in examples] == [2, 0, 2]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no bad row before the first two: nothing to report
+    assert sorted(e.label for e in examples) == [0, 2, 2]
+    # Every row is checked, not only until n are found: the sample is drawn from all usable rows.
+    with pytest.warns(UserWarning, match=r"skipped 2 bad row\(s\)"):
         assert len(task.examples("test", 1)) == 1
+    with pytest.raises(DataError, match="row 2, column 'text'"):
+        AGNews(data_files={"test": str(path)}).examples("test", 1)
 
 
 # --- generation tasks -------------------------------------------------------------------------------
@@ -288,7 +308,7 @@ def test_gsm8k_answer_extraction(tmp_path):
     assert final_answer("Falls to -3.\n#### -3") == "-3"
     assert final_answer("no marker here") is None
     task = GSM8K(data_files={"test": str(write(tmp_path / "g.jsonl", CASES["gsm8k"][2]))})
-    examples = task.examples("test", 3)
+    examples = in_file_order(task)
     assert [e.answer for e in examples] == ["7", "1000", "-3"]
     assert examples[0].prompt == "Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer:"
     assert examples[0].completion == " Tom has 3 + 4 = <<3+4=7>>7 apples.\n#### 7\n"  # the whole rationale
@@ -305,8 +325,8 @@ def test_gsm8k_answer_extraction(tmp_path):
 def test_goat_answers_prompts_and_scoring(tmp_path):
     rows = CASES["goat"][2]
     path = write(tmp_path / "goat.jsonl", rows)
-    task = Goat(data_files={"test": str(path)})
-    examples = task.examples("test", 3)
+    task = Goat(data_files=own_train_file(path))
+    examples = in_file_order(task)
     assert [e.answer for e in examples] == ["94140282", "23 R 36", "-888"]
     assert examples[1].prompt == "Compute 8914 divided by 386.\nAnswer:"
     assert examples[1].completion == " 23 R 36\n"
@@ -315,7 +335,7 @@ def test_goat_answers_prompts_and_scoring(tmp_path):
     assert config["doc_to_target"] == "{{harness_answer}}"  # the gold as exact match sees it
     lm_task = lm_eval_task(config)
     docs = list(lm_task.test_docs())
-    assert [lm_task.doc_to_target(d) for d in docs] == ["94140282", "23 R 36", "-888"]
+    assert [lm_task.doc_to_target(d) for d in docs] == [e.answer for e in task.examples("test", 3)]
     # what lm-eval's regex filter extracts from a model output equals the gold
     from harness.tasks import first_match
 
@@ -323,8 +343,8 @@ def test_goat_answers_prompts_and_scoring(tmp_path):
     assert first_match(task.answer_regex, " -888") == "-888"
     # the bare expression as prompt; the answer from `output` when there is no `answer` column
     bare = write(tmp_path / "bare.csv", [{k: v for k, v in r.items() if k != "answer"} for r in rows])
-    task = Goat(data_files={"test": str(bare)}, prompt_column="input")
-    examples = task.examples("test", 3)
+    task = Goat(data_files=own_train_file(bare), prompt_column="input")
+    examples = in_file_order(task)
     assert examples[0].prompt == "94140209 + 73 =" and [e.answer for e in examples] == ["94140282", "23 R 36", "-888"]
     wrong = write(tmp_path / "wrong.csv", [{"instruction": "What is 2+2?", "answer": "four"}])
     with pytest.raises(DataError) as err:
@@ -341,7 +361,7 @@ def test_toxicity_labels_and_prompt_are_lm_evals_toxigen(tmp_path):
     rows = CASES["toxicity"][2]
     path = write(tmp_path / "toxigen.csv", rows)  # labelled and scored rows mixed: empty cells
     task = Toxicity(data_files={"test": str(path)})
-    examples = task.examples("test", 5)
+    examples = in_file_order(task)
     assert [e.label for e in examples] == [0, 1, 0, 1, 0]  # from `label`, then from the scores
     assert [e.completion for e in examples[:2]] == [" No", " Yes"]
     assert list(task.labels) == toxigen["doc_to_choice"]
@@ -353,9 +373,9 @@ def test_toxicity_labels_and_prompt_are_lm_evals_toxigen(tmp_path):
             assert ex.label == int(toxigen["doc_to_target"](row))
     # the hub's layout: scores only, no `label` column at all
     scored = write(tmp_path / "scored.jsonl", rows[2:])
-    assert [e.label for e in Toxicity(data_files={"test": str(scored)}).examples("test", 3)] == [0, 1, 0]
+    assert [e.label for e in in_file_order(Toxicity(data_files={"test": str(scored)}))] == [0, 1, 0]
     lm_task = lm_eval_task(task.lm_eval_config(tmp_path / "cache", 5))
-    assert [lm_task.doc_to_target(d) for d in lm_task.test_docs()] == [0, 1, 0, 1, 0]
+    assert [lm_task.doc_to_target(d) for d in lm_task.test_docs()] == [e.label for e in task.examples("test", 5)]
 
 
 def test_toxicity_row_without_label_or_scores_names_row_and_column(tmp_path):
@@ -372,8 +392,8 @@ def test_code_prompts_and_first_line_answers(tmp_path):
     from harness.tasks import first_match
 
     path = write(tmp_path / "code.jsonl", CASES["code"][2])
-    task = Code(data_files={"test": str(path)})
-    examples = task.examples("test", 3)
+    task = Code(data_files=own_train_file(path))
+    examples = in_file_order(task)
     assert [e.prompt for e in examples] == [
         "Instruction: Write a function that returns the square of a number.\nCode:",  # empty input: no Input line
         "Instruction: Reverse the given list in place.\nInput: nums = [1, 2, 3]\nCode:",
@@ -387,22 +407,139 @@ def test_code_prompts_and_first_line_answers(tmp_path):
     assert config["output_type"] == "generate_until" and config["generation_kwargs"]["max_gen_toks"] == 64
     lm_task = lm_eval_task(config)
     docs = list(lm_task.test_docs())
-    assert [lm_task.doc_to_text(d) for d in docs] == [e.prompt for e in examples]
+    assert [lm_task.doc_to_text(d) for d in docs] == [e.prompt for e in task.examples("test", 3)]
 
 
 def test_code_input_column_is_optional(tmp_path):
     """Only instruction and output are required: a file without an `input` column reads too."""
     path = write(tmp_path / "no_input.jsonl", [{"instruction": "Print 1.", "output": "print(1)"}])
-    assert Code(data_files={"test": str(path)}).examples("test", 1)[0].prompt == "Instruction: Print 1.\nCode:"
+    assert Code(data_files=own_train_file(path)).examples("test", 1)[0].prompt == "Instruction: Print 1.\nCode:"
 
 
 def test_code_lm_eval_target_is_the_first_line(tmp_path):
     """lm-eval compares the filtered first line of the output with doc_to_target: that must be the
     first line of `output` too, or a model that writes the reference program scores 0."""
-    task = Code(data_files={"test": str(write(tmp_path / "code.jsonl", CASES["code"][2]))})
+    task = Code(data_files=own_train_file(write(tmp_path / "code.jsonl", CASES["code"][2])))
     lm_task = lm_eval_task(task.lm_eval_config(tmp_path / "cache", 3))
     targets = [str(lm_task.doc_to_target(d)).strip() for d in lm_task.test_docs()]
     assert targets == [e.answer for e in task.examples("test", 3)]
+
+
+# --- which rows a split gives ---------------------------------------------------------------------
+def sorted_reviews(n_negative: int, n_positive: int) -> list[dict]:
+    """An IMDB-like file sorted by label, as the hub's splits are: every negative review first."""
+    return ([{"text": f"A dull, tedious film (review {i}).", "label": 0} for i in range(n_negative)]
+            + [{"text": f"A moving, superb film (review {i}).", "label": 1} for i in range(n_positive)])
+
+
+def test_a_label_sorted_file_gives_both_classes_in_proportion(tmp_path):
+    path = write(tmp_path / "imdb.csv", sorted_reviews(60, 40))
+    task = IMDB(data_files={"test": str(path)})
+    sample = task.examples("test", 20)
+    assert Counter(e.label for e in sample) == {0: 12, 1: 8}  # 60:40 as in the file; the first 20 are all 0
+    # Largest remainder: 7 x 0.6 = 4.2 and 7 x 0.4 = 2.8 give 4 and 3; 33 gives 19.8 and 13.2, so 20 and 13.
+    assert Counter(e.label for e in task.examples("test", 7)) == {0: 4, 1: 3}
+    assert Counter(e.label for e in task.examples("test", 33)) == {0: 20, 1: 13}
+    assert task.examples("test", 10) == sample[:10]  # a larger sample extends a smaller one
+    assert IMDB(data_files={"test": str(path)}, seed=0).examples("test", 20) == sample  # same seed, same rows
+    other = IMDB(data_files={"test": str(path)}, seed=1).examples("test", 20)
+    assert Counter(e.label for e in other) == {0: 12, 1: 8}
+    assert {e.prompt for e in other} != {e.prompt for e in sample}  # another seed, other rows
+    every = {e.prompt for e in task.examples("test", 100)}
+    assert len(every) == 100 and every == {e.prompt for e in task.examples("test", None)}
+
+
+def test_stratified_sample_of_three_classes_is_the_largest_remainder(tmp_path):
+    rows = ([{"text": f"Markets rally ({i}).", "label": "Business"} for i in range(50)]
+            + [{"text": f"The home side wins ({i}).", "label": "Sports"} for i in range(30)]
+            + [{"text": f"Talks in Geneva ({i}).", "label": "World"} for i in range(20)])
+    task = AGNews(data_files={"test": str(write(tmp_path / "ag.tsv", rows))})
+    # 7 rows: quotas 3.5, 2.1, 1.4; the seat left over goes to the largest remainder, Business's 0.5.
+    counts = Counter(task.labels[e.label] for e in task.examples("test", 7))
+    assert counts == {"business": 4, "sports": 2, "world": 1}
+    from harness.filetasks import largest_remainder, stratified_sequence
+
+    assert largest_remainder([50, 30, 20, 0], 7) == [4, 2, 1, 0]
+    sequence = stratified_sequence([5, 3, 2], 10)
+    for k in range(1, 11):  # every prefix is the largest-remainder allocation here (no Alabama paradox)
+        assert [sequence[:k].count(c) for c in range(3)] == largest_remainder([5, 3, 2], k)
+
+
+def test_generation_rows_are_a_seeded_sample(tmp_path):
+    rows = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n#### {2 * i}"} for i in range(50)]
+    path = write(tmp_path / "g.jsonl", rows)
+    sample = [e.answer for e in GSM8K(data_files={"test": str(path)}).examples("test", 10)]
+    assert sample != [str(2 * i) for i in range(10)]  # not the first ten rows
+    assert sample == [e.answer for e in GSM8K(data_files={"test": str(path)}).examples("test", 10)]
+    assert sample[:4] == [e.answer for e in GSM8K(data_files={"test": str(path)}).examples("test", 4)]
+    assert set(sample) != {e.answer for e in GSM8K(data_files={"test": str(path)}, seed=7).examples("test", 10)}
+
+
+def test_a_single_class_selection_warns(tmp_path):
+    path = write(tmp_path / "pos.csv", sorted_reviews(0, 5))
+    with pytest.warns(UserWarning, match=r"all 3 test rows selected from .*pos.csv have the label 'positive'"):
+        IMDB(data_files={"test": str(path)}).examples("test", 3)
+    mixed = write(tmp_path / "mixed.csv", sorted_reviews(3, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a sample of both classes: nothing to say
+        IMDB(data_files={"test": str(mixed)}).examples("test", 2)
+
+
+def goat_rows(n: int) -> list[dict]:
+    return [{"instruction": f"What is {i}+{i + 1}?", "input": f"{i} + {i + 1}", "answer": str(2 * i + 1)}
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("splits", [("train", "test"), ("train",), ("test",)])
+def test_one_goat_file_is_divided_between_train_and_test(splits, tmp_path):
+    path = write(tmp_path / "goat.jsonl", goat_rows(200))
+    task = Goat(data_files={split: str(path) for split in splits})
+    train, test = ({e.answer for e in task.examples(split, None)} for split in ("train", "test"))
+    assert not train & test and len(train | test) == 200
+    assert 40 <= len(test) <= 80  # test_share 0.3
+    # A target entry with another seed and prompt column holds out the same rows: no row in both.
+    target = Goat(data_files={"test": str(path)}, seed=5, prompt_column="input")
+    assert {e.answer for e in target.examples("test", None)} == test
+    with pytest.raises(DataError, match=r"only \d+ usable ones exist \(train and test read the same rows"):
+        task.examples("test", 100)
+
+
+def test_any_file_task_given_one_file_for_both_splits_divides_it(tmp_path):
+    path = str(write(tmp_path / "reviews.csv", sorted_reviews(50, 50)))
+    tasks = [IMDB(data_files={"train": path, "test": path}),
+             FileDefinedTask(data_files={"train": path, "test": path}, text_columns=["text"], label_column="label",
+                             labels=["bad", "good"])]
+    for task in tasks:
+        train, test = ({e.prompt for e in task.examples(split, None)} for split in ("train", "test"))
+        assert train and test and not train & test and len(train | test) == 100
+
+
+def test_the_hubs_single_split_is_divided(tmp_path, monkeypatch):
+    """Without files, goat and code read the hub's only split (`train`) for test too."""
+    rows = {Goat: goat_rows(100),
+            Code: [{"instruction": f"Print {i}.", "input": "", "output": f"print({i})"} for i in range(100)]}
+    monkeypatch.setattr(FileTask, "hub_rows", lambda self, split: (f"hub[{self.hub_splits[split]}]", rows[type(self)]))
+    for cls in rows:
+        task = cls()
+        train, test = ({e.prompt for e in task.examples(split, None)} for split in ("train", "test"))
+        assert train and test and not train & test and len(train | test) == 100
+
+
+def test_separate_files_are_read_whole(tmp_path):
+    rows = goat_rows(30)
+    files = {split: str(write(tmp_path / f"{split}.jsonl", rows[i::2])) for i, split in enumerate(("train", "test"))}
+    task = Goat(data_files=files)
+    assert not task.shares_rows()
+    assert len(task.examples("train", None)) == len(task.examples("test", None)) == 15
+
+
+def test_the_selection_enters_the_fingerprint(tmp_path):
+    path = str(write(tmp_path / "imdb.csv", sorted_reviews(3, 3)))
+
+    class FirstRows(IMDB):  # the selection of before: a cell cached for it must not be reused
+        selection_version = 1
+
+    assert FirstRows(data_files={"test": path}).fingerprint() != IMDB(data_files={"test": path}).fingerprint()
 
 
 # --- the `file` task ----------------------------------------------------------------------------------
@@ -414,7 +551,7 @@ def test_file_task_end_to_end_on_csv(tmp_path):
         {"review": "Best purchase this year!", "stars": 5},
         {"review": "Not worth the money.", "stars": 1},
     ])
-    options = {"data_files": {"train": str(path), "test": str(path)}, "text_columns": ["review"],
+    options = {"data_files": own_train_file(path), "text_columns": ["review"],
                "label_column": "stars", "labels": ["negative", "positive"], "label_values": ["1", "5"],
                "template": "Review: {{review}}\nSentiment:", "abilities": ["sentiment"]}
     cls = catalog().get("task", "file").obj
@@ -423,16 +560,16 @@ def test_file_task_end_to_end_on_csv(tmp_path):
     assert (task.kind, task.labels, task.abilities) == ("multiple_choice", ("negative", "positive"), ("sentiment",))
     assert task.metric() == "acc,none"
     examples = task.examples("test", 3)
-    assert [(e.prompt, e.completion, e.label) for e in examples] == [
+    assert [(e.prompt, e.completion, e.label) for e in in_file_order(task)] == [
         ("Review: Terrible, broke at once.\nSentiment:", " negative", 0),
         ("Review: Best purchase this year!\nSentiment:", " positive", 1),
         ("Review: Not worth the money.\nSentiment:", " negative", 0)]
-    assert task.train_pairs(1) == [("Review: Terrible, broke at once.\nSentiment:", " negative")]
+    assert task.train_pairs(3) == [(e.prompt, e.completion) for e in examples]  # the same rows, the same draw
     config = task.lm_eval_config(tmp_path / "cache", 3, alias="reviews")
     lm_task = lm_eval_task(config)
     docs = list(lm_task.test_docs())
     assert len(docs) == 3 and lm_task.doc_to_text(docs[0]) == task.render_prompt(task.clean_rows("test", 1)[0])
-    assert [lm_task.doc_to_target(d) for d in docs] == [0, 1, 0]
+    assert [lm_task.doc_to_target(d) for d in docs] == [e.label for e in examples]
     assert lm_task.doc_to_choice(docs[0]) == ["negative", "positive"]
     # numbers in YAML (`label_values: [1, 5]`) mean the same; other options, other data: another fingerprint
     same = cls(**{**options, "label_values": [1, 5]})
@@ -452,14 +589,14 @@ def test_file_task_generation(tmp_path):
                            abilities=["arithmetic"], max_gen_toks=8, description="Tiny sums.")
     assert (task.kind, task.labels, task.abilities, task.description) == ("generation", (), ("arithmetic",), "Tiny sums.")
     assert task.metric() == "exact_match,extract"
-    examples = task.examples("test", 2)
+    examples = in_file_order(task)
     assert examples[0].prompt == "question: What is 2 + 3?\nAnswer:"  # the default template
     assert [(e.completion, e.answer) for e in examples] == [(" 5\n", "5"), (" -2\n", "-2")]
     config = task.lm_eval_config(tmp_path / "cache", 2, alias="sums")
     assert config["generation_kwargs"]["max_gen_toks"] == 8
     assert config["filter_list"][0]["filter"][0]["regex_pattern"] == r"(-?\d+)"
     lm_task = lm_eval_task(config)
-    assert [lm_task.doc_to_target(d) for d in lm_task.test_docs()] == ["5", "-2"]
+    assert sorted(lm_task.doc_to_target(d) for d in lm_task.test_docs()) == ["-2", "5"]
     bad = write(tmp_path / "bad.csv", [{"question": "What is 2 + 3?", "result": "5 apples"}])
     with pytest.raises(DataError) as err:
         FileDefinedTask(data_files={"test": str(bad)}, text_columns=["question"], answer_column="result").examples("test", 1)

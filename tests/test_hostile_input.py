@@ -352,7 +352,7 @@ def test_markup_in_data_reaches_reports_escaped(tmp_path):
     task = FileDefinedTask(**hostile_options(None, write_csv(tmp_path / "evil.csv", hostile_rows(6))))
     examples = task.examples("test", 4)
     assert HOSTILE in examples[0].prompt  # data is kept as it is; escaping is the report's job
-    assert {e.label for e in examples} == {0, 1} and examples[1].completion == " " + HOSTILE
+    assert {e.label for e in examples} == {0, 1} and " " + HOSTILE in {e.completion for e in examples}
     results = make_results()
     target = results["targets"][0]
     results["abilities"][target] = list(task.abilities)

@@ -25,7 +25,7 @@ def test_sst2_local_score_equals_lm_eval_on_the_exported_yaml(tmp_path, smollm2_
     from harness.registry import EvaluationSettings, ModelConfig
     from harness_plugins.tasks.sst2 import SST2
 
-    # Through the harness: the task's inline config over the first LIMIT local rows.
+    # Through the harness: the task's inline config over LIMIT local rows (its seeded, stratified sample).
     model, tokenizer = load(smollm2_dir, ModelConfig(path=str(smollm2_dir)))
     task = SST2(data_files={"test": str(test_file)})
     ours = Evaluator(model, tokenizer, EvaluationSettings(batch_size=16)).evaluate(

@@ -10,6 +10,10 @@ class Code(FileTask):
     As a source it teaches long, code-shaped generations (the paper's "code" source). As a target it
     is strict: the first line of the greedy output must equal the reference's first line, which only
     short one-line programs pass; use it as a target for format drift, not coding skill.
+
+    The hub dataset has a single ``train`` split, which both splits read: one file is divided
+    between them by a hash of each row's instruction, about 30% for test (``FileTask.split_of``);
+    give both ``data_files.train`` and ``data_files.test`` to use every row of files you split.
     """
 
     name = "code"
@@ -17,7 +21,7 @@ class Code(FileTask):
     abilities = ("code",)
     kind = "generation"
     hub_dataset, hub_config = "sahil2801/CodeAlpaca-20k", None
-    hub_splits = {"train": "train", "test": "train"}
+    hub_splits = {"train": "train", "test": "train"}  # the hub has one split: its rows are divided (split_of)
     text_columns, target_column = ("instruction",), "output"
     template = "Instruction: {{instruction}}{% if input is defined and input %}\nInput: {{input}}{% endif %}\nCode:"
     answer_regex = r"(?m)^\s*(\S.*?)\s*$"  # the first non-blank line

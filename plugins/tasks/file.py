@@ -29,6 +29,9 @@ Generation (scored by exact match of the first ``answer_regex`` match in the gre
 checked in every row); without it the prompt is each text column as ``<column>: <value>`` then
 ``Answer:``. ``labels``, ``kind`` (from ``label_column`` or ``answer_column``), ``abilities`` and the
 rest become attributes of the task instance. Give every use an ``alias``: results are named by it.
+One file given as both ``train`` and ``test`` is divided between them (about 30% for test, by a hash
+of the text columns), and each split's rows are a seeded sample, stratified by label for
+classification (``FileTask.clean_rows``).
 """
 
 from __future__ import annotations

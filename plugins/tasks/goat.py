@@ -8,7 +8,12 @@ or "23 R 36" for division with a remainder). The prompt reads ``instruction`` (o
 match on it, as the project's generated arithmetic task is. A file with ``output`` but no
 ``answer`` column is read too: the answer is then what follows the output's last ``=``.
 
-The hub dataset has a single ``train`` split; give a held-out file as ``data_files.test``.
+The hub dataset has a single ``train`` split, which both splits read: one file (as
+``data_files.train``, ``data_files.test`` or both) is divided between them by a hash of each row's
+problem, about 30% for test (``FileTask.split_of``), so a goat source and a goat target never
+share a row, even as two registry entries naming the same file (rows are divided by ``input``
+where they have it, whichever column the prompt reads). To use every row of files you
+split yourself, give both ``data_files.train`` and ``data_files.test``.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ class Goat(FileTask):
     abilities = ("arithmetic",)
     kind = "generation"
     hub_dataset, hub_config = "tiedong/goat", None
-    hub_splits = {"train": "train", "test": "train"}  # the hub has one split: hold out a test file
+    hub_splits = {"train": "train", "test": "train"}  # the hub has one split: its rows are divided (split_of)
     text_columns, target_column = ("instruction",), "answer"
     answer_regex = r"(-?\d+(?: R \d+)?)"  # "23 R 36" is one answer
     max_gen_toks = 32  # 16-digit operands give up to 32-digit products
@@ -48,6 +53,11 @@ class Goat(FileTask):
         super().__init__(**options)
         self.text_columns = (self.options.prompt_column,)
         self.template = TEMPLATES[self.options.prompt_column]
+
+    def split_key(self, row: dict) -> str:
+        # The bare expression where there is one: the same problem, hence the same split, whichever
+        # column a source's or a target's prompt reads.
+        return str(row.get("input") or row[self.options.prompt_column])
 
     def check_row(self, row: dict, where: str) -> dict:
         answer = row.get(self.target_column)
