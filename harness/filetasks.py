@@ -462,9 +462,7 @@ class FileTask(Task):
             if self.data_file("train") is not None:
                 raise
             return None
-        if len(rows) > n:
-            rows = self.clean_rows("train", n)
-        return self.written_rows(rows)
+        return self.written_rows(rows[:n])  # the sample of n is the first n of the whole draw
 
     def lm_eval_config(self, data_dir: Path, n: int, alias: str | None = None, num_fewshot: int = 0) -> dict:
         base = self.base_config()

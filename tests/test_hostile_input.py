@@ -382,6 +382,8 @@ targets:
 lora: {{steps: 2, batch_size: 4, learning_rate: 0.01, target_modules: [q_proj, v_proj]}}
 evaluation: {{batch_size: 8}}
 traits: [class_distribution, completion_length, behaviour]
+# Two components (one per target), so that the hostile ability names one and reaches the reports.
+decomposers: [{{name: pca, n_components: 2}}]
 analysis: {{bootstrap: 10, permutations: 100}}
 """
 
