@@ -328,3 +328,15 @@ def test_locks_exclude_other_processes_and_cleanup_spares_held_entries(tmp_path)
         release.set()
         holder.join(30)
     assert set(Cache(tmp_path).clean_leftovers()) == {busy}
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_keep_the_umasks_permissions(tmp_path, umask, mode):
+    from harness.cache import write_text_atomic
+
+    saved = os.umask(umask)
+    try:
+        write_text_atomic(tmp_path / "report.html", "<html></html>")
+    finally:
+        os.umask(saved)
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == mode

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -243,3 +244,16 @@ def test_a_real_analysis_error_still_exits_1(tiny_run):
     assert [f["stage"] for f in results["failures"]] == ["decompose"]
     assert "names given for C5" in results["failures"][0]["error"]
     assert any(s["analysis"] == "prediction" for s in results["skipped"])  # still skipped, not failed
+
+
+def test_run_outputs_are_readable_like_any_other_file(tiny_run):
+    """Atomic writes go through a 0600 temporary file; the files renamed into place get the mode
+    a plain write would (0666 less the umask: 0644 under 022), so others can read a shared run."""
+    root, _ = tiny_run
+    mask = os.umask(0o022)
+    os.umask(mask)
+    run_dir = root / "out" / "tiny"
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert len(files) > 10
+    assert {p.relative_to(run_dir).as_posix(): oct(p.stat().st_mode & 0o777) for p in files
+            if p.stat().st_mode & 0o777 != 0o666 & ~mask} == {}
