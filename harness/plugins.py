@@ -96,6 +96,12 @@ def collect(pm: pluggy.PluginManager) -> Catalog:
     from harness.tasks import Task
     from harness.traits import Trait
 
+    try:
+        pm.check_pending()  # a hook that matches no spec (a misspelt `register_task`) is never called
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        raise PluginError(f"plugin {name!r}: {exc}. The hooks are {', '.join(sorted(KINDS.values()))} "
+                          "(see harness/hookspecs.py); rename the misspelt one") from None
     bases = {"task": Task, "trait": Trait, "decomposer": Decomposer}
     catalog = Catalog()
     for kind, hook_name in KINDS.items():

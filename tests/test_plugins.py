@@ -122,3 +122,19 @@ def test_environment_variable_limits_and_blocks_plugins():
     blocked = _run_plugins_cli({"HARNESS_BLOCK_PLUGINS": "tasks.sentiment"})
     names = {r["name"] for r in blocked}
     assert "sentiment" not in names and "nli" in names
+
+
+def test_a_misspelt_hook_is_refused_naming_the_plugin():
+    class Misspelt:
+        @hookimpl
+        def register_task(self, register):  # register_tasks, misspelt: pluggy would never call it
+            register(ThrowawayTask)
+
+    pm = plugins.get_plugin_manager()
+    pm.register(Misspelt(), name="misspelt")
+    try:
+        with pytest.raises(plugins.PluginError, match=r"plugin 'misspelt'.*register_task\b.*register_tasks"):
+            plugins.catalog()
+    finally:
+        pm.unregister(name="misspelt")
+    assert "throwaway_task" not in plugins.catalog().names("task")
