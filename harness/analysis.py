@@ -134,7 +134,11 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
     def cells():
         if data.outcomes is None:
             raise NotApplicable("needs per-sample logs (a run folder, not a bare matrix)")
-        return cell_tests(data.outcomes, settings)
+        tests = cell_tests(data.outcomes, settings)
+        # A target no paired test applies to is named once here, not only in its cells.
+        whys = {t: test["skipped"] for row in tests.values() for t, test in row.items() if "skipped" in test}
+        skipped.extend(entry("cell_tests", why, target) for target, why in whys.items())
+        return tests
 
     out["cell_tests"] = attempt("cell_tests", None, cells)
     bounds = {t: predict.transfer_bounds(data.metrics.get(t), (data.base or {}).get(t)) for t in data.targets}
@@ -152,17 +156,18 @@ def cell_tests(outcomes: Outcomes, settings) -> dict:
     Which test applies depends on the metric: McNemar's exact test for 0/1 per-sample scores
     (accuracy, exact match); a paired bootstrap of the mean for other per-sample scores; a paired
     bootstrap of the aggregate itself for metrics that are not means (f1, mcc), since neither a
-    per-document "correct" nor McNemar describes them. A target whose items were not logged is
-    left out with the reason (``{"skipped": why}``).
+    per-document "correct" nor McNemar describes them. A target of such a metric whose items were
+    not logged gets ``{"method": "none", "skipped": why}`` cells, and so does a target the outcomes
+    could not align (``outcomes.skipped``).
 
     Returns source -> target -> {"method", "delta", "p", "q", "ci", "n", "significant"}.
     """
     from harness.evaluate import aggregate_function
     from harness.stats import bh_qvalues, paired_bootstrap_aggregate, paired_test
 
-    rows, skipped = [], {}
+    rows, skipped = [], dict(outcomes.skipped)
     for target, y in outcomes.values.items():
-        if target in outcomes.not_mean and target not in outcomes.items:
+        if target in outcomes.aggregations and target not in outcomes.items:
             skipped[target] = (f"{outcomes.not_mean[target]}, and its per-document items were not logged: "
                                "no paired test applies")
             continue

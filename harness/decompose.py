@@ -236,7 +236,7 @@ def decompose(use, cls, sources: list[str], targets: list[str], X: np.ndarray, b
     loso = None
     try:
         loso = stability.leave_one_source_out(refit, prepared, sources, est.components_, ids,
-                                              max_k=lambda n, p: min(n - 1, p))
+                                              max_k=lambda n, p: component_limit(n, p, cls.centred))
     except NotApplicable as exc:
         skipped["leave_one_source_out"] = str(exc)
     return {

@@ -159,10 +159,15 @@ def cell_stderr(samples: list[dict], value: float, aggregation: str, seed: int) 
     if aggregation in MEAN_AGGREGATIONS:
         scores = [smp["correct"] for smp in samples]
         return math.sqrt(sum((x - value) ** 2 for x in scores) / (n - 1) / n)
+    import numpy as np
+
     from harness.stats import bootstrap_aggregate
 
-    boots = bootstrap_aggregate([smp["item"] for smp in samples], aggregate_function(aggregation),
-                                n_boot=STDERR_BOOTSTRAP, seed=seed)
+    # Items are (gold, prediction) pairs for f1 or mcc; per-sample scores for an aggregation such
+    # as a median over them.
+    boots = bootstrap_aggregate([smp.get("item", smp["correct"]) for smp in samples],
+                                aggregate_function(aggregation), n_boot=STDERR_BOOTSTRAP, seed=seed)
+    boots = boots[np.isfinite(boots)]  # resamples where the aggregate is undefined (one class: MCC)
     return float(boots.std(ddof=1)) if len(boots) > 1 else None
 
 

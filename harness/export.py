@@ -142,6 +142,10 @@ def export_config(task, data_dir: Path, limit: int) -> dict[str, Any]:
     built on lm-eval's own YAML becomes ``include:`` of that YAML plus the keys that differ.
     """
     config = task.lm_eval_config(Path(data_dir), limit)
+    # The export holds test rows only: should someone run it with shots (`--num_fewshot 5`, or a
+    # reused config's own num_fewshot), lm-eval draws them from the test split, and only a
+    # fewshot_split naming that split makes it leave the scored document out.
+    config.setdefault("fewshot_split", config.get("test_split", "test"))
     base_path = _lm_eval_yaml_path(task)
     base = task.base_config() if base_path is not None and hasattr(task, "base_config") else None
     if base is None:

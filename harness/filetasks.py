@@ -370,7 +370,20 @@ class FileTask(Task):
         return picked
 
     def usable_rows(self, split: Split) -> tuple[str, list[dict]]:
-        """Where ``split`` is read from, and its checked rows in file order (its slice of shared rows)."""
+        """Where ``split`` is read from, and its checked rows in file order (its slice of shared rows).
+
+        Read, checked and divided once per task object: a run asks for a split's rows several
+        times (train pairs, traits, shots, the test file, checks), and a hub split can be large."""
+        memo = self.__dict__.setdefault("_usable_rows", {})
+        if split not in memo:
+            memo[split] = self._read_usable_rows(split)
+        where, rows, skipped = memo[split]
+        if skipped:  # said on every read, as when each read parsed the file
+            warnings.warn(f"task {self.name!r}: skipped {skipped} bad row(s) in {where} (skip_bad_rows is on)",
+                          stacklevel=3)
+        return where, list(rows)
+
+    def _read_usable_rows(self, split: Split) -> tuple[str, list[dict], int]:
         path = self.data_file(split)
         if path is None:
             path, raw_rows = self.hub_rows(split)
@@ -384,12 +397,9 @@ class FileTask(Task):
                 if not self.options.skip_bad_rows:
                     raise
                 skipped += 1
-        if skipped:
-            warnings.warn(f"task {self.name!r}: skipped {skipped} bad row(s) in {path} (skip_bad_rows is on)",
-                          stacklevel=3)
         if self.shares_rows():
             rows = [row for row in rows if self.split_of(row) == split]
-        return str(path), rows
+        return str(path), rows, skipped
 
     def sample_order(self, rows: list[dict], n: int) -> list[int]:
         """Indices of the ``n`` rows drawn from ``rows``: the first ``n`` of a seeded shuffle, or for
@@ -454,15 +464,21 @@ class FileTask(Task):
         return write_rows(self.written_rows(self.clean_rows("test", n)), data_dir, self.name)
 
     def fewshot_rows(self, n: int) -> list[dict] | None:
-        """Up to ``n`` clean training rows for few-shot examples; None when the task has no local
-        training file and its hub dataset cannot be read (a broken local file still stops)."""
+        """Up to ``n`` clean training rows for few-shot examples (the task's seeded sample); None
+        when it has no training rows here. The hub is read for them only when the scored rows
+        come from the hub too: shots alone never make a run with local test rows go online."""
         try:
-            rows = self.clean_rows("train")
+            if self.data_file("train") is None and self.data_file("test") is not None:
+                return None
+        except DataError:  # a task that reads local files only, given none for train
+            return None
+        try:
+            _, rows = self.usable_rows("train")
         except DataError:
             if self.data_file("train") is not None:
-                raise
+                raise  # a broken local file stops, as it would as a source
             return None
-        return self.written_rows(rows[:n])  # the sample of n is the first n of the whole draw
+        return self.written_rows([rows[i] for i in self.sample_order(rows, min(n, len(rows)))])
 
     def lm_eval_config(self, data_dir: Path, n: int, alias: str | None = None, num_fewshot: int = 0) -> dict:
         base = self.base_config()
@@ -484,7 +500,7 @@ class FileTask(Task):
             config["doc_to_text"] = "{{prompt}}"
         if (config.get("fewshot_config") or {}).get("samples"):
             return config  # the config's own fixed shots (e.g. hand-written chains of thought): never test rows
-        return self.add_fewshot(config, data_dir, num_fewshot)
+        return self.add_fewshot(config, data_dir, num_fewshot, n)
 
     def metric(self) -> str:
         """A reused lm-eval config's first metric and first filter (``none`` without filters);

@@ -84,8 +84,8 @@ def _provenance(results: dict) -> str:
     skipped = skipped_analyses(results)
     if skipped:
         items = "".join(f"<li>{esc(describe(item))}</li>" for item in skipped)
-        out += (f'<h3>Skipped analyses</h3><p class="muted">Not failures: this study does not have what they '
-                f"need.</p><ul>{items}</ul>")
+        out += (f'<h3>Skipped analyses</h3><p class="muted">Not failures: the study is too small for them, lacks what they '
+                f"read, or the registry turned them off.</p><ul>{items}</ul>")
     return out
 
 

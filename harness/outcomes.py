@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from harness.evaluate import MEAN_AGGREGATIONS
 from harness.plan import BASE
 
 
@@ -29,8 +30,8 @@ class Outcomes:
     skipped: dict[str, str] = field(default_factory=dict)
     not_mean: dict[str, str] = field(default_factory=dict)
     # Targets whose metric is an aggregate of per-document items (lm-eval's f1 or mcc over
-    # (gold, prediction) pairs): the items of every model on the same documents, and the
-    # aggregation's name, for a paired bootstrap of the aggregate itself.
+    # (gold, prediction) pairs): the aggregation's name, and (when the logs hold them) the items of
+    # every model on the same documents, for a paired bootstrap of the aggregate itself.
     items: dict[str, list[list]] = field(default_factory=dict)
     aggregations: dict[str, str] = field(default_factory=dict)
 
@@ -73,12 +74,12 @@ def collect(samples: dict[str, dict[str, list[dict]]], sources: list[str], targe
         y = np.array([[d[doc] for doc in docs] for d in by_doc], dtype=float)
         aggregation = next((c.get("aggregation") for c in ((cells or {}).get(m, {}).get(target) for m in models)
                             if c and c.get("aggregation")), "mean")
-        if aggregation not in ("mean", "nanmean"):
+        if aggregation not in MEAN_AGGREGATIONS:
             out.not_mean[target] = f"its metric is lm-eval's {aggregation} of the documents, not a mean of them"
+            out.aggregations[target] = aggregation
             if all("item" in rec for log in logs for rec in log):
                 items = [{rec["doc_id"]: rec["item"] for rec in log} for log in logs]
                 out.items[target] = [[d[doc] for doc in docs] for d in items]
-                out.aggregations[target] = aggregation
             out.values[target] = y
             continue
         for model, d in zip(models, by_doc):

@@ -190,7 +190,7 @@ def markdown(results: dict) -> str:
                 "n/a" if row.get(k) is None else f"{row[k]:.3g}" for k in trait_names) + " |")
     skipped = skipped_analyses(results)
     if skipped:
-        out += ["", "## Skipped analyses", "", "Not failures: this study does not have what they need.", ""]
+        out += ["", "## Skipped analyses", "", "Not failures: the study is too small for them, lacks what they read, or the registry turned them off.", ""]
         out += [f"- {md_escape(describe(item))}" for item in skipped]
     if results["failures"]:
         out += ["", "## Failures", ""]

@@ -90,8 +90,8 @@ class Task:
         return write_rows(rows, data_dir, self.name)
 
     def fewshot_rows(self, n: int) -> list[dict] | None:
-        """Up to ``n`` training rows to draw few-shot examples from, written like the test rows;
-        None when the task has no training rows."""
+        """Up to ``n`` training rows to draw few-shot examples from, written like the test rows
+        (file tasks: None when they have no training rows here)."""
         return [self.row_of(ex) for ex in self.examples("train", n)]
 
     @staticmethod
@@ -99,23 +99,30 @@ class Task:
         """The JSON row a generated example is written as (what the inline config's templates read)."""
         return {"prompt": ex.prompt, "label": ex.label, "answer": ex.answer}
 
-    def add_fewshot(self, config: dict, data_dir: Path, num_fewshot: int) -> dict:
+    def add_fewshot(self, config: dict, data_dir: Path, num_fewshot: int, n_test: int) -> dict:
         """Point ``config``'s few-shot examples away from the scored rows (lm-eval otherwise draws
         them from the test split, the current document included).
 
         Training rows are written beside the test file and named as ``fewshot_split``; a task
-        without training rows draws from the test split with ``fewshot_split: test``, which makes
-        lm-eval leave the current document out. ``config["fewshot_split"]`` records which.
+        without (enough) training rows draws from the test split with ``fewshot_split: test``, which
+        makes lm-eval leave the current document out, so it needs more than ``num_fewshot`` of the
+        ``n_test`` scored rows. ``config["fewshot_split"]`` records which.
         """
         if num_fewshot <= 0:
             return config
-        rows = self.fewshot_rows(max(FEWSHOT_POOL, num_fewshot + 1))
-        if rows and len(rows) > num_fewshot:
+        rows = self.fewshot_rows(max(FEWSHOT_POOL, num_fewshot))
+        if rows and len(rows) >= num_fewshot:
             files = config["dataset_kwargs"]["data_files"]
             files["train"] = str(write_rows(rows, data_dir, f"{self.name}-shots"))
             config["fewshot_split"] = "train"
-        else:
-            config["fewshot_split"] = config.get("test_split", "test")
+            return config
+        if n_test <= num_fewshot:
+            from harness.filetasks import DataError  # a ValueError the CLI reports (exit 2), no traceback
+
+            raise DataError(f"task {self.name!r}: {num_fewshot} few-shot examples must come from its own test "
+                            f"rows (it has no training rows here), which needs a limit above {num_fewshot}, "
+                            f"not {n_test}; give it training rows (data_files.train) or lower evaluation.num_fewshot")
+        config["fewshot_split"] = config.get("test_split", "test")
         return config
 
     def lm_eval_config(self, data_dir: Path, n: int, alias: str | None = None, num_fewshot: int = 0) -> dict:
@@ -147,7 +154,7 @@ class Task:
                 "metric_list": [{"metric": "exact_match", "aggregation": "mean",
                                  "higher_is_better": True}],
             })
-        return self.add_fewshot(config, data_dir, num_fewshot)
+        return self.add_fewshot(config, data_dir, num_fewshot, n)
 
     def metric(self) -> str:
         """The metric key lm-eval reports for this task (``metric,filter``); the cell's value is

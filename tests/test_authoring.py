@@ -134,8 +134,10 @@ def test_export_generated_task_loads_in_lm_eval(tmp_path, capsys, name, options)
     assert lm_task.doc_to_text(docs[0]) == expected[0].prompt
     assert [lm_task.doc_to_text(d) for d in docs] == [ex.prompt for ex in expected]
     # The same config the harness evaluates with, written out.
+    # The harness's config, plus the one key that keeps shots (should anyone ask for them) off the
+    # scored document: the export holds test rows only.
     assert config == task.lm_eval_config(tmp_path / "scratch", 12) | {
-        "dataset_kwargs": config["dataset_kwargs"]}
+        "dataset_kwargs": config["dataset_kwargs"], "fewshot_split": "test"}
 
 
 def test_export_defaults_to_name_yaml_in_cwd_and_100_rows(tmp_path, monkeypatch, capsys):

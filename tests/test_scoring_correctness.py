@@ -209,3 +209,56 @@ def test_cell_and_adapter_keys_carry_the_scoring_and_training_code_versions(tmp_
     registry = registry.model_copy(update={"evaluation": registry.evaluation.model_copy(update={"num_fewshot": 2})})
     _, cells4 = keys()
     assert not set(cells4) & set(cells3)
+
+
+def test_an_exported_task_run_with_shots_leaves_the_scored_document_out(tmp_path):
+    """gsm8k's own YAML sets num_fewshot: 5; its export holds test rows only, so shots must come
+    from the test split with the current document left out."""
+    import yaml
+
+    from harness.export import export_task
+
+    test = write_jsonl(tmp_path / "test.jsonl", GSM_ROWS)
+    path = export_task(GSM8K(data_files={"test": str(test)}), tmp_path / "export" / "gsm8k.yaml", limit=5)
+    assert yaml.safe_load(path.read_text())["fewshot_split"] == "test"
+    for doc, context in shots_of(str(path), 3):
+        own = f"Question: {doc['question']}"
+        assert context.count("Question:") == 4 and context.count(own) == 1
+
+
+def test_few_shots_from_the_test_split_need_more_rows_than_shots(tmp_path):
+    from harness.filetasks import DataError
+
+    task = GSM8K(data_files={"test": str(write_jsonl(tmp_path / "test.jsonl", GSM_ROWS))})
+    with pytest.raises(DataError, match=r"limit above 3, not 3"):
+        task.lm_eval_config(tmp_path / "data", 3, num_fewshot=3)
+
+
+def test_a_mean_metric_whose_cell_differs_from_its_records_keeps_its_paired_test():
+    """Only a metric that is not a mean loses McNemar; a 0/1 target flagged because its cell does
+    not equal the mean of its records is still compared document by document."""
+    from harness.analysis import cell_tests
+    from harness.outcomes import collect
+    from harness.registry import AnalysisSettings
+
+    log = lambda bits: [{"doc_id": i, "correct": float(b)} for i, b in enumerate(bits)]  # noqa: E731
+    samples = {"base": {"t": log([0, 1] * 10)}, "s": {"t": log([1] * 20)}}
+    cells = {"base": {"t": {"value": 0.6, "aggregation": "mean"}}, "s": {"t": {"value": 1.0, "aggregation": "mean"}}}
+    outcomes = collect(samples, ["s"], ["t"], cells)
+    assert "t" in outcomes.not_mean and "t" not in outcomes.aggregations
+    assert cell_tests(outcomes, AnalysisSettings())["s"]["t"]["method"] == "mcnemar"
+
+
+def test_a_file_defined_task_without_a_training_file_takes_shots_from_its_test_split(tmp_path):
+    from harness_plugins.tasks.file import FileDefinedTask
+
+    rows = [{"review": f"review number {i} was {'good' if i % 2 else 'bad'}", "stars": "5" if i % 2 else "1"}
+            for i in range(8)]
+    task = FileDefinedTask(data_files={"test": str(write_jsonl(tmp_path / "r.jsonl", rows))},
+                           text_columns=["review"], label_column="stars", labels=["negative", "positive"],
+                           label_values=["1", "5"], template="Review: {{review}}\nSentiment:")
+    assert task.metric() == "acc,none"
+    config = task.lm_eval_config(tmp_path / "data", 8, num_fewshot=2)
+    assert config["fewshot_split"] == "test"
+    for doc, context in shots_of(config, 2):
+        assert context.count(doc["prompt"]) == 1

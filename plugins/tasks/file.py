@@ -36,7 +36,6 @@ classification (``FileTask.clean_rows``).
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Literal
 
@@ -142,16 +141,6 @@ def _private_access(parsed) -> str | None:
     return None
 
 
-class _either:
-    """A method callable on the class (class attributes) or on an instance (instance attributes)."""
-
-    def __init__(self, func):
-        self.func = func
-
-    def __get__(self, obj, cls):
-        return functools.partial(self.func, cls if obj is None else obj)
-
-
 class FileDefinedTask(FileTask):
     """A classification or generation task defined entirely by its options (columns, labels, template)."""
 
@@ -191,10 +180,6 @@ class FileDefinedTask(FileTask):
                                 f"answer_regex {self.answer_regex!r} extracts from it, so it could never match")
             row = {**row, self.target_column: gold}
         return row
-
-    @_either
-    def metric(self) -> str:
-        return "acc,none" if self.kind == "multiple_choice" else "exact_match,extract"
 
 
 @hookimpl
