@@ -4,6 +4,7 @@ and `harness check`, including hostile names from data."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -159,17 +160,59 @@ def test_markdown_star_without_cell_tests_uses_the_stderr_of_the_difference():
     assert _transfer_row(markdown(results), "src") == ["+0.070*", "+0.120", "-0.070"]
 
 
-def test_renders_in_headless_chromium_where_installed(written, tmp_path):
+# Headless Chromium, kept off the network: no host name resolves (the report is a local file and
+# must need nothing else), and no background update or sync traffic is started.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--host-resolver-rules=MAP * ~NOTFOUND"]
+# Run by the page once it has loaded: how many images it has, how many decoded, and how many
+# resources it fetched from anywhere but itself (data: URIs and the file).
+PROBE = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+         " const fetched = performance.getEntriesByType('resource').map(e => e.name)"
+         ".filter(n => !/^(data|file|blob):/.test(n));"
+         " document.title = 'images ' + imgs.length + ' loaded '"
+         " + imgs.filter(i => i.complete && i.naturalWidth > 0).length + ' fetched ' + fetched.length; });</script>")
+
+
+def chromium() -> str:
     browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome")
                     if shutil.which(b)), None)
     if browser is None:
-        pytest.skip("no Chromium here; the HTML is checked by parsing instead (test_html_is_self_contained...)")
+        pytest.skip("no Chromium here (.ci/run installs Debian's chromium); the HTML is checked by parsing "
+                    "instead (test_html_is_self_contained...)")
+    return browser
+
+
+def probe(browser: str, page: Path, tmp_path: Path) -> tuple[int, int, int]:
+    """(images, images decoded, resources fetched from elsewhere) of ``page`` in a real browser."""
+    copy = tmp_path / f"probe-{page.name}"
+    copy.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    dom = subprocess.run([browser, *CHROMIUM_FLAGS, "--virtual-time-budget=10000", "--dump-dom", copy.as_uri()],
+                         check=True, timeout=120, capture_output=True, text=True).stdout
+    found = re.search(r"<title>images (\d+) loaded (\d+) fetched (\d+)</title>", dom)
+    assert found, dom[-2000:]
+    return tuple(int(g) for g in found.groups())
+
+
+def test_renders_in_headless_chromium_where_installed(written, tmp_path):
+    browser = chromium()
     run_dir, _, _ = written
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1200,3000", (run_dir / "report.html").as_uri()], check=True, timeout=120,
-                   capture_output=True)
+    subprocess.run([browser, *CHROMIUM_FLAGS, f"--screenshot={shot}", "--window-size=1200,3000",
+                    (run_dir / "report.html").as_uri()], check=True, timeout=120, capture_output=True)
     assert png_size(shot) == (1200, 3000) and shot.stat().st_size > 10_000
+    # Every figure loads, and the page asks for nothing outside itself.
+    images, loaded, fetched = probe(browser, run_dir / "report.html", tmp_path)
+    assert images == len(list((run_dir / "plots").glob("*.png"))) > 0
+    assert (loaded, fetched) == (images, 0)
+
+
+def test_the_browser_probe_sees_a_missing_figure_and_an_outside_request(tmp_path):
+    """The probe itself: a page with a figure it cannot load from elsewhere fails both checks."""
+    browser = chromium()
+    page = tmp_path / "bad.html"
+    page.write_text('<html><body><img src="https://example.invalid/figure.png"></body></html>')
+    assert probe(browser, page, tmp_path) == (1, 0, 1)
 
 
 def test_report_command_rebuilds_from_results_json_alone(written, capsys):
