@@ -10,6 +10,12 @@ an analysis's requirement raises :class:`NotApplicable`; anything else an analys
 from __future__ import annotations
 
 
+# The fewest sources a test across sources needs: a rank correlation over two points is always
+# +-1, a leave-one-source-out fit over two keeps one training row per fold (prediction: two, and a
+# two-point Spearman), and a refit without one source has a single row left.
+MIN_SOURCES = 3
+
+
 class NotApplicable(ValueError):
     """The study does not have what this analysis needs; the message is the reason, for the report.
 

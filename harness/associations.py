@@ -13,10 +13,9 @@ import numpy as np
 from scipy import stats as _st
 
 from harness import stats
-from harness.applicability import NotApplicable, require
+from harness.applicability import MIN_SOURCES, NotApplicable, require
 
 _BATCH = 256  # bootstrap draws or shuffles ranked per call, to bound memory
-MIN_SOURCES = 3  # a rank correlation over two points is always +-1: no test
 
 
 def _num(v) -> float:

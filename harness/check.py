@@ -196,6 +196,13 @@ def _grid(results: dict) -> tuple[list[tuple[str, str]], list[str], dict]:
     return rows, targets, cells
 
 
+def difference_stderr(se_a: float | None, se_b: float | None) -> float | None:
+    """Standard error of the difference of two independent estimates from theirs (a missing one
+    counts as 0); None when neither has one. The gate's margin and the Markdown report's star use it."""
+    parts = [se for se in (se_a, se_b) if se is not None]
+    return math.hypot(*parts) if parts else None
+
+
 def _value(cell: dict | None) -> tuple[float | None, float | None]:
     """(value, stderr) with non-finite values as not scored and non-finite stderrs as None."""
     if cell is None:
@@ -265,7 +272,7 @@ def _compare_cell(key, in_base: bool, b_cell, in_cur: bool, c_cell, b_metric, c_
            "delta": None, "margin": None, "threshold": tolerance}
     name = f"{model} / {target}"
     if b is not None and c is not None:
-        margin = z * math.sqrt((c_se or 0.0) ** 2 + (b_se or 0.0) ** 2)
+        margin = z * (difference_stderr(c_se, b_se) or 0.0)
         out.update(delta=c - b, margin=margin, threshold=max(tolerance, margin))
     delta, threshold = out["delta"], out["threshold"]
     if not in_base:

@@ -30,10 +30,9 @@ import math
 import numpy as np
 from scipy.stats import spearmanr
 
-from harness.applicability import NotApplicable
+from harness.applicability import MIN_SOURCES, NotApplicable
 
 Z90 = 1.645  # two-sided 90% normal quantile
-MIN_SOURCES = 3  # fewer leaves two training rows per fold and at most a two-point Spearman
 # Penalties tried when the training sources are no more than the features, relative to n·p (the
 # total sum of squares of n standardised rows of p features, the scale of ZᵀZ's eigenvalues): from
 # almost none (a near-interpolating fit) to so much that the fit predicts the training mean.

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 
 from rich.console import Console
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from harness.applicability import describe, skipped_analyses
 from harness.cache import Cache, copy_atomic, write_json_atomic, write_text_atomic
+from harness.check import difference_stderr
 from harness.matrix import Matrix
 from harness.plan import BASE, Plan
 from harness.registry import Registry
@@ -142,13 +142,6 @@ def _signed(value) -> str:
     return "n/a" if value is None else f"{value:+.3f}"
 
 
-def _difference_stderr(score: dict | None, base: dict | None) -> float | None:
-    """Standard error of adapter - base from the two cells' stderrs, as if independent (a missing
-    stderr counts as 0); None when neither cell has one."""
-    parts = [cell["stderr"] for cell in (score, base) if cell and cell.get("stderr") is not None]
-    return math.hypot(*parts) if parts else None
-
-
 def markdown(results: dict) -> str:
     targets, sources = results["targets"], results["sources"]
     out = [f"# Transfer report: {md_escape(results['experiment'])}", "",
@@ -175,7 +168,7 @@ def markdown(results: dict) -> str:
             if tests:
                 mark = "*" if test and test["significant"] else ""
             else:
-                se = _difference_stderr(results["scores"][s][t], results["base"][t])
+                se = difference_stderr(*((c or {}).get("stderr") for c in (results["scores"][s][t], results["base"][t])))
                 mark = "*" if delta is not None and se and abs(delta) > 2 * se else ""
             cells.append(_signed(delta) + mark)
         out.append(f"| {md_escape(s)} | " + " | ".join(cells) + " |")

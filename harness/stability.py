@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from harness.applicability import require
+from harness.applicability import MIN_SOURCES, require
 
 FAIR, EQUAL = 0.85, 0.95
 
@@ -88,9 +88,9 @@ def leave_one_source_out(fit: Callable[[np.ndarray, int], np.ndarray], X: np.nda
 
     A component the smaller matrix cannot carry (fewer sources, fewer dimensions) counts as not
     recovered (``None``), which is the honest reading: it rests on the source that was left out.
-    Needs 3 sources (NotApplicable otherwise): two left after one is removed, the fewest a fit takes.
+    Needs MIN_SOURCES (3) sources (NotApplicable otherwise): two left after one is removed, the fewest a fit takes.
     """
-    require(len(sources), 3, "sources", "refitting without each source")
+    require(len(sources), MIN_SOURCES, "sources", "refitting without each source")
     per = {c: {} for c in ids}
     for i, source in enumerate(sources):
         rest = np.delete(X, i, axis=0)

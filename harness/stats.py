@@ -228,20 +228,29 @@ def paired_bootstrap(a, b, n_boot: int = 2000, seed: int = 0, confidence: float 
     a, b = _paired(a, b)
     d = b - a
     delta = float(d.mean())
-    means = _bootstrap_means(d, n_boot, seed)
+    ci, p = _interval_and_shift_p(_bootstrap_means(d, n_boot, seed), delta, confidence)
+    return {"delta": delta, "ci": ci, "p": p, "n": len(d), "n_boot": int(n_boot)}
+
+
+def _interval_and_shift_p(draws: np.ndarray, delta: float, confidence: float) -> tuple[list[float], float]:
+    """Percentile interval of bootstrap ``draws`` (k,) of a difference, and the two-sided p of
+    ``delta`` = 0 by the centred ("shift") bootstrap: (1 + #{|draw - delta| >= |delta|}) / (1 + k)."""
     tail = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(means, [tail, 1.0 - tail])
-    extreme = int((np.abs(means - delta) >= abs(delta) - _TIE).sum())
-    return {"delta": delta, "ci": [float(lo), float(hi)], "p": (1.0 + extreme) / (1.0 + n_boot),
-            "n": len(d), "n_boot": int(n_boot)}
+    lo, hi = np.quantile(draws, [tail, 1.0 - tail])
+    extreme = int((np.abs(draws - delta) >= abs(delta) - _TIE).sum())
+    return [float(lo), float(hi)], (1.0 + extreme) / (1.0 + len(draws))
+
+
+def _resampled(n: int, statistic, n_boot: int, seed: int) -> np.ndarray:
+    """``statistic(idx)`` for ``n_boot`` index arrays drawn from range(n) with replacement. Shape (n_boot,)."""
+    rng = np.random.default_rng(seed)
+    return np.array([statistic(rng.integers(0, n, n)) for _ in range(n_boot)], dtype=float)
 
 
 def bootstrap_aggregate(items: list, aggregate, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     """``aggregate`` (a function of a list of per-document items, e.g. lm-eval's f1 over
     (gold, prediction) pairs) on ``n_boot`` resamples of ``items`` with replacement. Shape (n_boot,)."""
-    rng = np.random.default_rng(seed)
-    n = len(items)
-    return np.array([aggregate([items[i] for i in rng.integers(0, n, n)]) for _ in range(n_boot)], dtype=float)
+    return _resampled(len(items), lambda idx: aggregate([items[i] for i in idx]), n_boot, seed)
 
 
 def paired_bootstrap_aggregate(items_a: list, items_b: list, aggregate, n_boot: int = 2000, seed: int = 0,
@@ -260,23 +269,15 @@ def paired_bootstrap_aggregate(items_a: list, items_b: list, aggregate, n_boot: 
         raise ValueError(f"paired items need equal lengths, got {len(items_a)} and {len(items_b)}")
     if not items_a:
         raise ValueError("paired items are empty")
-    delta = float(aggregate(items_b) - aggregate(items_a))
-    rng = np.random.default_rng(seed)
     n = len(items_a)
-    diffs = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        diffs.append(aggregate([items_b[i] for i in idx]) - aggregate([items_a[i] for i in idx]))
-    diffs = np.asarray(diffs, dtype=float)
+    out = {"method": "paired_bootstrap_aggregate", "delta": float(aggregate(items_b) - aggregate(items_a)),
+           "ci": [None, None], "p": None, "n": n, "n_boot": int(n_boot)}
+    diffs = _resampled(n, lambda idx: aggregate([items_b[i] for i in idx]) - aggregate([items_a[i] for i in idx]),
+                       n_boot, seed)
     diffs = diffs[np.isfinite(diffs)]
-    if not len(diffs) or not math.isfinite(delta):
-        return {"method": "paired_bootstrap_aggregate", "delta": delta, "ci": [None, None], "p": None,
-                "n": n, "n_boot": int(n_boot)}
-    tail = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(diffs, [tail, 1.0 - tail])
-    extreme = int((np.abs(diffs - delta) >= abs(delta) - _TIE).sum())
-    return {"method": "paired_bootstrap_aggregate", "delta": delta, "ci": [float(lo), float(hi)],
-            "p": (1.0 + extreme) / (1.0 + len(diffs)), "n": n, "n_boot": int(n_boot)}
+    if len(diffs) and math.isfinite(out["delta"]):
+        out["ci"], out["p"] = _interval_and_shift_p(diffs, out["delta"], confidence)
+    return out
 
 
 def paired_test(a, b, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> dict:
