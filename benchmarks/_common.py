@@ -78,7 +78,7 @@ def model_label(args) -> str:
 
 def default_registry():
     """The default experiment (``registry.yaml``): sources, targets, LoRA and evaluation settings."""
-    from harness.registry import load_registry
+    from harness.config.registry import load_registry
 
     return load_registry(DEFAULT_REGISTRY)
 
@@ -117,14 +117,14 @@ def workspace(args):
 def eval_batch_size(settings) -> int | str:
     """The batch size the harness hands lm-eval for a registry's ``evaluation`` settings."""
     try:
-        from harness.evaluate import eval_batch_size as resolve
+        from harness.stages.evaluate import eval_batch_size as resolve
     except ImportError:  # a harness without "auto"
         return settings.batch_size
     return resolve(settings.batch_size)
 
 
 def registry_from(data: dict):
-    from harness.registry import Registry
+    from harness.config.registry import Registry
 
     return Registry.model_validate(data)
 
@@ -139,9 +139,9 @@ def write_registry(path: Path, data: dict) -> Path:
 
 def ensure_model(base_model: dict, cache_root: Path, log=print):
     """(location, transformers directory) of the base model; a GGUF is converted once into the cache."""
-    from harness import models
-    from harness.cache import Cache
-    from harness.registry import ModelConfig
+    from harness.model import loading as models
+    from harness.cache.store import Cache
+    from harness.config.registry import ModelConfig
 
     cfg = ModelConfig(**base_model)
     cache = Cache(cache_root)
@@ -155,13 +155,13 @@ def ensure_model(base_model: dict, cache_root: Path, log=print):
 def ensure_adapters(registry, cache_root: Path, log=print) -> dict[str, Path]:
     """Train the registry's adapters that the setup cache lacks, as ``harness run`` does (same
     keys, same ``train_adapter``, same saved files); return source -> adapter directory."""
-    from harness import models
-    from harness.adapters import AdapterHost
-    from harness.cache import Cache, write_json_atomic
-    from harness.finetune import train_adapter
-    from harness.pipeline import adapter_name
-    from harness.plan import make_plan
-    from harness.plugins import catalog
+    from harness.model import loading as models
+    from harness.model.adapters import AdapterHost
+    from harness.cache.store import Cache, write_json_atomic
+    from harness.stages.finetune import train_adapter
+    from harness.stages.plan import adapter_name
+    from harness.stages.plan import make_plan
+    from harness.api.plugins import catalog
 
     cache = Cache(cache_root)
     location, path = ensure_model(registry.base_model.model_dump(), cache_root, log)

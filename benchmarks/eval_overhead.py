@@ -1,6 +1,6 @@
 """Evaluation overhead: the harness's evaluate stage against the time spent in the model's forward passes.
 
-``harness.pipeline.run`` (in this process) scores K adapters + the base model on N targets; the
+``harness.execution.pipeline.run`` (in this process) scores K adapters + the base model on N targets; the
 adapters are already trained and cached, the cells are not, and traits are off, so the only
 forward passes of the run are the evaluation's. Timed:
 
@@ -87,7 +87,8 @@ def main(argv=None) -> int:
 
     from lm_eval.models.huggingface import HFLM
 
-    from harness import models, pipeline
+    from harness.model import loading as models
+    from harness.execution import pipeline
 
     import lm_eval.evaluator as lm_evaluator
     from lm_eval.tasks import TaskManager
@@ -189,7 +190,7 @@ def main(argv=None) -> int:
         "benchmark": "eval_overhead", "model": c.model_label(args), "quick": quick,
         "models": k + 1, "adapters": k, "targets": {t["task"]: t["limit"] for t in targets},
         "batch_size": c.eval_batch_size(default.evaluation),
-        "timed": "harness.pipeline.run in-process, adapters cached, cells not, traits off; stage = its "
+        "timed": "harness.execution.pipeline.run in-process, adapters cached, cells not, traits off; stage = its "
                  "'evaluate' stage",
         "forward_definition": "time inside the base model's __call__ (forward pre-hook..forward hook), all "
                               "loglikelihood batches and decoding steps",

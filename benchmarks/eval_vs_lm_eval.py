@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         ours = runs[0]["scores"]
 
         # --- lm_eval: one command per model, on the exported targets ---------------------------
-        from harness.plugins import catalog
+        from harness.api.plugins import catalog
 
         cat = catalog()
         yamls = []

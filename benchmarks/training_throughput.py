@@ -1,6 +1,6 @@
 """Training throughput: the harness's train_adapter versus a plain transformers Trainer.
 
-Both sides train the same base model with the same LoRA config (``harness.finetune.lora_config`` of
+Both sides train the same base model with the same LoRA config (``harness.stages.finetune.lora_config`` of
 registry.yaml's ``lora``), the same batch size, learning rate, warm-up, gradient clipping and number
 of steps, on the same examples of each default source (arithmetic, sentiment, nli, ordering,
 generated; variable lengths), in the same batches:
@@ -37,7 +37,7 @@ SOURCES = ("arithmetic", "sentiment", "nli", "ordering")
 @contextmanager
 def recording_batches():
     """The rows of every batch train_adapter pads (its own batching, whatever it is), in order."""
-    import harness.finetune as finetune
+    import harness.stages.finetune as finetune
 
     seen: list[list] = []
     original = finetune.pad_batch
@@ -54,7 +54,7 @@ def recording_batches():
 
 
 def run_harness(host, tokenizer, pairs, kind, settings, out_dir, name):
-    from harness.finetune import train_adapter
+    from harness.stages.finetune import train_adapter
 
     with recording_batches() as batches:
         start, cpu = time.perf_counter(), time.process_time()
@@ -71,9 +71,9 @@ def run_trainer(model_dir, batches, tokenizer, settings, out_dir):
     from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
     from transformers.trainer_callback import PrinterCallback
 
-    from harness import models
-    from harness.finetune import lora_config
-    from harness.registry import ModelConfig
+    from harness.model import loading as models
+    from harness.stages.finetune import lora_config
+    from harness.config.registry import ModelConfig
 
     model, _ = models.load(model_dir, ModelConfig(path=str(model_dir)))
     torch.manual_seed(settings.seed)
@@ -141,11 +141,11 @@ def main(argv=None) -> int:
 
     import torch
 
-    from harness import models
-    from harness.adapters import AdapterHost
-    from harness.finetune import tokenize_pairs
-    from harness.plugins import catalog
-    from harness.registry import ModelConfig
+    from harness.model import loading as models
+    from harness.model.adapters import AdapterHost
+    from harness.stages.finetune import tokenize_pairs
+    from harness.api.plugins import catalog
+    from harness.config.registry import ModelConfig
 
     default = c.default_registry()
     settings = default.lora.model_copy(update={"steps": steps, "epochs": None})

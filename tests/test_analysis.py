@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from harness.analysis import TransferData, analyse, cell_tests
+from harness.stages.analyse import TransferData, analyse, cell_tests
 from harness.cli import main
-from harness.outcomes import collect
-from harness.plugins import catalog
-from harness.registry import AnalysisSettings, DecomposerUse
+from harness.analysis.outcomes import collect
+from harness.api.plugins import catalog
+from harness.config.registry import AnalysisSettings, DecomposerUse
 
 TARGETS = ["add", "words", "pos", "nli", "order"]
 ABILITIES = {"add": ("arithmetic",), "words": ("arithmetic", "reasoning"), "pos": ("sentiment",),

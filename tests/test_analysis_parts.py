@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import dimensionality, stability
-from harness.normalise import ahp_log_priority, normalise, win_rates
-from harness.outcomes import collect
+from harness.analysis import dimensionality
+from harness.analysis import stability
+from harness.analysis.normalise import ahp_log_priority, normalise, win_rates
+from harness.analysis.outcomes import collect
 from harness_plugins.decomposers.pca import PCA
 
 
@@ -92,9 +93,9 @@ def test_variance_threshold_and_fixed():
 
 
 def _decompose(name, n_components, X, **use):
-    from harness.decompose import decompose
-    from harness.plugins import catalog
-    from harness.registry import AnalysisSettings, DecomposerUse
+    from harness.analysis.decompose import decompose
+    from harness.api.plugins import catalog
+    from harness.config.registry import AnalysisSettings, DecomposerUse
 
     sources, targets = [f"s{i}" for i in range(len(X))], [f"t{j}" for j in range(X.shape[1])]
     use = DecomposerUse(name=name, **({} if n_components == "default" else {"n_components": n_components}), **use)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from harness import stats
-from harness.associations import correlate_traits, similarity_versus_transfer
+from harness.analysis import stats
+from harness.analysis.associations import correlate_traits, similarity_versus_transfer
 
 
 def _nested(names, cols, M):

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import plugins
+from harness.api import plugins
 from harness.cli import main
-from harness.testing import build_lm_eval_task
+from harness.authoring.conformance import build_lm_eval_task
 
 ROOT = Path(__file__).resolve().parent.parent
 SST2_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "test.tsv"

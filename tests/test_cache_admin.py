@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache_admin
-from harness.cache_admin import cli
+from harness.execution import cache_admin
+from harness.execution.cache_admin import cli
 
 DAY = 86400
 A1, A2 = "a1" * 10, "a2" * 10  # adapters
@@ -264,7 +264,7 @@ def test_prune_by_age_prints_bytes_freed(cache, capsys):
 
 
 def test_interrupted_removal_never_leaves_a_valid_looking_entry(cache, capsys, monkeypatch):
-    from harness.cache import Cache
+    from harness.cache.store import Cache
 
     def boom(path, *a, **k):
         raise PermissionError(13, "Permission denied", str(path))
@@ -349,11 +349,11 @@ def fake_model(tmp_path: Path) -> Path:
 
 
 def plan_of(registry_path: Path, root: Path):
-    from harness import models
-    from harness.cache import Cache
-    from harness.plan import make_plan
-    from harness.plugins import catalog
-    from harness.registry import load_registry
+    from harness.model import loading as models
+    from harness.cache.store import Cache
+    from harness.stages.plan import make_plan
+    from harness.api.plugins import catalog
+    from harness.config.registry import load_registry
 
     registry = load_registry(registry_path)
     location = models.locate(registry.base_model, Cache(root), download=False)
@@ -402,10 +402,10 @@ def test_keep_protects_what_the_registry_plan_uses(cache, tmp_path, capsys):
 
 
 def test_trait_keys_match_the_ones_the_traits_stage_writes(tmp_path):
-    """needed_keys restates harness.traits' key: check it against compute_all itself."""
-    from harness import traits
-    from harness.cache import Cache
-    from harness.plugins import catalog
+    """needed_keys restates harness.api.traits' key: check it against compute_all itself."""
+    from harness.stages import traits
+    from harness.cache.store import Cache
+    from harness.api.plugins import catalog
 
     text = REGISTRY.format(model=fake_model(tmp_path)).replace(", {name: completion_length}", "")
     (tmp_path / "r.yaml").write_text(text + "candidates: [{task: arithmetic, n_train: 8}]\n")
@@ -415,8 +415,8 @@ def test_trait_keys_match_the_ones_the_traits_stage_writes(tmp_path):
     assert not result.failures
     # the candidates as `harness recommend` plans them: a sibling registry whose sources they are
     sibling = registry.model_copy(update={"sources": registry.candidates})
-    from harness import models
-    from harness.plan import make_plan
+    from harness.model import loading as models
+    from harness.stages.plan import make_plan
 
     location = models.locate(registry.base_model, written, download=False)
     cand_plan = make_plan(sibling, catalog(), Cache(tmp_path / "scratch"), location, dry_run=True)
@@ -479,7 +479,7 @@ def test_add_parser_and_main_plug_into_a_cli(cache, capsys):
 
 def test_verify_finds_damaged_entries_and_fix_removes_them(tmp_path, capsys):
     from harness import cli
-    from harness.cache import Cache
+    from harness.cache.store import Cache
 
     cache = Cache(tmp_path, warn=lambda message: None)
     for key in ("good", "bad"):

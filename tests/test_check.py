@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness.check import CheckError, compare, load_results, to_json, to_junit, to_markdown
+from harness.reporting.check import CheckError, compare, load_results, to_json, to_junit, to_markdown
 
 SOURCES = ["arith", "senti"]
 TARGETS = ["arith", "senti", "nli"]

@@ -1,4 +1,4 @@
-"""Every built-in task passes the conformance checks of harness.testing; broken tasks fail them."""
+"""Every built-in task passes the conformance checks of harness.authoring.conformance; broken tasks fail them."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import plugins
-from harness.filetasks import FileTask
-from harness.tasks import Example, GeneratedTask, Task, classification_example, generation_example
-from harness.testing import N_TEST, N_TRAIN, check_disjoint, check_examples, check_task
+from harness.api import plugins
+from harness.api.filetasks import FileTask
+from harness.api.tasks import Example, GeneratedTask, Task, classification_example, generation_example
+from harness.authoring.conformance import N_TEST, N_TRAIN, check_disjoint, check_examples, check_task
 from harness_plugins.tasks.code import Code
 from harness_plugins.tasks.goat import Goat
 from test_file_tasks import CASES, write_splits  # pytest puts tests/ on sys.path

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.tasks import Example, GeneratedTask, classification_example
-from harness.traits import SourceData
+from harness.api.tasks import Example, GeneratedTask, classification_example
+from harness.api.traits import SourceData
 from harness_plugins.traits.class_distribution import ClassDistribution
 from harness_plugins.traits.completion_length import CompletionLength
 from harness_plugins.traits.lexical import Lexical

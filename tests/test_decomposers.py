@@ -8,9 +8,9 @@ import pytest
 from sklearn.decomposition import FactorAnalysis as SkFactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 
-from harness import plugins
-from harness.rotation import promax, varimax, varimax_criterion
-from harness.testing import check_decomposer
+from harness.api import plugins
+from harness.api.rotation import promax, varimax, varimax_criterion
+from harness.authoring.conformance import check_decomposer
 from harness_plugins.decomposers.factor_analysis import FactorAnalysis
 from harness_plugins.decomposers.ica import FastICA
 from harness_plugins.decomposers.nmf import NMF

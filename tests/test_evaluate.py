@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.adapters import AdapterHost
-from harness.evaluate import Evaluator
-from harness.finetune import lora_config
-from harness.registry import EvaluationSettings, LoraSettings
+from harness.model.adapters import AdapterHost
+from harness.stages.evaluate import Evaluator
+from harness.stages.finetune import lora_config
+from harness.config.registry import EvaluationSettings, LoraSettings
 from harness_plugins.tasks.arithmetic import Arithmetic
 from harness_plugins.tasks.sentiment import Sentiment
 
@@ -71,8 +71,8 @@ def test_scores_do_not_depend_on_the_batch_size(tiny_model, tmp_path, task_cls, 
 
 
 def test_auto_batch_size_is_16_on_cpu_and_lm_evals_search_on_a_gpu(monkeypatch):
-    import harness.compute as compute
-    from harness.evaluate import eval_batch_size
+    import harness.model.compute as compute
+    from harness.stages.evaluate import eval_batch_size
 
     assert eval_batch_size(4) == 4
     monkeypatch.setattr(compute, "device", lambda: "cpu")

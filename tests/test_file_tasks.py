@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.filetasks import DataError, FileTask
+from harness.errors import DataError
+from harness.api.filetasks import FileTask
 from harness_plugins.tasks.ag_news import AGNews
 from harness_plugins.tasks.amazon_polarity import AmazonPolarity
 from harness_plugins.tasks.boolq import BoolQ
@@ -337,7 +338,7 @@ def test_goat_answers_prompts_and_scoring(tmp_path):
     docs = list(lm_task.test_docs())
     assert [lm_task.doc_to_target(d) for d in docs] == [e.answer for e in task.examples("test", 3)]
     # what lm-eval's regex filter extracts from a model output equals the gold
-    from harness.tasks import first_match
+    from harness.api.tasks import first_match
 
     assert first_match(task.answer_regex, " 23 R 36\nWhat is") == "23 R 36"
     assert first_match(task.answer_regex, " -888") == "-888"
@@ -389,7 +390,7 @@ def test_toxicity_row_without_label_or_scores_names_row_and_column(tmp_path):
 
 
 def test_code_prompts_and_first_line_answers(tmp_path):
-    from harness.tasks import first_match
+    from harness.api.tasks import first_match
 
     path = write(tmp_path / "code.jsonl", CASES["code"][2])
     task = Code(data_files=own_train_file(path))
@@ -457,7 +458,7 @@ def test_stratified_sample_of_three_classes_is_the_largest_remainder(tmp_path):
     # 7 rows: quotas 3.5, 2.1, 1.4; the seat left over goes to the largest remainder, Business's 0.5.
     counts = Counter(task.labels[e.label] for e in task.examples("test", 7))
     assert counts == {"business": 4, "sports": 2, "world": 1}
-    from harness.filetasks import largest_remainder, stratified_sequence
+    from harness.api.filetasks import largest_remainder, stratified_sequence
 
     assert largest_remainder([50, 30, 20, 0], 7) == [4, 2, 1, 0]
     sequence = stratified_sequence([5, 3, 2], 10)
@@ -544,7 +545,7 @@ def test_the_selection_enters_the_fingerprint(tmp_path):
 
 # --- the `file` task ----------------------------------------------------------------------------------
 def test_file_task_end_to_end_on_csv(tmp_path):
-    from harness.plugins import catalog
+    from harness.api.plugins import catalog
 
     path = write(tmp_path / "reviews.csv", [
         {"review": "Terrible, broke at once.", "stars": 1},
@@ -633,7 +634,7 @@ def test_file_task_without_data_file_says_what_to_give():
 
 
 def test_all_real_data_tasks_are_registered():
-    from harness.plugins import catalog
+    from harness.api.plugins import catalog
 
     cat = catalog()
     for name in [*CASES, "file"]:

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from harness.adapters import AdapterHost
-from harness.finetune import tokenize_pairs, train_adapter
-from harness.registry import LoraSettings
+from harness.model.adapters import AdapterHost
+from harness.stages.finetune import tokenize_pairs, train_adapter
+from harness.config.registry import LoraSettings
 from harness_plugins.tasks.sentiment import Sentiment
 
 SETTINGS = LoraSettings(rank=8, alpha=16, dropout=0.0, learning_rate=5e-3, steps=30, batch_size=8,
@@ -46,8 +46,8 @@ def test_training_lowers_the_loss_and_changes_only_adapter_weights(tiny_model, t
 
 
 def test_training_is_seeded(tiny_model_dir, tmp_path):
-    from harness.models import load
-    from harness.registry import ModelConfig
+    from harness.model.loading import load
+    from harness.config.registry import ModelConfig
 
     runs = []
     for i in range(2):
@@ -59,7 +59,7 @@ def test_training_is_seeded(tiny_model_dir, tmp_path):
 
 
 def test_epoch_batches_cover_every_example_once_and_group_lengths():
-    from harness.finetune import epoch_batches
+    from harness.stages.finetune import epoch_batches
 
     rng = torch.Generator().manual_seed(0)
     lengths = [int(x) for x in torch.randint(5, 120, (200,), generator=torch.Generator().manual_seed(1))]
@@ -81,7 +81,7 @@ def test_epoch_batches_cover_every_example_once_and_group_lengths():
 
 
 def test_compute_setup_on_this_machine():
-    from harness.compute import compute_setup, resolve_dtype
+    from harness.model.compute import compute_setup, resolve_dtype
 
     if torch.cuda.is_available():
         pytest.skip("checks the CPU defaults")
@@ -155,8 +155,8 @@ def test_a_trained_generation_adapter_stops_after_its_answer(tiny_model_dir, tmp
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from harness.models import load
-    from harness.registry import ModelConfig
+    from harness.model.loading import load
+    from harness.config.registry import ModelConfig
 
     pairs = [("Q: what is 2 plus 3?\nA:", " 5\n"), ("Q: what is 7 plus 8?\nA:", " 15\n")]
     settings = SETTINGS.model_copy(update={"learning_rate": 0.1, "steps": 30, "batch_size": 2})
@@ -194,7 +194,7 @@ LONG_ANSWER = " " + "many more words " * 8 + "\n"  # over 16 tokens on its own
 
 
 def test_long_prompts_lose_their_start_but_keep_the_bos(bos_tokenizer):
-    from harness.finetune import scored_pair
+    from harness.stages.finetune import scored_pair
 
     pair = ("word " * 50 + "\nAnswer:", " the answer is 42\n")
     [(ids, labels)], dropped = tokenize_pairs(bos_tokenizer, [pair], 16, "generation")
@@ -205,7 +205,7 @@ def test_long_prompts_lose_their_start_but_keep_the_bos(bos_tokenizer):
 
 
 def test_examples_whose_completion_alone_is_too_long_are_left_out_and_counted(tiny_model, tmp_path):
-    from harness.pipeline import trained_message
+    from harness.stages.finetune import trained_message
 
     model, tok = tiny_model
     pairs = [("Q: one?\nA:", " 1\n"), ("Q: many?\nA:", LONG_ANSWER), ("Q: two?\nA:", " 2\n")]

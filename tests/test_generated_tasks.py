@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from pydantic import ValidationError
 
-from harness.tasks import GeneratedTask
+from harness.api.tasks import GeneratedTask
 from harness_plugins.tasks import (arithmetic, nli, ordering, paraphrase, sentiment, sentiment3,
                                    topic, word_problems)
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.filetasks import DataError, check_data_file, read_rows
+from harness.errors import DataError
+from harness.api.filetasks import check_data_file, read_rows
 from harness_plugins.tasks.file import FileDefinedTask
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,14 +80,14 @@ def sparse_2gb(tmp_path) -> Path:
 
 
 def test_a_2gb_data_file_is_refused_by_size_without_being_read(sparse_2gb, tmp_path, monkeypatch, capsys):
-    import harness.cache
-    import harness.filetasks
+    import harness.cache.store
+    import harness.api.filetasks
 
     def no_reading(*args, **kwargs):
         raise AssertionError(f"the file was opened: {args}")
 
-    monkeypatch.setattr(harness.filetasks, "open", no_reading, raising=False)  # shadows the builtin there
-    monkeypatch.setattr(harness.cache, "file_sha256", no_reading)
+    monkeypatch.setattr(harness.api.filetasks, "open", no_reading, raising=False)  # shadows the builtin there
+    monkeypatch.setattr(harness.cache.store, "file_sha256", no_reading)
     message = r"big\.csv: 2048\.0 MB, over the limit of 1024 MB .* raise `options\.max_file_mb` .* max_file_mb: 4096"
     with pytest.raises(DataError, match=message):
         read_rows(sparse_2gb)
@@ -347,7 +348,8 @@ def test_markup_in_data_reaches_reports_escaped(tmp_path):
     """Fast: the file task's own examples, labels and abilities, put into a results.json."""
     from test_reports import Structure, make_results
 
-    from harness.report import markdown, write_reports
+    from harness.reporting.markdown import markdown
+    from harness.stages.report import write_reports
 
     task = FileDefinedTask(**hostile_options(None, write_csv(tmp_path / "evil.csv", hostile_rows(6))))
     examples = task.examples("test", 4)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.cache import Cache, write_json_atomic
-from harness.matrix import assemble
-from harness.plan import BASE, AdapterJob, CellJob, Plan
+from harness.cache.store import Cache, write_json_atomic
+from harness.stages.matrix import assemble
+from harness.config.registry import BASE
+from harness.stages.plan import AdapterJob, CellJob, Plan
 from harness_plugins.tasks.nli import NLI
 from harness_plugins.tasks.sentiment import Sentiment
 

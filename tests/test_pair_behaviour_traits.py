@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from harness.tasks import Example
-from harness.traits import BehaviourData, SourceData, TargetData, checked
+from harness.api.tasks import Example
+from harness.api.traits import BehaviourData, SourceData, TargetData, checked
 from harness_plugins.tasks.arithmetic import Arithmetic
 from harness_plugins.tasks.sentiment import Sentiment
 from harness_plugins.traits import behaviour, similarity

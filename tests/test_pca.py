@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA as SkPCA
 
-from harness.decompose import component_ids, name_components
-from harness.plugins import catalog
+from harness.analysis.decompose import component_ids, name_components
+from harness.api.plugins import catalog
 from harness_plugins.decomposers.pca import PCA
 
 
@@ -102,7 +102,7 @@ def test_component_names_are_unique_within_a_decomposition():
 
 
 def test_holes_cost_the_most_incomplete_row_or_column_only():
-    from harness.decompose import complete_submatrix
+    from harness.analysis.decompose import complete_submatrix
 
     X = np.ones((4, 3))
     X[:, 2] = np.nan  # a target that failed everywhere

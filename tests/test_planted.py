@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.associations import correlate_traits
-from harness.decompose import component_ids
-from harness.plugins import catalog
-from harness.stability import align
+from harness.analysis.associations import correlate_traits
+from harness.analysis.decompose import component_ids
+from harness.api.plugins import catalog
+from harness.analysis.stability import align
 
 
 def planted(n: int, p: int, k: int, noise: float, seed: int):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import plots
+from harness.reporting import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 XSS = "<script>alert(1)</script>"

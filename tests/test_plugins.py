@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from harness import plugins
-from harness.hookspecs import hookimpl
-from harness.tasks import GeneratedTask, classification_example
-from harness.traits import Trait
+from harness.api import plugins
+from harness.api.hookspecs import hookimpl
+from harness.api.tasks import GeneratedTask, classification_example
+from harness.api.traits import Trait
 
 
 class ThrowawayTask(GeneratedTask):

@@ -14,8 +14,8 @@ from sklearn.model_selection import LeaveOneOut, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from harness.applicability import NotApplicable
-from harness.predict import (RELATIVE_ALPHAS, choose_alpha, fit_predict, leave_one_source_out, recommend, ridge,
+from harness.analysis.applicability import NotApplicable
+from harness.analysis.predict import (RELATIVE_ALPHAS, choose_alpha, fit_predict, leave_one_source_out, recommend, ridge,
                              transfer_bounds)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.registry import RegistryError, load_registry, parse_registry
+from harness.errors import RegistryError
+from harness.config.registry import load_registry, parse_registry
 
 # Three sources and a multiple-choice and a generation target: every kind of job, kept small.
 # cpus_per_job pins the torch threads of every job in both executors (on CPU the thread count
@@ -57,7 +58,7 @@ def workdir(tiny_model_dir, tmp_path_factory) -> Path:
 
 
 def _run_in_process(workdir: Path, cache: Path, out: Path, monkeypatch):
-    from harness.pipeline import run
+    from harness.execution.pipeline import run
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(cache))  # the registry has no cache_dir
     registry = load_registry(workdir / "registry.yaml")
@@ -119,7 +120,7 @@ def test_a_failing_job_on_ray_is_recorded_and_the_rest_finish(workdir, ray_addre
     are failures, exactly as a local run records them, and every other job is done."""
     import ray
 
-    from harness.plugins import catalog
+    from harness.api.plugins import catalog
 
     monkeypatch.setattr(catalog().get("task", "nli").obj, "train_pairs", lambda self, n: [("prompt", None)] * n)
     # Smaller than the registry above: two sources, one target, one task at a time.
@@ -128,7 +129,7 @@ def test_a_failing_job_on_ray_is_recorded_and_the_rest_finish(workdir, ray_addre
     text = text.replace("  - {task: arithmetic, n_train: 32}\n", "").replace("  - {task: arithmetic, limit: 4}\n", "")
     (workdir / "failing.yaml").write_text(text)
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(workdir / "cache-failing"))
-    from harness.pipeline import run
+    from harness.execution.pipeline import run
 
     outcome = run(load_registry(workdir / "failing.yaml"), workdir / "failing.yaml", out=workdir / "out-failing",
                   quiet=True)
@@ -185,10 +186,10 @@ def test_executor_in_yaml(tiny_model_dir, tmp_path):
 
 
 def test_executor_does_not_enter_the_cache_keys(tiny_model_dir, tmp_path):
-    from harness import models
-    from harness.cache import Cache
-    from harness.plan import make_plan
-    from harness.plugins import catalog
+    from harness.model import loading as models
+    from harness.cache.store import Cache
+    from harness.stages.plan import make_plan
+    from harness.api.plugins import catalog
 
     base = REGISTRY.format(model=tiny_model_dir).replace("executor: {cpus_per_job: 1}\n", "")
     keys = []
@@ -214,8 +215,8 @@ def test_missing_ray_is_a_clear_input_error(workdir, monkeypatch, capsys):
 
 
 def test_cache_warning_for_clusters(tiny_model_dir, tmp_path):
-    from harness.cache import Cache
-    from harness.executors import cache_warning
+    from harness.cache.store import Cache
+    from harness.execution.executors import cache_warning
 
     base = REGISTRY.format(model=tiny_model_dir)
     unset = parse_registry(base)

@@ -14,11 +14,13 @@ from html.parser import HTMLParser
 import pytest
 from test_analysis import ABILITIES, TARGETS, USES, synthetic_run
 
-from harness.analysis import analyse
+from harness.stages.analyse import analyse
 from harness.cli import main
-from harness.plugins import catalog
-from harness.registry import AnalysisSettings
-from harness.report import markdown, validate_results, write_reports
+from harness.api.plugins import catalog
+from harness.config.registry import AnalysisSettings
+from harness.reporting.markdown import markdown
+from harness.reporting.results_schema import validate_results
+from harness.stages.report import write_reports
 
 HOSTILE = "<script>alert(1)</script>"
 VOID = {"meta", "img", "br", "hr", "input", "link"}

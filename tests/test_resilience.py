@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cache import MANIFEST, Cache
+from harness.cache.store import MANIFEST, Cache
 
 # Long enough training (steps) and scoring (limits) on the tiny model that a watcher polling
 # every 20 ms can stop the run in the middle of a stage.
@@ -230,20 +230,21 @@ def test_a_failing_cell_costs_only_itself(finished, tiny_model_dir, tmp_path, mo
     scored, the exit code is 1, the reports show the gap, and a re-run scores just that cell."""
     import torch
 
-    from harness import pipeline
-    from harness.registry import load_registry
+    from harness.cache import entries
+    from harness.execution import pipeline
+    from harness.config.registry import load_registry
 
     cache = copy_cache(finished, tmp_path / "cache", without=("cells",))
     registry_path = write_registry(tmp_path, tiny_model_dir, cache)
     registry = load_registry(registry_path)
-    store = pipeline._store_cell
+    store = entries.store_cell
 
     def out_of_memory(cache, cell, result, seconds):  # inside the cell's work, as a real OOM would be
         if (cell.model, cell.target) == ("sentiment", "nli"):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return store(cache, cell, result, seconds)
 
-    monkeypatch.setattr(pipeline, "_store_cell", out_of_memory)
+    monkeypatch.setattr(entries, "store_cell", out_of_memory)
     outcome = pipeline.run(registry, registry_path, quiet=True)
     assert outcome.exit_code == 1
     failed = [f for f in outcome.results["failures"] if f["stage"] == "evaluate"]
@@ -257,7 +258,7 @@ def test_a_failing_cell_costs_only_itself(finished, tiny_model_dir, tmp_path, mo
     html = (outcome.run_dir / "report.html").read_text()
     assert "out of memory" in html
 
-    monkeypatch.setattr(pipeline, "_store_cell", store)
+    monkeypatch.setattr(entries, "store_cell", store)
     again = pipeline.run(registry, registry_path, quiet=True)
     assert again.exit_code == 0
     assert again.results["provenance"]["computed"] == {"adapters": 0, "cells": 1}
@@ -332,7 +333,7 @@ def test_locks_exclude_other_processes_and_cleanup_spares_held_entries(tmp_path)
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_atomic_writes_keep_the_umasks_permissions(tmp_path, umask, mode):
-    from harness.cache import write_text_atomic
+    from harness.cache.store import write_text_atomic
 
     saved = os.umask(umask)
     try:

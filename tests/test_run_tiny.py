@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from harness.report import validate_results
+from harness.reporting.results_schema import validate_results
 
 REGISTRY = """\
 experiment: tiny

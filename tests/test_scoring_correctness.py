@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.evaluate import Evaluator
-from harness.filetasks import FileTask
-from harness.registry import EvaluationSettings
+from harness.stages.evaluate import Evaluator
+from harness.api.filetasks import FileTask
+from harness.config.registry import EvaluationSettings
 from harness_plugins.tasks.gsm8k import GSM8K
 from harness_plugins.tasks.sentiment import Sentiment
 
@@ -78,7 +78,7 @@ def test_a_metric_lm_eval_did_not_report_is_refused_with_the_ones_it_did(tiny_mo
 
 def shots_of(config: dict, k: int) -> list[tuple[dict, str]]:
     """(document, its few-shot context) for every test document, built by lm-eval itself."""
-    from harness.testing import build_lm_eval_task
+    from harness.authoring.conformance import build_lm_eval_task
 
     lm_task = build_lm_eval_task(config)
     lm_task.set_fewshot_seed(1234)
@@ -151,9 +151,9 @@ def test_a_reused_config_with_a_non_mean_metric_is_scored_with_its_own_aggregati
 def test_cell_tests_bootstrap_the_aggregate_of_a_non_mean_metric():
     from sklearn.metrics import f1_score
 
-    from harness.analysis import cell_tests
-    from harness.outcomes import collect
-    from harness.registry import AnalysisSettings
+    from harness.stages.analyse import cell_tests
+    from harness.analysis.outcomes import collect
+    from harness.config.registry import AnalysisSettings
 
     rng = np.random.default_rng(0)
     gold = rng.integers(0, 2, 60)
@@ -182,11 +182,11 @@ def test_cell_tests_bootstrap_the_aggregate_of_a_non_mean_metric():
 # --- item 11: cache keys follow the scoring and training code ---------------------------------------
 
 def test_cell_and_adapter_keys_carry_the_scoring_and_training_code_versions(tmp_path, monkeypatch):
-    from harness import plan as plan_mod
-    from harness.cache import Cache
-    from harness.models import ModelLocation
-    from harness.plugins import catalog
-    from harness.registry import Registry
+    from harness.stages import plan as plan_mod
+    from harness.cache.store import Cache
+    from harness.model.loading import ModelLocation
+    from harness.api.plugins import catalog
+    from harness.config.registry import Registry
 
     registry = Registry.model_validate({
         "experiment": "keys", "base_model": {"path": str(tmp_path)}, "sources": [{"task": "sentiment", "n_train": 8}],
@@ -216,7 +216,7 @@ def test_an_exported_task_run_with_shots_leaves_the_scored_document_out(tmp_path
     from the test split with the current document left out."""
     import yaml
 
-    from harness.export import export_task
+    from harness.authoring.export import export_task
 
     test = write_jsonl(tmp_path / "test.jsonl", GSM_ROWS)
     path = export_task(GSM8K(data_files={"test": str(test)}), tmp_path / "export" / "gsm8k.yaml", limit=5)
@@ -227,7 +227,7 @@ def test_an_exported_task_run_with_shots_leaves_the_scored_document_out(tmp_path
 
 
 def test_few_shots_from_the_test_split_need_more_rows_than_shots(tmp_path):
-    from harness.filetasks import DataError
+    from harness.errors import DataError
 
     task = GSM8K(data_files={"test": str(write_jsonl(tmp_path / "test.jsonl", GSM_ROWS))})
     with pytest.raises(DataError, match=r"limit above 3, not 3"):
@@ -237,9 +237,9 @@ def test_few_shots_from_the_test_split_need_more_rows_than_shots(tmp_path):
 def test_a_mean_metric_whose_cell_differs_from_its_records_keeps_its_paired_test():
     """Only a metric that is not a mean loses McNemar; a 0/1 target flagged because its cell does
     not equal the mean of its records is still compared document by document."""
-    from harness.analysis import cell_tests
-    from harness.outcomes import collect
-    from harness.registry import AnalysisSettings
+    from harness.stages.analyse import cell_tests
+    from harness.analysis.outcomes import collect
+    from harness.config.registry import AnalysisSettings
 
     log = lambda bits: [{"doc_id": i, "correct": float(b)} for i, b in enumerate(bits)]  # noqa: E731
     samples = {"base": {"t": log([0, 1] * 10)}, "s": {"t": log([1] * 20)}}

@@ -1,4 +1,4 @@
-"""harness.stats against scipy, and the permutation p-values against their own definition."""
+"""harness.analysis.stats against scipy, and the permutation p-values against their own definition."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from harness import stats
+from harness.analysis import stats
 
 
 def _abs_r(a, b, axis=-1):

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from harness.tasks import Example, GeneratedTask, classification_example
-from harness.traits import SourceData, compute_all
+from harness.api.tasks import Example, GeneratedTask, classification_example
+from harness.api.traits import SourceData
+from harness.stages.traits import compute_all
 from harness_plugins.traits.class_distribution import ClassDistribution
 from harness_plugins.traits.completion_length import CompletionLength
 
@@ -73,7 +74,7 @@ def test_failing_trait_is_recorded_and_others_go_on():
         def __init__(self, name):
             self.name, self.params = name, {}
 
-    from harness.plan import AdapterJob
+    from harness.stages.plan import AdapterJob
     from harness_plugins.tasks.sentiment import Sentiment
 
     registry = type("R", (), {"traits": [Use("broken"), Use("raising"), Use("class_distribution")]})

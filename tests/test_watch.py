@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import models, pipeline
-from harness.executors import KeptModel
-from harness.registry import load_registry
-from harness.watch import fingerprint, preload, wait_for_change, watched_files
+from harness.model import loading as models
+from harness.execution import pipeline
+from harness.model.kept import KeptModel
+from harness.config.registry import load_registry
+from harness.execution.watch import fingerprint, preload, wait_for_change, watched_files
 
 REGISTRY = """\
 experiment: watched
@@ -91,8 +92,8 @@ def test_a_kept_model_scores_an_added_source_and_target_as_a_fresh_process_would
 
 
 def test_a_kept_model_is_not_reused_for_other_weights_or_settings(tiny_model_dir, tmp_path):
-    from harness.cache import Cache
-    from harness.registry import ModelConfig
+    from harness.cache.store import Cache
+    from harness.config.registry import ModelConfig
 
     cache = Cache(tmp_path / "cache")
     cfg = ModelConfig(path=str(tiny_model_dir))
@@ -200,9 +201,9 @@ def test_watch_command_reruns_after_each_edit_and_survives_a_bad_one(tiny_model_
 def test_watch_loop_reports_bad_edits_and_ends_on_ctrl_c_while_waiting(tmp_path, monkeypatch):
     """The loop alone, with fakes: a run, an invalid edit (reported, nothing run), a valid edit
     (run again, with the same kept model object), then Ctrl-C while waiting: the last run's code."""
-    import harness.watch as watch_module
-    from harness.executors import ExecutorError
-    from harness.registry import RegistryError
+    import harness.execution.watch as watch_module
+    from harness.errors import ExecutorError
+    from harness.errors import RegistryError
     from rich.console import Console
 
     path = write_registry(tmp_path / "registry.yaml", tmp_path, tmp_path / "cache", ["sentiment"], ["sentiment"])

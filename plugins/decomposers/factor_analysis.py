@@ -7,9 +7,9 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from harness.decompose import Decomposer, as_matrix, check_n_components, components_to_keep
-from harness.hookspecs import hookimpl
-from harness.rotation import promax, varimax
+from harness.api.decomposer import Decomposer, as_matrix, check_n_components, components_to_keep
+from harness.api.hookspecs import hookimpl
+from harness.api.rotation import promax, varimax
 
 ROTATIONS = (None, "varimax", "promax")
 SMALL = 1e-12  # scikit-learn's floor of the noise variances (and offset of their square roots)

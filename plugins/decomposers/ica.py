@@ -6,8 +6,8 @@ from numbers import Integral
 
 import numpy as np
 
-from harness.decompose import Decomposer, as_matrix, check_n_components, components_to_keep
-from harness.hookspecs import hookimpl
+from harness.api.decomposer import Decomposer, as_matrix, check_n_components, components_to_keep
+from harness.api.hookspecs import hookimpl
 
 
 class FastICA(Decomposer):

@@ -6,8 +6,8 @@ scored the same way; raw labels may be the names (``World``, ``Sports``, ``Busin
 ``Sci/Tech``, as in ../shared/data/agnews) or the hub's indices 0-3.
 """
 
-from harness.filetasks import FileTask
-from harness.hookspecs import hookimpl
+from harness.api.filetasks import FileTask
+from harness.api.hookspecs import hookimpl
 
 
 class AGNews(FileTask):

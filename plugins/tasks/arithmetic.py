@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from harness.hookspecs import hookimpl
-from harness.tasks import Example, GeneratedTask, TaskOptions, generation_example
+from harness.api.hookspecs import hookimpl
+from harness.api.tasks import Example, GeneratedTask, TaskOptions, generation_example
 
 
 class ArithmeticOptions(TaskOptions):

@@ -1,7 +1,7 @@
 """Code instructions (Code Alpaca): write a short program for an instruction. Meant as a source."""
 
-from harness.filetasks import FileTask
-from harness.hookspecs import hookimpl
+from harness.api.filetasks import FileTask
+from harness.api.hookspecs import hookimpl
 
 
 class Code(FileTask):

@@ -41,9 +41,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.filetasks import DataError, FileTask, FileTaskOptions
-from harness.hookspecs import hookimpl
-from harness.tasks import first_match
+from harness.errors import DataError
+from harness.api.filetasks import FileTask, FileTaskOptions
+from harness.api.hookspecs import hookimpl
+from harness.api.tasks import first_match
 
 
 class FileOptions(FileTaskOptions):

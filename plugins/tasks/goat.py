@@ -22,9 +22,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from harness.filetasks import DataError, FileTask, FileTaskOptions
-from harness.hookspecs import hookimpl
-from harness.tasks import first_match
+from harness.errors import DataError
+from harness.api.filetasks import FileTask, FileTaskOptions
+from harness.api.hookspecs import hookimpl
+from harness.api.tasks import first_match
 
 TEMPLATES = {"instruction": "{{instruction}}\nAnswer:", "input": "{{input}} ="}
 

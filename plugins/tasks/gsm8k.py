@@ -12,8 +12,9 @@ harness's ``evaluation.num_fewshot`` (0 by default).
 
 import re
 
-from harness.filetasks import DataError, FileTask
-from harness.hookspecs import hookimpl
+from harness.errors import DataError
+from harness.api.filetasks import FileTask
+from harness.api.hookspecs import hookimpl
 
 FINAL = re.compile(r"####\s*(.+?)\s*$", re.S)
 

@@ -4,8 +4,8 @@ lm-eval ships no IMDB config, so the prompt is this task's own, in the style of 
 (``...\\nSentiment:`` scored over the label words ``negative``/``positive``).
 """
 
-from harness.filetasks import FileTask
-from harness.hookspecs import hookimpl
+from harness.api.filetasks import FileTask
+from harness.api.hookspecs import hookimpl
 
 
 class IMDB(FileTask):

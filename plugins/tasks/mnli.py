@@ -6,8 +6,8 @@ a Python function in lm-eval; each written row carries its output) and so are th
 no labels (-1), so the target split is ``validation_matched``.
 """
 
-from harness.filetasks import FileTask
-from harness.hookspecs import hookimpl
+from harness.api.filetasks import FileTask
+from harness.api.hookspecs import hookimpl
 
 
 class MNLI(FileTask):

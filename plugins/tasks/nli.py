@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from harness.hookspecs import hookimpl
-from harness.tasks import Example, GeneratedTask, Split, TaskOptions, classification_example
+from harness.api.hookspecs import hookimpl
+from harness.api.tasks import Example, GeneratedTask, Split, TaskOptions, classification_example
 
 # Noun -> a more general noun it entails ("A girl is ..." entails "A child is ...").
 NOUNS = {"man": "person", "woman": "person", "boy": "child", "girl": "child",

@@ -6,8 +6,8 @@ import random
 
 from pydantic import Field
 
-from harness.hookspecs import hookimpl
-from harness.tasks import Example, GeneratedTask, TaskOptions, classification_example
+from harness.api.hookspecs import hookimpl
+from harness.api.tasks import Example, GeneratedTask, TaskOptions, classification_example
 
 NAMES = ("Ann", "Bob", "Cal", "Dan", "Eve", "Fay", "Gus", "Hal", "Ida", "Jon", "Kim", "Lea",
          "Max", "Ned", "Oli", "Pam", "Ray", "Sue", "Tim", "Uma", "Vic", "Wes", "Zoe", "Amy",

@@ -6,8 +6,8 @@ import random
 import re
 from collections import Counter
 
-from harness.hookspecs import hookimpl
-from harness.tasks import Example, GeneratedTask, classification_example
+from harness.api.hookspecs import hookimpl
+from harness.api.tasks import Example, GeneratedTask, classification_example
 from harness_plugins.tasks.word_problems import NAMES
 
 PEOPLE = tuple(name for name, _ in NAMES)

@@ -7,8 +7,8 @@ question over the same columns (``sentence1``, ``sentence2``, ``label``: 1 = par
 over ``no``/``yes``, with only the data source replaced.
 """
 
-from harness.filetasks import FileTask
-from harness.hookspecs import hookimpl
+from harness.api.filetasks import FileTask
+from harness.api.hookspecs import hookimpl
 
 
 class PAWS(FileTask):

@@ -6,8 +6,8 @@ import random
 
 from pydantic import Field
 
-from harness.hookspecs import hookimpl
-from harness.tasks import Example, GeneratedTask, TaskOptions, classification_example
+from harness.api.hookspecs import hookimpl
+from harness.api.tasks import Example, GeneratedTask, TaskOptions, classification_example
 
 # Singular aspects only, so "The <aspect> was ..." is always grammatical.
 ASPECTS = {

@@ -6,8 +6,8 @@ import random
 
 from pydantic import Field, field_validator
 
-from harness.hookspecs import hookimpl
-from harness.tasks import Example, GeneratedTask, TaskOptions, classification_example
+from harness.api.hookspecs import hookimpl
+from harness.api.tasks import Example, GeneratedTask, TaskOptions, classification_example
 from harness_plugins.tasks.sentiment import ASPECTS, _clause
 
 # Facts without an opinion, per domain. Neutral reviews are made of them, and polar reviews

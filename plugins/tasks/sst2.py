@@ -1,7 +1,7 @@
 """SST-2 (GLUE): binary sentiment of movie-review phrases, scored with lm-eval's own sst2 config."""
 
-from harness.filetasks import FileTask
-from harness.hookspecs import hookimpl
+from harness.api.filetasks import FileTask
+from harness.api.hookspecs import hookimpl
 
 
 class SST2(FileTask):

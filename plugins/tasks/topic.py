@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from harness.hookspecs import hookimpl
-from harness.tasks import Example, GeneratedTask, classification_example
+from harness.api.hookspecs import hookimpl
+from harness.api.tasks import Example, GeneratedTask, classification_example
 
 # Headline shapes every topic uses: for these the topic can only be read from the slot words.
 SHARED = ("{actor} announces {thing} in {place}", "{actor} and {actor2} agree on {thing}",

@@ -1,7 +1,7 @@
 """ToxiGen: is a statement hateful? With lm-eval's toxigen prompt and label words."""
 
-from harness.filetasks import FileTask
-from harness.hookspecs import hookimpl
+from harness.api.filetasks import FileTask
+from harness.api.hookspecs import hookimpl
 
 
 class Toxicity(FileTask):

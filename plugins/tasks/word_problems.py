@@ -11,8 +11,8 @@ import random
 
 from pydantic import Field
 
-from harness.hookspecs import hookimpl
-from harness.tasks import Example, GeneratedTask, Split, TaskOptions, generation_example
+from harness.api.hookspecs import hookimpl
+from harness.api.tasks import Example, GeneratedTask, Split, TaskOptions, generation_example
 
 NAMES = (("Mia", "she"), ("Noah", "he"), ("Emma", "she"), ("Liam", "he"), ("Ava", "she"),
          ("Ethan", "he"), ("Zoe", "she"), ("Lucas", "he"), ("Lily", "she"), ("Omar", "he"),

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import statistics
 
-from harness.hookspecs import hookimpl
-from harness.traits import BehaviourData, Trait
+from harness.api.hookspecs import hookimpl
+from harness.api.traits import BehaviourData, Trait
 
 BASE = "base"
 # What lm-eval's regex filter leaves when the answer regex matched nothing (its default fallback),

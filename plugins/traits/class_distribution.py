@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from harness.hookspecs import hookimpl
-from harness.traits import SourceData, Trait
+from harness.api.hookspecs import hookimpl
+from harness.api.traits import SourceData, Trait
 
 
 class ClassDistribution(Trait):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import statistics
 
-from harness.hookspecs import hookimpl
-from harness.traits import SourceData, Trait
+from harness.api.hookspecs import hookimpl
+from harness.api.traits import SourceData, Trait
 
 
 def nearest_rank(values: list[int], q: float) -> float:

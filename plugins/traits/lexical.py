@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from harness.hookspecs import hookimpl
-from harness.traits import SourceData, Trait
+from harness.api.hookspecs import hookimpl
+from harness.api.traits import SourceData, Trait
 
 WORD = re.compile(r"[A-Za-z0-9']+")
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 import string
 
-from harness.hookspecs import hookimpl
-from harness.tasks import Example
-from harness.traits import SourceData, Trait
+from harness.api.hookspecs import hookimpl
+from harness.api.tasks import Example
+from harness.api.traits import SourceData, Trait
 from harness_plugins.traits.lexical import words
 
 NEGATIONS = frozenset({"not", "no", "never", "nobody", "nothing", "neither", "nor", "none", "cannot"})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from harness.hookspecs import hookimpl
-from harness.traits import SourceData, Trait
+from harness.api.hookspecs import hookimpl
+from harness.api.traits import SourceData, Trait
 
 
 class Quality(Trait):
@@ -32,7 +32,7 @@ class Quality(Trait):
     completion_perplexity
         ``exp(sum NLL / T)``: each example is encoded as in training, the sequence lm-eval scores
         (the tokenizer's BOS if it adds one, and an EOS after a generation completion, see
-        :func:`harness.finetune.tokenize_pairs`); one forward pass of the base model under
+        :func:`harness.stages.finetune.tokenize_pairs`); one forward pass of the base model under
         ``torch.no_grad`` (right-padded batches, padding masked out) gives, at every completion
         token, the negative natural-log likelihood of that token given everything before it;
         ``T`` is the number of such completion tokens over all evaluated examples (a token at
@@ -105,7 +105,7 @@ class Quality(Trait):
             raise ValueError("needs the base model's tokenizer")
         import torch
 
-        from harness.finetune import pad_batch, tokenize_pairs
+        from harness.stages.finetune import pad_batch, tokenize_pairs
 
         pairs = [(ex.prompt, ex.completion) for ex in source.examples[: self.max_examples]]
         rows, _ = tokenize_pairs(source.tokenizer, pairs, self.max_length, source.task.kind,

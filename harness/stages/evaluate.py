@@ -1,0 +1,379 @@
+"""Scoring models on targets through lm-eval, with per-sample logs kept.
+
+One ``HFLM`` wraps the base model for the whole run; the adapter host decides which adapter (if
+any) is active. Targets are inline task dicts whose data files are local and absolute, so nothing
+touches the hub. lm-eval's request cache is left off: it is not keyed by model, so with adapters
+swapped in place it would hand one adapter's answers to another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.markup import escape
+
+from harness.cache import entries
+from harness.cache.locks import claimed
+from harness.analysis.outcomes import MEAN_AGGREGATIONS
+from harness.cache.store import Cache
+from harness.config.registry import BASE, EvaluationSettings, Registry
+from harness.errors import ExecutorError, failure_record
+from harness.model.compute import free_accelerator_memory
+from harness.reporting.progress import make_progress
+from harness.stages.plan import Plan, adapter_name
+
+
+@dataclass
+class CellResult:
+    """One scored cell: the metric's value, its standard error, and the per-sample records of the
+    metric's own filter (``n`` of them, one per document)."""
+
+    value: float
+    stderr: float | None
+    metric: str  # lm-eval's key, ``metric,filter``
+    n: int
+    samples: list[dict]
+    aggregation: str = "mean"  # how lm-eval aggregates the per-sample values (mean, f1, matthews_corrcoef, ...)
+
+
+def quiet_lm_eval() -> None:
+    """lm-eval and datasets log every task build; the harness has its own progress display."""
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for name in ("lm_eval", "lm-eval", "datasets", "transformers", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Hold back what lm-eval writes straight to the stderr file descriptor (its own progress
+    bars, and git's complaint when run outside a repository); replay it if scoring fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as buf:
+        os.dup2(buf.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            buf.seek(0)
+            sys.stderr.write(buf.read().decode(errors="replace")[-5000:])
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+@contextlib.contextmanager
+def no_environment_report():
+    """Skip what ``simple_evaluate`` adds to every result about the machine: ``pip list``, git and
+    the like run as subprocesses, 0.6 s per call, and the harness records its own provenance."""
+    import lm_eval.evaluator as ev
+
+    saved = ev.add_env_info, ev.get_git_commit_hash
+    ev.add_env_info, ev.get_git_commit_hash = (lambda storage: None), (lambda: None)
+    try:
+        yield
+    finally:
+        ev.add_env_info, ev.get_git_commit_hash = saved
+
+
+def _plain(value):
+    """JSON-friendly copies of lm-eval's per-sample values (tuples, numpy scalars)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _sample_record(sample: dict, metric_name: str) -> dict:
+    """What later stages need from one lm-eval sample: gold, prediction, correctness, raw output.
+
+    ``correct`` is the per-sample score when the metric is one (acc, exact_match: 0/1 per
+    document). Metrics that lm-eval aggregates over the whole set (f1, mcc, bleu) log a
+    (gold, prediction) pair per document instead: that pair is kept as ``item`` (what a bootstrap
+    of the aggregate resamples) and ``correct`` says whether the two agree.
+    """
+    value = _plain(sample[metric_name])
+    record = {"doc_id": sample["doc_id"], "target": _plain(sample["target"])}
+    if isinstance(value, (bool, int, float)):
+        record["correct"] = float(value)
+    else:
+        record["item"] = value
+        pair = isinstance(value, list) and len(value) == 2
+        record["correct"] = float(pair and value[0] == value[1])
+    resps = sample["filtered_resps"]
+    if resps and isinstance(resps[0], (list, tuple)):  # multiple choice: (loglikelihood, is_greedy)
+        loglik = [float(r[0]) for r in resps]
+        record["loglikelihoods"] = loglik
+        record["prediction"] = max(range(len(loglik)), key=loglik.__getitem__)
+    else:  # generation: the extracted answer, and the raw text it came from
+        record["prediction"] = _plain(resps[0]) if resps else None
+        record["output"] = _plain(sample["resps"][0][0]) if sample.get("resps") else None
+    return record
+
+
+def aggregation_of(config: dict, metric_name: str) -> str:
+    """The name of lm-eval's aggregation for ``metric_name`` in a task ``config``: the one its
+    ``metric_list`` names, else the metric's registered default (mcc -> matthews_corrcoef)."""
+    for entry in config.get("metric_list") or []:
+        if entry.get("metric") == metric_name and isinstance(entry.get("aggregation"), str):
+            return entry["aggregation"]
+    from lm_eval.api.registry import AGGREGATION_REGISTRY, get_metric_aggregation
+
+    fn = get_metric_aggregation(metric_name)
+    return next((name for name, f in dict(AGGREGATION_REGISTRY).items() if f is fn), "mean")
+
+
+def aggregate_function(name: str):
+    """lm-eval's aggregation function registered as ``name``."""
+    from lm_eval.api.registry import get_aggregation
+
+    fn = get_aggregation(name)
+    if fn is None:
+        raise ValueError(f"lm-eval has no aggregation named {name!r}")
+    return fn
+
+
+
+STDERR_BOOTSTRAP = 1000  # resamples for the standard error of a metric that is not a mean
+
+
+def cell_stderr(samples: list[dict], value: float, aggregation: str, seed: int) -> float | None:
+    """Standard error of a cell's value over its documents.
+
+    A mean metric: the standard error of the mean of the per-sample scores, computed here so it
+    never depends on lm-eval's bootstrap settings. Any other aggregate (f1, mcc): the standard
+    deviation of the aggregate over documents resampled with replacement (seeded).
+    """
+    n = len(samples)
+    if n < 2:
+        return None
+    if aggregation in MEAN_AGGREGATIONS:
+        scores = [smp["correct"] for smp in samples]
+        return math.sqrt(sum((x - value) ** 2 for x in scores) / (n - 1) / n)
+    import numpy as np
+
+    from harness.analysis.stats import bootstrap_aggregate
+
+    # Items are (gold, prediction) pairs for f1 or mcc; per-sample scores for an aggregation such
+    # as a median over them.
+    boots = bootstrap_aggregate([smp.get("item", smp["correct"]) for smp in samples],
+                                aggregate_function(aggregation), n_boot=STDERR_BOOTSTRAP, seed=seed)
+    boots = boots[np.isfinite(boots)]  # resamples where the aggregate is undefined (one class: MCC)
+    return float(boots.std(ddof=1)) if len(boots) > 1 else None
+
+
+def cell_result(target: str, metric: str, config: dict, out: dict, seed: int) -> CellResult:
+    """The cell of ``target`` from ``simple_evaluate``'s output ``out``.
+
+    lm-eval logs one sample per document *per filter* (gsm8k: strict-match and flexible-extract),
+    so only the records of the metric's own filter (the part after the comma) are kept: the value,
+    stderr, ``n`` and every statistic downstream read one record per document.
+    """
+    name = config["task"]
+    metric_name, _, filter_name = metric.partition(",")
+    filter_name = filter_name or "none"
+    row = out["results"][name]
+    if metric not in row:
+        reported = sorted(k for k in row if "," in k and not k.split(",")[0].endswith("_stderr"))
+        raise ValueError(f"target {target!r}: lm-eval reported no {metric!r}; it reported {reported}. "
+                         "The task's metric() must name one of them (metric,filter)")
+    logged = out["samples"][name]
+    samples = [_sample_record(smp, metric_name) for smp in logged if smp.get("filter", "none") == filter_name]
+    value = float(row[metric])
+    aggregation = aggregation_of(out.get("configs", {}).get(name, config), metric_name)
+    return CellResult(value, cell_stderr(samples, value, aggregation, seed), metric, len(samples), samples,
+                      aggregation)
+
+
+CPU_BATCH_SIZE = 16
+
+
+def eval_batch_size(setting):
+    """lm-eval's batch size for a registry setting: on a GPU "auto" lets lm-eval find the largest
+    batch that fits; on CPU a larger batch buys nothing but padding, so auto means 16."""
+    if setting != "auto":
+        return setting
+    from harness.model.compute import device
+
+    return "auto" if device() == "cuda" else CPU_BATCH_SIZE
+
+
+class Evaluator:
+    """Scores whatever the model currently is (base or an active adapter) on task configs."""
+
+    def __init__(self, model, tokenizer, settings: EvaluationSettings):
+        quiet_lm_eval()
+        from lm_eval.models.huggingface import HFLM
+        from lm_eval.tasks import TaskManager
+
+        self.settings = settings
+        self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=eval_batch_size(settings.batch_size))
+        # Targets are inline configs only: skipping the index of lm-eval's thousands of bundled
+        # task files saves seconds per call, and means an inline task that shares a name with a
+        # bundled one (lm-eval ships an "arithmetic") can never be merged with it.
+        self.task_manager = TaskManager(include_defaults=False)
+
+    def evaluate(self, configs: dict[str, dict], metrics: dict[str, str]) -> dict[str, CellResult]:
+        """Score every config (target name -> inline lm-eval dict); return a result per target."""
+        from lm_eval import simple_evaluate
+
+        s = self.settings
+        with captured_stderr(), no_environment_report():
+            out = simple_evaluate(
+                model=self.lm, tasks=list(configs.values()), num_fewshot=s.num_fewshot,
+                log_samples=True, cache_requests=False, bootstrap_iters=0, verbosity="ERROR",
+                random_seed=s.seed, numpy_random_seed=s.seed, torch_random_seed=s.seed,
+                fewshot_random_seed=s.seed, task_manager=self.task_manager)
+        return {target: cell_result(target, metrics[target], config, out, s.seed)
+                for target, config in configs.items()}
+
+
+class VLLMEvaluator(Evaluator):
+    """lm-eval's vLLM backend, LoRA adapters served by vLLM (``evaluation.backend: vllm``; GPU only).
+
+    vLLM holds its own copy of the weights, so the pipeline frees the training model before making
+    one. Adapters are switched by changing the LoRA request vLLM attaches to every prompt; ``None``
+    scores the base model.
+    """
+
+    def __init__(self, model_dir, settings: EvaluationSettings, first_adapter, max_lora_rank: int, dtype: str):
+        quiet_lm_eval()
+        try:
+            from lm_eval.models.vllm_causallms import VLLM
+            from vllm.lora.request import LoRARequest
+        except ImportError as exc:
+            raise RuntimeError(f"evaluation.backend vllm needs vLLM on a CUDA machine ({exc}); "
+                               "pip install vllm, or use backend hf") from None
+        from lm_eval.tasks import TaskManager
+
+        self.settings, self._request = settings, LoRARequest
+        # vLLM enables LoRA only when constructed with an adapter; later ones are swapped in.
+        self.lm = VLLM(pretrained=str(model_dir), lora_local_path=str(first_adapter) if first_adapter else None,
+                       max_lora_rank=max_lora_rank,
+                       dtype=dtype, batch_size=eval_batch_size(settings.batch_size), seed=settings.seed)
+        self.task_manager = TaskManager(include_defaults=False)
+        self._ids: dict[str, int] = {}
+
+    def activate(self, name: str | None, path=None) -> None:
+        """Score adapter ``name`` (saved at ``path``) from now on; ``None`` for the base model."""
+        if name is None:
+            self.lm.lora_request = None
+            return
+        self._ids.setdefault(name, len(self._ids) + 1)  # vLLM identifies adapters by a positive int
+        self.lm.lora_request = self._request(name, self._ids[name], str(path))
+
+
+# --- the stage: every cell the plan still needs, scored and filed in the cache ----------------------
+
+def evaluate_cells(plan: Plan, registry: Registry, cache: Cache, host, model, tokenizer, console, failures,
+              model_dir: Path | None = None) -> None:
+    todo = plan.todo_cells
+    if not todo:
+        return
+    vllm = registry.evaluation.backend == "vllm"
+    adapters = {a.source: a for a in plan.adapters}
+    scorable = []
+    for cell in todo:
+        job = adapters.get(cell.model)
+        if job is not None and not job.cached and not cache.has("adapters", job.key):
+            failures.append({"stage": "evaluate", "source": cell.model, "target": cell.target,
+                             "error": "adapter was not trained (see the finetune failure)"})
+        else:
+            if job is not None:
+                job.cached = True  # trained here, or by another run sharing the cache
+            scorable.append(cell)
+    if not scorable:
+        return
+    evaluator = (vllm_evaluator(plan, registry, cache, model, model_dir) if vllm
+                 else Evaluator(model, tokenizer, registry.evaluation))
+    # One model at a time (each adapter is switched in once), in plan order.
+    order = {name: i for i, name in enumerate(dict.fromkeys(c.model for c in scorable))}
+    scorable.sort(key=lambda c: order[c.model])
+    active = None
+    with make_progress(console) as progress:
+        bar = progress.add_task("evaluate", total=len(scorable))
+        for cell in claimed(cache, "cells", scorable, console, lambda c: f"scoring {c.model} on {c.target}"):
+            model_name = cell.model
+            progress.update(bar, description=f"evaluate {model_name} on {cell.target}")
+            try:
+                if model_name != active:
+                    if model_name != BASE:
+                        job = adapters[model_name]
+                        if vllm:
+                            evaluator.activate(adapter_name(job), cache.path("adapters", job.key))
+                        else:
+                            host.load(adapter_name(job), cache.path("adapters", job.key))
+                    elif vllm:
+                        evaluator.activate(None)
+                    active = model_name
+                start = time.perf_counter()
+                if model_name == BASE and not vllm:
+                    with host.base_only():
+                        result = score_cell(evaluator, plan, cell.target)
+                else:
+                    result = score_cell(evaluator, plan, cell.target)
+                entries.store_cell(cache, cell, result, time.perf_counter() - start)
+                cell.done_here = True
+            except Exception as exc:  # one cell failing (out of memory, a task bug) must not cost the others
+                active = None  # switch the model in again for the next cell
+                failures.append(failure_record("evaluate", exc, source=model_name, target=cell.target))
+                console.log(f"[red]scoring {model_name} on {cell.target} failed:[/] {escape(str(exc))}")
+                free_accelerator_memory()
+            progress.advance(bar)
+        progress.update(bar, completed=len(scorable))  # cells another run scored meanwhile
+
+
+def vllm_evaluator(plan: Plan, registry: Registry, cache: Cache, model, model_dir: Path | None):
+    """lm-eval's vLLM backend on the converted model directory, LoRA enabled through the first
+    trained adapter. The training model leaves the GPU first: vLLM loads its own copy."""
+    import torch
+
+    from harness.model.compute import resolve_dtype
+
+    if model is not None:
+        model.to("cpu")
+        torch.cuda.empty_cache()
+    trained = [a for a in plan.adapters if a.cached]
+    first = cache.path("adapters", trained[0].key) if trained else None
+    return VLLMEvaluator(model_dir, registry.evaluation, first, registry.lora.rank,
+                         resolve_dtype(registry.base_model.dtype))
+
+
+def check_backend(registry: Registry) -> None:
+    """Refuse, before any work, an evaluation backend this machine cannot run."""
+    if registry.evaluation.backend != "vllm":
+        return
+    import importlib.util
+
+    from harness.model.compute import device
+
+    if device() != "cuda" or importlib.util.find_spec("vllm") is None:
+        raise ExecutorError("evaluation.backend vllm needs a CUDA GPU and `pip install vllm`; "
+                            "this machine has " + ("no vLLM" if device() == "cuda" else "no CUDA")
+                            + ". Use backend: hf")
+
+
+def score_cell(evaluator, plan: Plan, target: str):
+    task = plan.tasks[target]
+    return evaluator.evaluate({target: plan.target_configs[target]}, {target: task.metric()})[target]

@@ -1,0 +1,158 @@
+"""The plan: every adapter to train and every (model, target) cell to score, each with its cache
+key and whether the cache already holds it. Computing it loads no model, so ``--dry-run`` is
+instant and a re-run knows up front that it has nothing to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import __version__
+from harness.model.compute import compute_setup
+from harness.cache.store import Cache, stable_hash
+from harness.errors import ModelNotFound
+from harness.model import loading
+from harness.model.loading import ModelLocation
+from harness.api.plugins import Catalog
+from harness.config.registry import BASE, Registry
+from harness.api.tasks import Task
+
+# Part of every adapter's key: bump it when a change in harness/stages/finetune.py changes what training
+# produces (2: length-grouped batches; 3: BOS as the scorer adds it, EOS after generation
+# completions, prompt-only truncation), so no adapter trained the old way is reused.
+TRAINING_VERSION = 3
+# Part of every cell's key, likewise for the scoring code (harness/stages/evaluate.py, the configs tasks
+# write): 2: one record per document (the metric's own filter only), few-shot examples never from
+# the scored rows, any lm-eval aggregation; so no cell scored the old way is reused.
+EVALUATION_VERSION = 2
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"harness": __version__}
+    for dist in ("lm_eval", "transformers", "peft", "torch"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = "missing"
+    return out
+
+
+@dataclass
+class AdapterJob:
+    source: str  # the source's name in results (alias or task)
+    task: Task
+    n_train: int
+    key: str
+    cached: bool
+    done_here: bool = False  # trained by this run (not found in the cache, nor by another run)
+
+
+def adapter_name(job) -> str:
+    # peft keeps adapters in ModuleDicts, whose keys may not contain dots: use the cache key.
+    return f"adapter_{job.key[:12]}"
+
+
+@dataclass
+class CellJob:
+    model: str  # BASE or a source name
+    target: str
+    key: str
+    cached: bool
+    done_here: bool = False  # scored by this run
+
+
+@dataclass
+class Plan:
+    model: ModelLocation
+    tasks: dict[str, Task]  # target name -> task
+    target_configs: dict[str, dict]  # target name -> inline lm-eval config
+    adapters: list[AdapterJob] = field(default_factory=list)
+    cells: list[CellJob] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # what a dry run found unavailable
+
+    @property
+    def todo_adapters(self) -> list[AdapterJob]:
+        return [a for a in self.adapters if not a.cached]
+
+    @property
+    def todo_cells(self) -> list[CellJob]:
+        return [c for c in self.cells if not c.cached]
+
+
+def _config_for_key(config: dict) -> dict:
+    """The target config with its data path reduced to the file name, which carries the data's
+    hash: the key then follows the data, not where the cache happens to be."""
+    files = config["dataset_kwargs"]["data_files"]
+    return {**config, "dataset_kwargs": {"data_files": {k: Path(v).name for k, v in files.items()}}}
+
+
+def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLocation,
+              dry_run: bool = False, compute: dict[str, str] | None = None) -> Plan:
+    """Every job with its key. A dry run notes data it cannot read in ``missing`` instead of failing.
+
+    ``compute``: the device and dtype the jobs will run with, when that is not this machine's
+    (Ray workers); default :func:`compute_setup` here.
+    """
+    from harness.errors import DataError
+    from harness.api.filetasks import FileTask
+
+    versions = library_versions()
+    lora = registry.lora.model_dump(mode="json")
+    # Numbers differ between float32 on CPU and bfloat16 on a GPU: results are keyed by both.
+    compute = compute or compute_setup(registry.base_model.dtype)
+    data_dir = cache.root / "data"
+    plan = Plan(model=model, tasks={}, target_configs={})
+
+    for use in registry.sources:
+        task = catalog.get("task", use.task).obj(**use.options)
+        key = stable_hash({"model": model.key, "task": task.fingerprint(), "n_train": use.n_train,
+                           "lora": lora, "trainer": TRAINING_VERSION, "compute": compute,
+                           "versions": {k: versions[k] for k in ("transformers", "peft", "torch")}})
+        plan.adapters.append(AdapterJob(use.key, task, use.n_train, key, cache.has("adapters", key)))
+
+    evaluation = registry.evaluation.model_dump(mode="json")
+    for use in registry.targets:
+        task = catalog.get("task", use.task).obj(**use.options)
+        plan.tasks[use.key] = task
+        try:
+            if dry_run and isinstance(task, FileTask) and task.data_file("test") is None:
+                # A dry run never waits on the network: say what a real run would fetch.
+                raise DataError(f"would read the hub dataset {task.hub_dataset} "
+                                f"({task.hub_splits.get('test', 'test')} split); no local data_files.test")
+            plan.target_configs[use.key] = task.lm_eval_config(data_dir, use.limit, alias=use.key,
+                                                             num_fewshot=registry.evaluation.num_fewshot)
+        except DataError as exc:
+            if not dry_run:
+                raise
+            plan.missing.append(f"target {use.key}: {exc}")
+            plan.target_configs[use.key] = {"task": use.key, "unavailable": str(exc),
+                                            "dataset_kwargs": {"data_files": {}}}
+
+    models = [(BASE, "none")] + [(a.source, a.key) for a in plan.adapters]
+    for model_name, adapter_key in models:
+        for target, config in plan.target_configs.items():
+            key = stable_hash({"model": model.key, "adapter": adapter_key, "target": _config_for_key(config),
+                               "metric": plan.tasks[target].metric(), "evaluation": evaluation,
+                               "compute": compute, "lm_eval": versions["lm_eval"],
+                               "scorer": EVALUATION_VERSION})
+            plan.cells.append(CellJob(model_name, target, key, cache.has("cells", key)))
+    return plan
+
+
+def plan_run(registry: Registry, catalog: Catalog, cache: Cache, executor, dry_run: bool = False):
+    """The plan stage of a run: the base model located, then every job keyed. ``(location, plan)``.
+
+    A dry run still shows the plan when the model is not on this machine: nothing can be cached
+    for a model never seen here. Keys are for the device and dtype the jobs will compute in, which
+    the ``executor`` knows (a Ray worker's, not this machine's)."""
+    try:
+        location = loading.locate(registry.base_model, cache, download=not dry_run)
+    except ModelNotFound as exc:
+        if not dry_run:
+            raise
+        location = ModelLocation(key="unavailable", how=f"unavailable here ({exc})")
+    compute = executor.compute(registry.base_model.dtype, dry_run=dry_run)
+    return location, make_plan(registry, catalog, cache, location, dry_run=dry_run, compute=compute)

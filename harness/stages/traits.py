@@ -1,0 +1,174 @@
+"""The traits stage: every trait of a registry run on the plan's sources, targets and evaluation
+logs, each source and pair value cached under exactly the inputs its trait declares it reads.
+
+The contract a trait plugin implements is :mod:`harness.api.traits`; a trait that raises, or returns
+something else than a finite number or ``None``, is recorded as a failure naming the plugin and the
+source, and the other traits go on.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.api.tasks import Example, Task
+from harness.api.traits import BehaviourData, SourceData, TargetData, Trait, checked
+from harness.cache.entries import TRAIT_PAIRS, TRAIT_VALUES, cached_trait, read_samples
+from harness.cache.store import stable_hash
+from harness.errors import failure_record
+
+
+@dataclass
+class TraitResults:
+    """Everything the traits stage produced."""
+
+    values: dict[str, dict[str, float | None]] = field(default_factory=dict)  # source -> name -> value
+    pairs: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)  # name -> source -> target
+    behaviour: dict[str, dict] = field(default_factory=dict)  # trait -> details
+    failures: list[dict] = field(default_factory=list)
+    scopes: dict[str, str] = field(default_factory=dict)  # output name in `values` -> "source" | "behaviour"
+
+
+def source_trait_key(trait: Trait, task: Task, n_examples: int, model_key: str) -> str:
+    """Cache key of a source trait's values: the trait and its parameters, the task's data, and the
+    base model when the trait looks at its tokenizer or weights."""
+    return stable_hash({"trait": trait.name, "version": trait.version, "params": trait.get_params(),
+                        "task": task.fingerprint(), "n": n_examples,
+                        "model": model_key if trait.requires & {"tokenizer", "base_model"} else None})
+
+
+def pair_trait_key(trait: Trait, adapters, target_configs: dict[str, dict], tasks: dict[str, Task],
+                   model_key: str | None) -> str:
+    """Cache key of a pair trait's whole table: every source and every target enter it, since a
+    pair value may depend on all of them (tf-idf weights come from the whole corpus). A target is
+    its task and its written test file, whose name carries the data's hash."""
+    return stable_hash({"trait": trait.name, "version": trait.version, "params": trait.get_params(),
+                        "sources": [[job.source, job.task.fingerprint(), job.n_train] for job in adapters],
+                        "targets": [[name, tasks[name].fingerprint(),
+                                     Path(config.get("dataset_kwargs", {}).get("data_files", {}).get("test", "")).name]
+                                    for name, config in target_configs.items()],
+                        "model": model_key if trait.requires & {"tokenizer", "base_model"} else None})
+
+
+def trait_is_cached(trait: Trait, plan, cache) -> bool:
+    """Whether every value ``trait`` would compute for ``plan`` is already in ``cache``."""
+    if cache is None:
+        return False
+    model_key = plan.model.key if plan.model else None
+    if trait.scope == "source":
+        return all(cache.has("traits", source_trait_key(trait, job.task, job.n_train, model_key))
+                   for job in plan.adapters)
+    if trait.scope == "pair":
+        return cache.has("traits", pair_trait_key(trait, plan.adapters, plan.target_configs, plan.tasks, model_key))
+    return False  # behaviour traits read the evaluation logs each run
+
+
+def _failure(trait: Trait, source: str | None, exc: BaseException) -> dict:
+    return failure_record("traits", exc, plugin=trait.name, **({"source": source} if source is not None else {}))
+
+
+def compute_all(registry, plan, catalog, tokenizer, model=None, samples: BehaviourData | None = None,
+                cache=None, scopes: tuple[str, ...] = ("source", "pair", "behaviour")) -> TraitResults:
+    """Run every trait of ``registry`` on the plan's sources (and targets, and samples).
+
+    ``model`` is only needed when a trait requires the base model; ``samples`` only for behaviour
+    traits (skipped when None, as in ``harness traits``, which fine-tunes nothing). With a ``cache``,
+    source-scope results are stored under a key of the trait, its parameters and the source's data.
+    """
+    out = TraitResults()
+    extractors = [catalog.get("trait", use.name).obj(**use.params) for use in registry.traits]
+    sources = [SourceData(job.source, job.task, job.task.examples("train", job.n_train), tokenizer, model)
+               for job in plan.adapters]
+    for src in sources:
+        out.values[src.name] = {}
+
+    for trait in extractors:
+        if trait.scope not in scopes:
+            continue
+        if trait.scope == "source":
+            for src in sources:
+                key = source_trait_key(trait, src.task, len(src.examples), plan.model.key if plan.model else None)
+                try:
+                    row = cached_trait(cache, key, TRAIT_VALUES,
+                                  lambda src=src: {k: checked(v, f"output {k!r}") for k, v in trait.compute(src).items()})
+                    out.values[src.name].update(row)
+                    out.scopes.update(dict.fromkeys(row, "source"))
+                except Exception as exc:
+                    out.failures.append(_failure(trait, src.name, exc))
+        elif trait.scope == "pair":
+            key = pair_trait_key(trait, plan.adapters, plan.target_configs, plan.tasks,
+                                 plan.model.key if plan.model else None)
+
+            def pairs():
+                targets = [TargetData(name, task, target_examples(task, plan.target_configs[name]))
+                           for name, task in plan.tasks.items()]
+                return trait.compute_pairs(sources, targets)
+
+            try:
+                result = cached_trait(cache, key, TRAIT_PAIRS, pairs)
+                out.pairs.update({name: {s: {t: checked(v, f"{name}[{s}][{t}]") for t, v in row.items()}
+                                         for s, row in by_source.items()} for name, by_source in result.items()})
+            except Exception as exc:
+                out.failures.append(_failure(trait, None, exc))
+        elif trait.scope == "behaviour" and samples is not None:
+            try:
+                details, summary = trait.compute_behaviour(samples)
+                out.behaviour[trait.name] = details
+                for s, row in summary.items():
+                    out.values.setdefault(s, {}).update({k: checked(v, f"output {k!r}") for k, v in row.items()})
+                    out.scopes.update(dict.fromkeys(row, "behaviour"))
+            except Exception as exc:
+                out.failures.append(_failure(trait, None, exc))
+    return out
+
+
+def target_examples(task: Task, config: dict) -> list[Example]:
+    """The test examples a target is scored on: as many as its written data file holds."""
+    path = config.get("dataset_kwargs", {}).get("data_files", {}).get("test")
+    if not path or not Path(path).is_file():
+        return []
+    with open(path) as fh:
+        n = sum(1 for line in fh if line.strip())
+    return task.examples("test", n)
+
+
+def trait_model(registry, cat, location, cache, model, tokenizer, plan=None, keep=None):
+    """(model, tokenizer) for the traits stage: the tokenizer when a trait that reads it has values
+    not yet cached, the base model too when such a trait requires it (from ``keep`` when given).
+    A fully cached run loads neither (``None``), which keeps a warm re-run free of transformers'
+    imports. Without a ``plan`` nothing is known to be cached."""
+    from harness.model import loading
+
+    needing = [trait for trait in (cat.get("trait", use.name).obj(**use.params) for use in registry.traits)
+               if trait.requires & {"tokenizer", "base_model"} and not (plan and trait_is_cached(trait, plan, cache))]
+    wants_model = any("base_model" in trait.requires for trait in needing)
+    if not needing or (tokenizer is not None and (model is not None or not wants_model)):
+        return model, tokenizer
+    if wants_model and model is None:
+        if keep is not None:
+            return keep.get(location, registry.base_model, cache)[1:3]
+        return loading.load_checked(location, registry.base_model, cache)[1:]
+    return model, loading.load_tokenizer(loading.materialise(location, registry.base_model, cache))
+
+
+def behaviour_data(plan, cache) -> BehaviourData:
+    """Every cell's per-sample records, for behaviour traits: ``samples[model][target]``."""
+    data = BehaviourData(sources=[a.source for a in plan.adapters], targets=dict(plan.tasks))
+    for cell in plan.cells:
+        records = read_samples(cache, cell.key)
+        if records:
+            data.samples.setdefault(cell.model, {})[cell.target] = records
+    return data
+
+
+def traits_stage(registry, plan, cat, cache, location, executor, keep=None) -> tuple[TraitResults, BehaviourData]:
+    """The traits stage of a run: every trait on the plan's sources, targets and evaluation logs,
+    with the model the executor loaded (when it did) lent to the traits that need it, its adapters
+    switched off. Returns the results and the per-sample logs it read (the analysis uses them)."""
+    model, tokenizer = trait_model(registry, cat, location, cache, executor.model, executor.tokenizer, plan, keep)
+    behaviour = behaviour_data(plan, cache)
+    host = executor.host
+    with (host.base_only() if host is not None else nullcontext()):
+        results = compute_all(registry, plan, cat, tokenizer, model, samples=behaviour, cache=cache)
+    return results, behaviour
