@@ -23,7 +23,7 @@ def recommend_sources(registry: Registry, registry_path: Path | None, target: st
     from harness.model import loading as models
     from harness.analysis import predict
     from harness.stages import traits
-    from harness.execution.pipeline import _trait_model
+    from harness.stages.traits import trait_model
     from harness.config.paths import resolve_dirs
     from harness.stages.plan import make_plan
     from harness.api.plugins import catalog
@@ -56,7 +56,7 @@ def recommend_sources(registry: Registry, registry_path: Path | None, target: st
         sibling = registry.model_copy(update={"sources": candidates, "targets": [target_config]})
         location = models.locate(registry.base_model, cache)
         plan = make_plan(sibling, cat, cache, location)
-        model, tokenizer = _trait_model(sibling, cat, location, cache, None, None, plan)
+        model, tokenizer = trait_model(sibling, cat, location, cache, None, None, plan)
         measured = traits.compute_all(sibling, plan, cat, tokenizer, model, cache=cache, scopes=("source", "pair"))
         if measured.failures:
             first = measured.failures[0]
