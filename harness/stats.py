@@ -152,22 +152,15 @@ def permutation_test(x, Y, method: str = "spearman", max_permutations: int = 100
 def bh_qvalues(p) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (q-values) of ``p`` (shape (m,)), same shape.
 
-    q_(i) = min over j >= i of p_(j) * m / j on the sorted p-values, capped at 1, so q is monotone in p.
-    NaNs stay NaN and do not count in m (a test that could not be run is not a test). Equals
-    ``scipy.stats.false_discovery_control(p)`` on NaN-free input.
+    q_(i) = min over j >= i of p_(j) * m / j on the sorted p-values, capped at 1, so q is monotone in p:
+    ``scipy.stats.false_discovery_control(p, method="bh")`` on the entries that are not NaN. NaNs
+    (and None) stay NaN and do not count in m (a test that could not be run is not a test). Any
+    shape is taken as one family of m tests; scipy refuses p-values outside [0, 1].
     """
     p = np.asarray(p, dtype=float)
     q = np.full(p.shape, np.nan)
     ok = ~np.isnan(p)
-    m = int(ok.sum())
-    if m == 0:
-        return q
-    order = np.argsort(p[ok])
-    scaled = p[ok][order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
-    out = np.empty(m)
-    out[order] = adjusted
-    q[ok] = out
+    q[ok] = _st.false_discovery_control(p[ok], method="bh")
     return q
 
 
