@@ -179,9 +179,9 @@ def mcnemar_exact(a, b) -> dict:
     """Exact McNemar test for paired binary outcomes ``a`` and ``b`` (0/1 arrays of shape (n,)).
 
     Only discordant pairs carry information: under the null each is equally likely to be
-    ``n01`` (a=0, b=1) or ``n10`` (a=1, b=0), so p is the two-sided exact binomial test of
-    n01 ~ Binomial(n01 + n10, 1/2): min(1, 2 * P[X <= min(n01, n10)]); 1 when there is no
-    discordant pair.
+    ``n01`` (a=0, b=1) or ``n10`` (a=1, b=0), so p is scipy's two-sided exact binomial test of
+    n01 ~ Binomial(n01 + n10, 1/2), which by symmetry is min(1, 2 * P[X <= min(n01, n10)]); 1 when
+    there is no discordant pair (scipy needs at least one trial).
 
     Returns
     -------
@@ -192,7 +192,7 @@ def mcnemar_exact(a, b) -> dict:
         raise ValueError("McNemar's test needs 0/1 outcomes")
     n01, n10 = int(((a == 0) & (b == 1)).sum()), int(((a == 1) & (b == 0)).sum())
     n = n01 + n10
-    p = 1.0 if n == 0 else min(1.0, 2.0 * float(_st.binom.cdf(min(n01, n10), n, 0.5)))
+    p = 1.0 if n == 0 else float(_st.binomtest(min(n01, n10), n, 0.5, alternative="two-sided").pvalue)
     return {"p": p, "n01": n01, "n10": n10}
 
 

@@ -158,6 +158,20 @@ def test_mcnemar_equals_binomtest_on_discordant_pairs(n01, n10, same):
     assert stats.mcnemar_exact([1, 0, 1], [1, 0, 1])["p"] == 1.0  # no discordant pair
 
 
+def test_mcnemar_equals_its_doubled_binomial_tail_for_every_count_to_30():
+    for n01 in range(31):
+        for n10 in range(31):
+            a = np.array([0] * n01 + [1] * n10 + [1, 0])  # one concordant pair of each kind
+            b = np.array([1] * n01 + [0] * n10 + [1, 0])
+            n = n01 + n10
+            # The formula mcnemar_exact used before it called binomtest.
+            old = 1.0 if n == 0 else min(1.0, 2.0 * float(st.binom.cdf(min(n01, n10), n, 0.5)))
+            res = stats.mcnemar_exact(a, b)
+            assert (res["n01"], res["n10"]) == (n01, n10)
+            # Equal by symmetry of Binomial(n, 1/2); scipy sums the tails apart, so up to rounding.
+            assert res["p"] == pytest.approx(old, rel=1e-15, abs=0), (n01, n10)
+
+
 def test_paired_test_picks_the_method_and_reports_the_effect():
     rng = np.random.default_rng(3)
     a = rng.integers(0, 2, 400)
