@@ -16,6 +16,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+from harness.lm_eval_compat import no_environment_report, set_lora_request
 from harness.registry import EvaluationSettings
 
 
@@ -66,20 +67,6 @@ def captured_stderr():
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-
-
-@contextlib.contextmanager
-def no_environment_report():
-    """Skip what ``simple_evaluate`` adds to every result about the machine: ``pip list``, git and
-    the like run as subprocesses, 0.6 s per call, and the harness records its own provenance."""
-    import lm_eval.evaluator as ev
-
-    saved = ev.add_env_info, ev.get_git_commit_hash
-    ev.add_env_info, ev.get_git_commit_hash = (lambda storage: None), (lambda: None)
-    try:
-        yield
-    finally:
-        ev.add_env_info, ev.get_git_commit_hash = saved
 
 
 def _plain(value):
@@ -266,7 +253,7 @@ class VLLMEvaluator(Evaluator):
     def activate(self, name: str | None, path=None) -> None:
         """Score adapter ``name`` (saved at ``path``) from now on; ``None`` for the base model."""
         if name is None:
-            self.lm.lora_request = None
+            set_lora_request(self.lm, None)
             return
         self._ids.setdefault(name, len(self._ids) + 1)  # vLLM identifies adapters by a positive int
-        self.lm.lora_request = self._request(name, self._ids[name], str(path))
+        set_lora_request(self.lm, self._request(name, self._ids[name], str(path)))
