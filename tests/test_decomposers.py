@@ -235,6 +235,79 @@ def test_factor_analysis_handles_fewer_sources_than_targets():
         FactorAnalysis(rotation="oblimin")
 
 
+def handwritten_factor_analysis(X, k, rotation=None, power=4, max_iter=1000, tol=1e-2):
+    """The plugin as it was before it fitted through scikit-learn: its own copy of scikit-learn's
+    iterated SVD, then the same ordering, signs and rotations. The reference for the test below."""
+    from scipy import linalg
+
+    from harness_plugins.decomposers.factor_analysis import _order_and_sign
+
+    n, p = X.shape
+    mean = X.mean(axis=0)
+    Xc = X - mean
+    var, psi, loglike, old_ll = Xc.var(axis=0), np.ones(p), [], -np.inf
+    for _ in range(max_iter):
+        sqrt_psi = np.sqrt(psi) + 1e-12
+        _, s, Vt = linalg.svd(Xc / (sqrt_psi * np.sqrt(n)), full_matrices=False, check_finite=False)
+        unexplained = np.dot(s[k:], s[k:])
+        s2, Vt = s[:k] ** 2, Vt[:k]
+        W = np.sqrt(np.maximum(s2 - 1.0, 0.0))[:, None] * Vt
+        W *= sqrt_psi
+        ll = p * np.log(2.0 * np.pi) + k + np.sum(np.log(s2))
+        ll += unexplained + np.sum(np.log(psi))
+        ll *= -n / 2.0
+        loglike.append(float(ll))
+        if ll - old_ll < tol:
+            break
+        old_ll = ll
+        psi = np.maximum(var - (W**2).sum(axis=0), 1e-12)
+    W, _ = _order_and_sign(W)
+    if rotation is None:
+        R, phi = np.eye(k), np.eye(k)
+    elif rotation == "varimax":
+        R, phi = varimax(W.T)[1], np.eye(k)
+    else:
+        _, R, phi = promax(W.T, power=power)
+    components, P = _order_and_sign(R.T @ W)
+    R, phi = R @ P.T, P @ phi @ P.T
+    W_psi = W / psi
+    cov_z = np.linalg.inv(np.eye(k) + W_psi @ W.T)
+    ratio = np.clip((components**2).sum(axis=1) / X.var(axis=0).sum(), 0.0, 1.0)
+    return {"components_": components, "unrotated_components_": W, "rotation_matrix_": R,
+            "factor_correlation_": phi, "noise_variance_": psi, "mean_": mean,
+            "explained_variance_ratio_": ratio, "loglike_": loglike, "n_iter_": len(loglike),
+            "transform": lambda Y: (Y - mean) @ W_psi.T @ cov_z @ np.linalg.inv(R).T}
+
+
+@pytest.mark.parametrize("rotation", [None, "varimax", "promax"])
+@pytest.mark.parametrize("shape, k, seed", FA_CASES)
+def test_factor_analysis_equals_its_handwritten_fit(shape, k, seed, rotation):
+    X = factor_matrix(*shape, k, seed)
+    ours = FactorAnalysis(n_components=k, rotation=rotation, power=3).fit(X)
+    old = handwritten_factor_analysis(X, k, rotation, power=3)
+    # Same operations in the same order, so the fit agrees to rounding (the scores go through
+    # scikit-learn's transform now, one more product); 1e-10 leaves room for another BLAS.
+    assert ours.n_iter_ == old["n_iter_"] and ours.n_components_ == k
+    np.testing.assert_allclose(ours.loglike_, old["loglike_"], rtol=1e-12)
+    for name in ("components_", "unrotated_components_", "rotation_matrix_", "factor_correlation_",
+                 "noise_variance_", "mean_", "explained_variance_ratio_"):
+        np.testing.assert_allclose(getattr(ours, name), old[name], rtol=0, atol=1e-10, err_msg=name)
+    new = factor_matrix(3, shape[1], k, seed + 100)  # sources not in the fit
+    for Y in (X, new):
+        np.testing.assert_allclose(ours.transform(Y), old["transform"](Y), rtol=0, atol=1e-10)
+
+
+def test_factor_analysis_warns_as_before_when_it_stops_short():
+    X = factor_matrix(20, 8, 3, 2)
+    with pytest.warns(ConvergenceWarning):
+        ours = FactorAnalysis(n_components=3, max_iter=2, tol=0.0).fit(X)
+    old = handwritten_factor_analysis(X, 3, max_iter=2, tol=0.0)
+    assert ours.n_iter_ == old["n_iter_"] == 2
+    np.testing.assert_allclose(ours.components_, old["components_"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(ours.transform(X), old["transform"](X), rtol=0, atol=1e-10)
+    check_decomposer(FactorAnalysis, max_iter=2, tol=0.0)
+
+
 # --- varimax against Kaiser's pairwise rotations ------------------------------------------------
 
 def kaiser_varimax(loadings, normalize=False, tol=1e-14, max_sweeps=10_000):

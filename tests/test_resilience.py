@@ -331,6 +331,53 @@ def test_locks_exclude_other_processes_and_cleanup_spares_held_entries(tmp_path)
     assert set(Cache(tmp_path).clean_leftovers()) == {busy}
 
 
+def _contend(root: str, attempted, results) -> None:
+    cache = Cache(root)
+    with cache.lock("cells", "contested", blocking=False) as got:
+        results.put(got)
+        attempted.wait(60)  # both have tried before either lets go
+
+
+def test_two_processes_contending_for_one_job_lock_get_it_once(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    attempted, results = ctx.Barrier(2), ctx.Queue()
+    racers = [ctx.Process(target=_contend, args=(str(tmp_path), attempted, results)) for _ in range(2)]
+    for racer in racers:
+        racer.start()
+    got = sorted(results.get(timeout=60) for _ in racers)
+    for racer in racers:
+        racer.join(30)
+    assert got == [False, True] and all(racer.exitcode == 0 for racer in racers)
+    lock_file = tmp_path / ".locks" / "cells-contested.lock"
+    assert lock_file.is_file()  # never deleted: a waiter and a newcomer must lock the same file
+
+
+def test_a_blocking_lock_gives_up_after_its_timeout(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path), "cells", "busy", ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        cache = Cache(tmp_path)
+        start = time.monotonic()
+        with cache.lock("cells", "busy", timeout=0.3) as mine:
+            assert not mine
+        assert time.monotonic() - start >= 0.3
+        with pytest.raises(ValueError, match="timeout=1 needs blocking=True"):
+            with cache.lock("cells", "busy", blocking=False, timeout=1):
+                pass
+    finally:
+        release.set()
+        holder.join(30)
+    with Cache(tmp_path).lock("cells", "busy", timeout=30) as mine:  # free again once its holder is done
+        assert mine
+
+
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_atomic_writes_keep_the_umasks_permissions(tmp_path, umask, mode):
     from harness.cache.store import write_text_atomic

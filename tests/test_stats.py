@@ -107,6 +107,47 @@ def test_bh_equals_scipy_and_handles_nan():
     assert np.isnan(stats.bh_qvalues([np.nan, np.nan])).all() and len(stats.bh_qvalues([])) == 0
 
 
+def handwritten_bh(p):
+    """bh_qvalues as it was before it called scipy: the step-up formula over the non-NaN entries."""
+    p = np.asarray(p, dtype=float)
+    q = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return q
+    order = np.argsort(p[ok])
+    scaled = p[ok][order] * m / np.arange(1, m + 1)
+    out = np.empty(m)
+    out[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    q[ok] = out
+    return q
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_bh_equals_its_handwritten_formula_with_nans_and_ties(seed):
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(1, 60))
+    p = [rng.uniform(size=m), rng.uniform(0, 0.05, m), np.round(rng.uniform(size=m), 1)][seed % 3]  # rounded: ties
+    p[rng.uniform(size=m) < 0.2] = np.nan
+    p[rng.uniform(size=m) < 0.1] = 1.0
+    q = stats.bh_qvalues(p)
+    old = handwritten_bh(p)
+    np.testing.assert_array_equal(np.isnan(q), np.isnan(p))
+    # scipy scales by p * (m / i), the old formula by (p * m) / i: a rounding apart at most.
+    np.testing.assert_allclose(q, old, rtol=1e-14, atol=0)
+    # One family whatever the shape; None is a test that was not run, like NaN.
+    np.testing.assert_allclose(stats.bh_qvalues(p.reshape(1, -1)), old.reshape(1, -1), rtol=1e-14, atol=0)
+    as_list = [None if np.isnan(v) else float(v) for v in p]
+    np.testing.assert_allclose(stats.bh_qvalues(as_list), old, rtol=1e-14, atol=0)
+
+
+def test_bh_keeps_the_edge_cases_of_its_handwritten_formula():
+    for p in ([], [np.nan], [None, None], [0.3], [0.0, 0.0, 1.0], [[0.01, np.nan], [0.04, 0.5]]):
+        q, old = stats.bh_qvalues(p), handwritten_bh(p)
+        assert q.shape == old.shape
+        np.testing.assert_allclose(q, old, rtol=1e-14, atol=0)
+
+
 @pytest.mark.parametrize("n01,n10,same", [(7, 2, 20), (0, 5, 3), (13, 13, 0), (1, 0, 9), (30, 11, 50)])
 def test_mcnemar_equals_binomtest_on_discordant_pairs(n01, n10, same):
     a = np.array([0] * n01 + [1] * n10 + [1] * same)
@@ -115,6 +156,20 @@ def test_mcnemar_equals_binomtest_on_discordant_pairs(n01, n10, same):
     assert (res["n01"], res["n10"]) == (n01, n10)
     assert res["p"] == pytest.approx(st.binomtest(n01, n01 + n10, 0.5).pvalue, rel=1e-12)
     assert stats.mcnemar_exact([1, 0, 1], [1, 0, 1])["p"] == 1.0  # no discordant pair
+
+
+def test_mcnemar_equals_its_doubled_binomial_tail_for_every_count_to_30():
+    for n01 in range(31):
+        for n10 in range(31):
+            a = np.array([0] * n01 + [1] * n10 + [1, 0])  # one concordant pair of each kind
+            b = np.array([1] * n01 + [0] * n10 + [1, 0])
+            n = n01 + n10
+            # The formula mcnemar_exact used before it called binomtest.
+            old = 1.0 if n == 0 else min(1.0, 2.0 * float(st.binom.cdf(min(n01, n10), n, 0.5)))
+            res = stats.mcnemar_exact(a, b)
+            assert (res["n01"], res["n10"]) == (n01, n10)
+            # Equal by symmetry of Binomial(n, 1/2); scipy sums the tails apart, so up to rounding.
+            assert res["p"] == pytest.approx(old, rel=1e-15, abs=0), (n01, n10)
 
 
 def test_paired_test_picks_the_method_and_reports_the_effect():

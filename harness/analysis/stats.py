@@ -161,22 +161,15 @@ def permutation_test(x, Y, method: str = "spearman", max_permutations: int = 100
 def bh_qvalues(p) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (q-values) of ``p`` (shape (m,)), same shape.
 
-    q_(i) = min over j >= i of p_(j) * m / j on the sorted p-values, capped at 1, so q is monotone in p.
-    NaNs stay NaN and do not count in m (a test that could not be run is not a test). Equals
-    ``scipy.stats.false_discovery_control(p)`` on NaN-free input.
+    q_(i) = min over j >= i of p_(j) * m / j on the sorted p-values, capped at 1, so q is monotone in p:
+    ``scipy.stats.false_discovery_control(p, method="bh")`` on the entries that are not NaN. NaNs
+    (and None) stay NaN and do not count in m (a test that could not be run is not a test). Any
+    shape is taken as one family of m tests; scipy refuses p-values outside [0, 1].
     """
     p = np.asarray(p, dtype=float)
     q = np.full(p.shape, np.nan)
     ok = ~np.isnan(p)
-    m = int(ok.sum())
-    if m == 0:
-        return q
-    order = np.argsort(p[ok])
-    scaled = p[ok][order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
-    out = np.empty(m)
-    out[order] = adjusted
-    q[ok] = out
+    q[ok] = _st.false_discovery_control(p[ok], method="bh")
     return q
 
 
@@ -195,9 +188,9 @@ def mcnemar_exact(a, b) -> dict:
     """Exact McNemar test for paired binary outcomes ``a`` and ``b`` (0/1 arrays of shape (n,)).
 
     Only discordant pairs carry information: under the null each is equally likely to be
-    ``n01`` (a=0, b=1) or ``n10`` (a=1, b=0), so p is the two-sided exact binomial test of
-    n01 ~ Binomial(n01 + n10, 1/2): min(1, 2 * P[X <= min(n01, n10)]); 1 when there is no
-    discordant pair.
+    ``n01`` (a=0, b=1) or ``n10`` (a=1, b=0), so p is scipy's two-sided exact binomial test of
+    n01 ~ Binomial(n01 + n10, 1/2), which by symmetry is min(1, 2 * P[X <= min(n01, n10)]); 1 when
+    there is no discordant pair (scipy needs at least one trial).
 
     Returns
     -------
@@ -208,7 +201,7 @@ def mcnemar_exact(a, b) -> dict:
         raise ValueError("McNemar's test needs 0/1 outcomes")
     n01, n10 = int(((a == 0) & (b == 1)).sum()), int(((a == 1) & (b == 0)).sum())
     n = n01 + n10
-    p = 1.0 if n == 0 else min(1.0, 2.0 * float(_st.binom.cdf(min(n01, n10), n, 0.5)))
+    p = 1.0 if n == 0 else float(_st.binomtest(min(n01, n10), n, 0.5, alternative="two-sided").pvalue)
     return {"p": p, "n01": n01, "n10": n10}
 
 

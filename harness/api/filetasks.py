@@ -255,7 +255,8 @@ class FileTask(Task):
             return None
         if self.__dict__.get("_base_config") is None:  # read once per task: render_prompt runs per row
             import lm_eval
-            from lm_eval.tasks._yaml_loader import load_yaml  # resolves `include` and `!function`
+
+            from harness.lm_eval_compat import load_yaml  # resolves `include` and `!function`
 
             self._base_config = load_yaml(Path(lm_eval.__file__).parent / "tasks" / self.lm_eval_yaml)
         return dict(self._base_config)

@@ -98,7 +98,7 @@ def collect(pm: pluggy.PluginManager) -> Catalog:
     except pluggy.PluginValidationError as exc:
         name = pm.get_name(exc.plugin) or repr(exc.plugin)
         raise PluginError(f"plugin {name!r}: {exc}. The hooks are {', '.join(sorted(KINDS.values()))} "
-                          "(see harness/hookspecs.py); rename the misspelt one") from None
+                          "(see harness/api/hookspecs.py); rename the misspelt one") from None
     bases = {"task": Task, "trait": Trait, "decomposer": Decomposer}
     catalog = Catalog()
     for kind, hook_name in KINDS.items():

@@ -9,7 +9,7 @@ content, so a changed input simply misses and an unchanged one is reused.
 * Every entry carries ``MANIFEST.json``: the size and SHA-256 of each of its files. An entry that
   no longer matches it (truncated, damaged, edited) is reported and set aside, and is then
   recomputed like any missing entry.
-* Runs sharing a cache coordinate through one lock file per job (:meth:`Cache.lock`, ``flock``):
+* Runs sharing a cache coordinate through one lock file per job (:meth:`Cache.lock`, ``filelock``):
   the run holding it computes the job; another run does other work meanwhile, then waits, then
   finds the entry finished, so no job is done twice at the same time.
 """
@@ -27,10 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; runs sharing a cache there are not coordinated
-    fcntl = None
+from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
 MANIFEST = "MANIFEST.json"
@@ -215,26 +212,36 @@ class Cache:
                 raise
 
     @contextlib.contextmanager
-    def lock(self, kind: str, key: str, blocking: bool = True) -> Iterator[bool]:
-        """Hold the job lock of ``kind/key`` inside the block; yields whether it was acquired
-        (always True when ``blocking``). Released when the block ends or the process dies."""
-        if fcntl is None or (kind, key) in self._held:
+    def lock(self, kind: str, key: str, blocking: bool = True, timeout: float | None = None) -> Iterator[bool]:
+        """Hold the job lock of ``kind/key`` inside the block; yields whether it was acquired.
+
+        Blocking, it waits for the lock (at most ``timeout`` seconds if given, then yields False);
+        not blocking, it tries once and yields False if another run holds it. Re-entrant within
+        this cache object. Released when the block ends or the process dies.
+        """
+        if not blocking and timeout is not None:
+            raise ValueError(f"Cache.lock({kind!r}, {key!r}): timeout={timeout!r} needs blocking=True "
+                             "(a non-blocking attempt never waits); pass one or the other")
+        if (kind, key) in self._held:
             yield True
             return
         folder = self.root / LOCKS
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / f"{kind}-{key}.lock", "a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            self._held.add((kind, key))
-            try:
-                yield True
-            finally:
-                self._held.discard((kind, key))
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        # filelock's native lock: flock on Unix, whose file stays after release (deleting it would
+        # let a waiter lock an unlinked inode while a newcomer locks a new file), msvcrt on Windows;
+        # the OS drops either when the process dies. A timeout of 0 is one attempt.
+        job_lock = FileLock(folder / f"{kind}-{key}.lock")
+        try:
+            job_lock.acquire(timeout=(-1 if timeout is None else timeout) if blocking else 0)
+        except Timeout:
+            yield False
+            return
+        self._held.add((kind, key))
+        try:
+            yield True
+        finally:
+            self._held.discard((kind, key))
+            job_lock.release()
 
     def clean_leftovers(self, file_age: float = 3600.0) -> list[Path]:
         """Remove what killed runs left in the cache: temporary entry folders whose job lock is

@@ -344,7 +344,7 @@ def needed_keys(registry_path: Path) -> Needed:
             continue
         out.keys["cells"] |= {c.key for c in plan.cells if c.target == target}
         out.keys["data"] |= {Path(p).name for p in config["dataset_kwargs"]["data_files"].values()}
-    # Source traits, keyed as in harness.api.traits.compute_all, for the sources and the candidates
+    # Source traits, keyed as in harness.stages.traits.compute_all, for the sources and the candidates
     # (`harness recommend` caches theirs the same way). ``n`` is n_train: a task gives exactly that
     # many training examples or fails, and a failed trait caches nothing.
     extractors = [cat.get("trait", use.name).obj(**use.params) for use in registry.traits]

@@ -26,6 +26,7 @@ from harness.analysis.outcomes import MEAN_AGGREGATIONS
 from harness.cache.store import Cache
 from harness.config.registry import BASE, EvaluationSettings, Registry
 from harness.errors import ExecutorError, failure_record
+from harness.lm_eval_compat import no_environment_report, set_lora_request
 from harness.model.compute import free_accelerator_memory
 from harness.reporting.progress import make_progress
 from harness.stages.plan import Plan, adapter_name
@@ -78,20 +79,6 @@ def captured_stderr():
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-
-
-@contextlib.contextmanager
-def no_environment_report():
-    """Skip what ``simple_evaluate`` adds to every result about the machine: ``pip list``, git and
-    the like run as subprocesses, 0.6 s per call, and the harness records its own provenance."""
-    import lm_eval.evaluator as ev
-
-    saved = ev.add_env_info, ev.get_git_commit_hash
-    ev.add_env_info, ev.get_git_commit_hash = (lambda storage: None), (lambda: None)
-    try:
-        yield
-    finally:
-        ev.add_env_info, ev.get_git_commit_hash = saved
 
 
 def _plain(value):
@@ -278,10 +265,10 @@ class VLLMEvaluator(Evaluator):
     def activate(self, name: str | None, path=None) -> None:
         """Score adapter ``name`` (saved at ``path``) from now on; ``None`` for the base model."""
         if name is None:
-            self.lm.lora_request = None
+            set_lora_request(self.lm, None)
             return
         self._ids.setdefault(name, len(self._ids) + 1)  # vLLM identifies adapters by a positive int
-        self.lm.lora_request = self._request(name, self._ids[name], str(path))
+        set_lora_request(self.lm, self._request(name, self._ids[name], str(path)))
 
 
 # --- the stage: every cell the plan still needs, scored and filed in the cache ----------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,7 +11,6 @@ from harness.api.hookspecs import hookimpl
 from harness.api.rotation import promax, varimax
 
 ROTATIONS = (None, "varimax", "promax")
-SMALL = 1e-12  # scikit-learn's floor of the noise variances (and offset of their square roots)
 
 
 class FactorAnalysis(Decomposer):
@@ -21,8 +19,8 @@ class FactorAnalysis(Decomposer):
     The model is ``x = mean_ + z @ W + e`` with ``z ~ N(0, I)`` over the factors and independent
     noise ``e_j ~ N(0, noise_variance_[j])`` per target: unlike PCA, variance a target has on its own
     (evaluation noise, say) goes to the noise term instead of into the components. The fit is
-    scikit-learn's SVD-based algorithm (``FactorAnalysis(svd_method="lapack")``), in numpy, so its
-    results equal scikit-learn's.
+    scikit-learn's ``FactorAnalysis(svd_method="lapack")`` (its exact SVD, so the fit is
+    deterministic); the ordering, signs and rotations are done here.
 
     With few sources (fewer than targets, the usual transfer matrix) the likelihood is degenerate:
     some noise variances go to their floor of 1e-12 and the factors pass exactly through those
@@ -72,6 +70,8 @@ class FactorAnalysis(Decomposer):
         Iterations run.
     n_components_ : int
         Factors kept.
+    model_ : sklearn.decomposition.FactorAnalysis
+        The fitted scikit-learn model, unrotated, its factors in its own order and sign.
     """
 
     name = "factor_analysis"
@@ -96,16 +96,17 @@ class FactorAnalysis(Decomposer):
 
     def fit(self, X, y=None) -> "FactorAnalysis":
         """Fit to ``X`` of shape (n_sources, n_targets). Returns ``self``."""
+        from sklearn.decomposition import FactorAnalysis as SkFactorAnalysis  # imported late, as it is slow
+
         X = as_matrix(X)
         n, p = X.shape
         # The centred matrix has rank at most n - 1; a further factor would have a zero singular
         # value and an infinite log-likelihood.
         k = components_to_keep(self.n_components, n, p)
 
-        self.mean_ = X.mean(axis=0)
-        Xc = X - self.mean_
-        W, psi, loglike = _fit_ml(Xc, k, self.max_iter, self.tol)
-        W, _ = _order_and_sign(W)
+        # Unrotated: the rotations are ours (harness.api.rotation), run to a tighter stopping rule.
+        model = SkFactorAnalysis(n_components=k, tol=self.tol, max_iter=self.max_iter, svd_method="lapack").fit(X)
+        W, P_fit = _order_and_sign(model.components_)
 
         if self.rotation is None:
             R, phi = np.eye(k), np.eye(k)
@@ -121,72 +122,32 @@ class FactorAnalysis(Decomposer):
 
         total = np.var(X, axis=0).sum()
         ssl = (components**2).sum(axis=1)
+        self.mean_ = model.mean_
         self.components_ = components
         self.unrotated_components_ = W
         self.rotation_matrix_ = R
         self.factor_correlation_ = phi
-        self.noise_variance_ = psi
+        self.noise_variance_ = model.noise_variance_
         self.explained_variance_ratio_ = np.clip(ssl / total, 0.0, 1.0) if total > 0 else np.zeros(k)
-        self.loglike_ = loglike
-        self.n_iter_ = len(loglike)
+        self.loglike_ = [float(ll) for ll in model.loglike_]
+        self.n_iter_ = int(model.n_iter_)
         self.n_components_ = k
+        self.model_ = model
+        # scikit-learn's scores z rebuild X as z @ model.components_ = (z @ P_fit.T) @ W, and W as
+        # inv(R).T @ components_; so the scores of components_ are z @ P_fit.T @ inv(R).T.
+        self._score_map = P_fit.T @ np.linalg.inv(R).T
         return self
 
     def transform(self, X) -> np.ndarray:
         """Factor scores of shape (n_sources, n_components).
 
-        The posterior mean of the unrotated factors given ``X`` (Bishop, 2006, eq. 12.66; the formula
-        of scikit-learn's ``transform``), carried into the rotated frame by ``inv(rotation_matrix_).T``
-        so that ``scores @ components_`` is the same reconstruction as before rotation. Under varimax
-        this is what scikit-learn's ``transform`` returns; under promax the factors, and so their
-        scores, correlate.
+        The posterior mean of the unrotated factors given ``X`` (Bishop, 2006, eq. 12.66), from
+        scikit-learn's ``transform``, put in this order and sign and carried into the rotated frame by
+        ``inv(rotation_matrix_).T`` so that ``scores @ components_`` is the same reconstruction as
+        before rotation. Under varimax this is what scikit-learn's ``transform`` of its varimax fit
+        returns; under promax the factors, and so their scores, correlate.
         """
-        X = np.asarray(X, dtype=float)
-        W, psi = self.unrotated_components_, self.noise_variance_
-        W_psi = W / psi
-        cov_z = np.linalg.inv(np.eye(len(W)) + W_psi @ W.T)
-        z = (X - self.mean_) @ W_psi.T @ cov_z
-        return z @ np.linalg.inv(self.rotation_matrix_).T
-
-
-def _fit_ml(Xc: np.ndarray, k: int, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """scikit-learn's iterated SVD for ML factor analysis of the centred ``Xc`` (n, p).
-
-    Returns the loadings W (k, p), the noise variances psi (p,) and the log-likelihood per iteration.
-    """
-    from scipy import linalg  # scikit-learn's SVD call, for identical results; imported late, as it is slow
-
-    n, p = Xc.shape
-    n_sqrt = np.sqrt(n)
-    ll_const = p * np.log(2.0 * np.pi) + k
-    var = Xc.var(axis=0)
-    psi = np.ones(p)
-    loglike: list[float] = []
-    old_ll = -np.inf
-    for _ in range(max_iter):
-        sqrt_psi = np.sqrt(psi) + SMALL
-        # With psi fixed, the ML loadings are the top singular directions of the noise-whitened data.
-        _, s, Vt = linalg.svd(Xc / (sqrt_psi * n_sqrt), full_matrices=False, check_finite=False)
-        # Same operations in the same order as scikit-learn: where the likelihood is flat (few
-        # sources) the stopping rule is sensitive to the last bit of rounding.
-        unexplained = np.dot(s[k:], s[k:])
-        s2, Vt = s[:k] ** 2, Vt[:k]
-        W = np.sqrt(np.maximum(s2 - 1.0, 0.0))[:, None] * Vt
-        W *= sqrt_psi
-        ll = ll_const + np.sum(np.log(s2))
-        ll += unexplained + np.sum(np.log(psi))
-        ll *= -n / 2.0
-        loglike.append(float(ll))
-        if ll - old_ll < tol:
-            break
-        old_ll = ll
-        psi = np.maximum(var - (W**2).sum(axis=0), SMALL)
-    else:
-        from sklearn.exceptions import ConvergenceWarning
-
-        warnings.warn(f"FactorAnalysis did not converge in max_iter={max_iter} iterations; increase max_iter "
-                      "or tol", ConvergenceWarning, stacklevel=3)
-    return W, psi, loglike
+        return self.model_.transform(np.asarray(X, dtype=float)) @ self._score_map
 
 
 def _order_and_sign(components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

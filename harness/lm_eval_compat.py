@@ -1,0 +1,81 @@
+"""Every private or patched lm-eval name the harness relies on, in one place.
+
+lm-eval promises nothing about these: a release may move or drop them. Each accessor checks that
+its name is there and otherwise raises one RuntimeError naming the name, the installed lm-eval and
+the range the harness supports, so a new lm-eval fails at the first use with the fix, not deep in
+a run with an AttributeError (or silently, as a patch of a name lm-eval no longer has would).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Iterator
+
+# pyproject.toml's range for lm-eval (tests/test_lm_eval_compat.py checks that the two agree).
+SUPPORTED = "lm-eval>=0.4.13,<0.5"
+LORA_REQUEST = "lm_eval.models.vllm_causallms.VLLM.lora_request"
+
+
+def installed_version() -> str:
+    """The installed lm-eval's version, from its package metadata."""
+    try:
+        return version("lm-eval")
+    except PackageNotFoundError:
+        return "(version unknown: no package metadata)"
+
+
+def missing(name: str) -> RuntimeError:
+    """The error for a name the installed lm-eval does not have."""
+    return RuntimeError(f"transfer-harness needs {name}, which lm-eval {installed_version()} does not have; "
+                        f"install {SUPPORTED} (pyproject.toml)")
+
+
+def _attribute(module_name: str, attribute: str) -> Any:
+    """``module_name.attribute``, or :func:`missing` if lm-eval lacks the module or the attribute."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only a missing lm-eval submodule is lm-eval's change; another missing package (lm-eval
+        # itself, or one of its dependencies) keeps its own ImportError.
+        if exc.name is None or exc.name == "lm_eval" or not (module_name + ".").startswith(exc.name + "."):
+            raise
+        raise missing(f"{module_name}.{attribute}") from None
+    if not hasattr(module, attribute):
+        raise missing(f"{module_name}.{attribute}")
+    return getattr(module, attribute)
+
+
+def load_yaml(path) -> dict:
+    """The task YAML at ``path`` read by lm-eval's private ``lm_eval.tasks._yaml_loader.load_yaml``,
+    which resolves ``include`` and ``!function`` as lm-eval's own task loading does."""
+    return _attribute("lm_eval.tasks._yaml_loader", "load_yaml")(path)
+
+
+@contextlib.contextmanager
+def no_environment_report() -> Iterator[None]:
+    """Skip what ``simple_evaluate`` adds to every result about the machine: ``pip list``, git and
+    the like run as subprocesses, 0.6 s per call, and the harness records its own provenance.
+
+    Patches ``lm_eval.evaluator.add_env_info`` and ``get_git_commit_hash`` for the block.
+    """
+    saved = _attribute("lm_eval.evaluator", "add_env_info"), _attribute("lm_eval.evaluator", "get_git_commit_hash")
+    import lm_eval.evaluator as ev
+
+    ev.add_env_info, ev.get_git_commit_hash = (lambda storage: None), (lambda: None)
+    try:
+        yield
+    finally:
+        ev.add_env_info, ev.get_git_commit_hash = saved
+
+
+def set_lora_request(lm, request) -> None:
+    """Make lm-eval's vLLM model ``lm`` score with LoRA ``request`` (None: the base model).
+
+    ``VLLM.lora_request`` is the attribute its constructor sets and every generate and loglikelihood
+    call hands to vLLM; lm-eval offers no API to change adapters.
+    """
+    if not hasattr(lm, "lora_request"):
+        raise missing(LORA_REQUEST)
+    lm.lora_request = request
