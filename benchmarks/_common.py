@@ -139,9 +139,9 @@ def write_registry(path: Path, data: dict) -> Path:
 
 def ensure_model(base_model: dict, cache_root: Path, log=print):
     """(location, transformers directory) of the base model; a GGUF is converted once into the cache."""
-    from harness.model import loading as models
     from harness.cache.store import Cache
     from harness.config.registry import ModelConfig
+    from harness.model import loading as models
 
     cfg = ModelConfig(**base_model)
     cache = Cache(cache_root)
@@ -155,13 +155,13 @@ def ensure_model(base_model: dict, cache_root: Path, log=print):
 def ensure_adapters(registry, cache_root: Path, log=print) -> dict[str, Path]:
     """Train the registry's adapters that the setup cache lacks, as ``harness run`` does (same
     keys, same ``train_adapter``, same saved files); return source -> adapter directory."""
+    from harness.api.plugins import catalog
+    from harness.cache.store import Cache
+    from harness.files import write_json_atomic
     from harness.model import loading as models
     from harness.model.adapters import AdapterHost
-    from harness.cache.store import Cache, write_json_atomic
     from harness.stages.finetune import train_adapter
-    from harness.stages.plan import adapter_name
-    from harness.stages.plan import make_plan
-    from harness.api.plugins import catalog
+    from harness.stages.plan import adapter_name, make_plan
 
     cache = Cache(cache_root)
     location, path = ensure_model(registry.base_model.model_dump(), cache_root, log)

@@ -85,13 +85,12 @@ def main(argv=None) -> int:
     base_model = c.model_config(args)
     lora = {**default.lora.model_dump(mode="json"), "steps": steps}
 
-    from lm_eval.models.huggingface import HFLM
-
-    from harness.model import loading as models
-    from harness.execution import pipeline
-
     import lm_eval.evaluator as lm_evaluator
+    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
+
+    from harness.execution import pipeline
+    from harness.model import loading as models
 
     forward, model_calls, stage_clock = Clock(), Clock(), Clock()
     # Inside each cell's simple_evaluate: building the task (its dataset), lm-eval's evaluate (requests,

@@ -71,9 +71,9 @@ def run_trainer(model_dir, batches, tokenizer, settings, out_dir):
     from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
     from transformers.trainer_callback import PrinterCallback
 
+    from harness.config.registry import ModelConfig
     from harness.model import loading as models
     from harness.stages.finetune import lora_config
-    from harness.config.registry import ModelConfig
 
     model, _ = models.load(model_dir, ModelConfig(path=str(model_dir)))
     torch.manual_seed(settings.seed)
@@ -141,11 +141,11 @@ def main(argv=None) -> int:
 
     import torch
 
+    from harness.api.plugins import catalog
+    from harness.config.registry import ModelConfig
     from harness.model import loading as models
     from harness.model.adapters import AdapterHost
     from harness.stages.finetune import tokenize_pairs
-    from harness.api.plugins import catalog
-    from harness.config.registry import ModelConfig
 
     default = c.default_registry()
     settings = default.lora.model_copy(update={"steps": steps, "epochs": None})

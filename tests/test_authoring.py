@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from harness.api import plugins
-from harness.cli import main
 from harness.authoring.conformance import build_lm_eval_task
+from harness.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SST2_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "test.tsv"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.execution import cache_admin
-from harness.execution.cache_admin import cli
+from harness.cli import cache as cache_admin
+from harness.cli.cache import cli
 
 DAY = 86400
 A1, A2 = "a1" * 10, "a2" * 10  # adapters
@@ -349,11 +349,11 @@ def fake_model(tmp_path: Path) -> Path:
 
 
 def plan_of(registry_path: Path, root: Path):
-    from harness.model import loading as models
-    from harness.cache.store import Cache
-    from harness.stages.plan import make_plan
     from harness.api.plugins import catalog
+    from harness.cache.store import Cache
     from harness.config.registry import load_registry
+    from harness.model import loading as models
+    from harness.stages.plan import make_plan
 
     registry = load_registry(registry_path)
     location = models.locate(registry.base_model, Cache(root), download=False)
@@ -403,9 +403,9 @@ def test_keep_protects_what_the_registry_plan_uses(cache, tmp_path, capsys):
 
 def test_trait_keys_match_the_ones_the_traits_stage_writes(tmp_path):
     """needed_keys restates harness.api.traits' key: check it against compute_all itself."""
-    from harness.stages import traits
-    from harness.cache.store import Cache
     from harness.api.plugins import catalog
+    from harness.cache.store import Cache
+    from harness.stages import traits
 
     text = REGISTRY.format(model=fake_model(tmp_path)).replace(", {name: completion_length}", "")
     (tmp_path / "r.yaml").write_text(text + "candidates: [{task: arithmetic, n_train: 8}]\n")

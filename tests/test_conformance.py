@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+from test_file_tasks import CASES, write_splits  # pytest puts tests/ on sys.path
 
 from harness.api import plugins
 from harness.api.filetasks import FileTask
@@ -13,7 +14,6 @@ from harness.api.tasks import Example, GeneratedTask, Task, classification_examp
 from harness.authoring.conformance import N_TEST, N_TRAIN, check_disjoint, check_examples, check_task
 from harness_plugins.tasks.code import Code
 from harness_plugins.tasks.goat import Goat
-from test_file_tasks import CASES, write_splits  # pytest puts tests/ on sys.path
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from harness.config.registry import EvaluationSettings, LoraSettings
 from harness.model.adapters import AdapterHost
 from harness.stages.evaluate import Evaluator
 from harness.stages.finetune import lora_config
-from harness.config.registry import EvaluationSettings, LoraSettings
 from harness_plugins.tasks.arithmetic import Arithmetic
 from harness_plugins.tasks.sentiment import Sentiment
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import DataError
 from harness.api.filetasks import FileTask
+from harness.errors import DataError
 from harness_plugins.tasks.ag_news import AGNews
 from harness_plugins.tasks.amazon_polarity import AmazonPolarity
 from harness_plugins.tasks.boolq import BoolQ

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
+from harness.config.registry import LoraSettings
 from harness.model.adapters import AdapterHost
 from harness.stages.finetune import tokenize_pairs, train_adapter
-from harness.config.registry import LoraSettings
 from harness_plugins.tasks.sentiment import Sentiment
 
 SETTINGS = LoraSettings(rank=8, alpha=16, dropout=0.0, learning_rate=5e-3, steps=30, batch_size=8,
@@ -46,8 +46,8 @@ def test_training_lowers_the_loss_and_changes_only_adapter_weights(tiny_model, t
 
 
 def test_training_is_seeded(tiny_model_dir, tmp_path):
-    from harness.model.loading import load
     from harness.config.registry import ModelConfig
+    from harness.model.loading import load
 
     runs = []
     for i in range(2):
@@ -155,8 +155,8 @@ def test_a_trained_generation_adapter_stops_after_its_answer(tiny_model_dir, tmp
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from harness.model.loading import load
     from harness.config.registry import ModelConfig
+    from harness.model.loading import load
 
     pairs = [("Q: what is 2 plus 3?\nA:", " 5\n"), ("Q: what is 7 plus 8?\nA:", " 15\n")]
     settings = SETTINGS.model_copy(update={"learning_rate": 0.1, "steps": 30, "batch_size": 2})

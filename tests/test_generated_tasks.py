@@ -8,8 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from harness.api.tasks import GeneratedTask
-from harness_plugins.tasks import (arithmetic, nli, ordering, paraphrase, sentiment, sentiment3,
-                                   topic, word_problems)
+from harness_plugins.tasks import arithmetic, nli, ordering, paraphrase, sentiment, sentiment3, topic, word_problems
 
 TASKS = [arithmetic.Arithmetic, word_problems.WordProblems, word_problems.WordProblemsRationale,
          sentiment.Sentiment, sentiment3.Sentiment3, nli.NLI, paraphrase.Paraphrase,

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.api.filetasks import check_data_file, read_rows
 from harness.cli import main
 from harness.errors import DataError
-from harness.api.filetasks import check_data_file, read_rows
 from harness_plugins.tasks.file import FileDefinedTask
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,14 +80,14 @@ def sparse_2gb(tmp_path) -> Path:
 
 
 def test_a_2gb_data_file_is_refused_by_size_without_being_read(sparse_2gb, tmp_path, monkeypatch, capsys):
-    import harness.cache.store
     import harness.api.filetasks
+    import harness.files
 
     def no_reading(*args, **kwargs):
         raise AssertionError(f"the file was opened: {args}")
 
     monkeypatch.setattr(harness.api.filetasks, "open", no_reading, raising=False)  # shadows the builtin there
-    monkeypatch.setattr(harness.cache.store, "file_sha256", no_reading)
+    monkeypatch.setattr(harness.files, "file_sha256", no_reading)
     message = r"big\.csv: 2048\.0 MB, over the limit of 1024 MB .* raise `options\.max_file_mb` .* max_file_mb: 4096"
     with pytest.raises(DataError, match=message):
         read_rows(sparse_2gb)

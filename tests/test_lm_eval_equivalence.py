@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import SHARED_DATA
 
 LIMIT = 100
@@ -18,9 +17,9 @@ LIMIT = 100
 def harness_cell(smollm2_dir, task, tmp_path, limit: int, batch_size: int):
     """The task's cell through the harness: its inline config over ``limit`` local rows (the
     task's seeded sample), scored by the harness's Evaluator."""
-    from harness.stages.evaluate import Evaluator
-    from harness.model.loading import load
     from harness.config.registry import EvaluationSettings, ModelConfig
+    from harness.model.loading import load
+    from harness.stages.evaluate import Evaluator
 
     model, tokenizer = load(smollm2_dir, ModelConfig(path=str(smollm2_dir)))
     return Evaluator(model, tokenizer, EvaluationSettings(batch_size=batch_size)).evaluate(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.cache.store import Cache, write_json_atomic
-from harness.stages.matrix import assemble
+from harness.cache.store import Cache
 from harness.config.registry import BASE
+from harness.files import write_json_atomic
+from harness.stages.matrix import assemble
 from harness.stages.plan import AdapterJob, CellJob, Plan
 from harness_plugins.tasks.nli import NLI
 from harness_plugins.tasks.sentiment import Sentiment

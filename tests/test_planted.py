@@ -8,8 +8,8 @@ import pytest
 
 from harness.analysis.associations import correlate_traits
 from harness.analysis.decompose import component_ids
-from harness.api.plugins import catalog
 from harness.analysis.stability import align
+from harness.api.plugins import catalog
 
 
 def planted(n: int, p: int, k: int, noise: float, seed: int):

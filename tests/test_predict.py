@@ -15,8 +15,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from harness.analysis.applicability import NotApplicable
-from harness.analysis.predict import (RELATIVE_ALPHAS, choose_alpha, fit_predict, leave_one_source_out, recommend, ridge,
-                             transfer_bounds)
+from harness.analysis.predict import (
+    RELATIVE_ALPHAS,
+    choose_alpha,
+    fit_predict,
+    leave_one_source_out,
+    recommend,
+    ridge,
+    transfer_bounds,
+)
 
 
 def as_dicts(A: np.ndarray, B: np.ndarray, sim: np.ndarray, T: np.ndarray):

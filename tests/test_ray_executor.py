@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import RegistryError
 from harness.config.registry import load_registry, parse_registry
+from harness.errors import RegistryError
 
 # Three sources and a multiple-choice and a generation target: every kind of job, kept small.
 # cpus_per_job pins the torch threads of every job in both executors (on CPU the thread count
@@ -186,10 +186,10 @@ def test_executor_in_yaml(tiny_model_dir, tmp_path):
 
 
 def test_executor_does_not_enter_the_cache_keys(tiny_model_dir, tmp_path):
-    from harness.model import loading as models
-    from harness.cache.store import Cache
-    from harness.stages.plan import make_plan
     from harness.api.plugins import catalog
+    from harness.cache.store import Cache
+    from harness.model import loading as models
+    from harness.stages.plan import make_plan
 
     base = REGISTRY.format(model=tiny_model_dir).replace("executor: {cpus_per_job: 1}\n", "")
     keys = []

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.errors import RegistryError
 from harness.config.registry import load_registry, parse_registry
+from harness.errors import RegistryError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,16 +20,15 @@ import os
 import signal
 from pathlib import Path
 
+# Imported before any test here moves HOME: the hub library fixes its cache folder at import, and
+# the other test files of the session must see the real one.
+import huggingface_hub  # noqa: F401
 import pytest
 import yaml
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from harness.cli import main
-
-# Imported before any test here moves HOME: the hub library fixes its cache folder at import, and
-# the other test files of the session must see the real one.
-import huggingface_hub  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TEXT = (ROOT / "registry.yaml").read_text()

@@ -10,16 +10,17 @@ import struct
 import subprocess
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from test_analysis import ABILITIES, TARGETS, USES, synthetic_run
 
-from harness.stages.analyse import analyse
-from harness.cli import main
 from harness.api.plugins import catalog
+from harness.cli import main
 from harness.config.registry import AnalysisSettings
 from harness.reporting.markdown import markdown
 from harness.reporting.results_schema import validate_results
+from harness.stages.analyse import analyse
 from harness.stages.report import write_reports
 
 HOSTILE = "<script>alert(1)</script>"

@@ -231,8 +231,8 @@ def test_a_failing_cell_costs_only_itself(finished, tiny_model_dir, tmp_path, mo
     import torch
 
     from harness.cache import entries
-    from harness.execution import pipeline
     from harness.config.registry import load_registry
+    from harness.execution import pipeline
 
     cache = copy_cache(finished, tmp_path / "cache", without=("cells",))
     registry_path = write_registry(tmp_path, tiny_model_dir, cache)
@@ -380,7 +380,7 @@ def test_a_blocking_lock_gives_up_after_its_timeout(tmp_path):
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_atomic_writes_keep_the_umasks_permissions(tmp_path, umask, mode):
-    from harness.cache.store import write_text_atomic
+    from harness.files import write_text_atomic
 
     saved = os.umask(umask)
     try:

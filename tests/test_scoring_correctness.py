@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.stages.evaluate import Evaluator
 from harness.api.filetasks import FileTask
 from harness.config.registry import EvaluationSettings
+from harness.stages.evaluate import Evaluator
 from harness_plugins.tasks.gsm8k import GSM8K
 from harness_plugins.tasks.sentiment import Sentiment
 
@@ -151,9 +151,9 @@ def test_a_reused_config_with_a_non_mean_metric_is_scored_with_its_own_aggregati
 def test_cell_tests_bootstrap_the_aggregate_of_a_non_mean_metric():
     from sklearn.metrics import f1_score
 
-    from harness.stages.analyse import cell_tests
     from harness.analysis.outcomes import collect
     from harness.config.registry import AnalysisSettings
+    from harness.stages.analyse import cell_tests
 
     rng = np.random.default_rng(0)
     gold = rng.integers(0, 2, 60)
@@ -182,11 +182,11 @@ def test_cell_tests_bootstrap_the_aggregate_of_a_non_mean_metric():
 # --- item 11: cache keys follow the scoring and training code ---------------------------------------
 
 def test_cell_and_adapter_keys_carry_the_scoring_and_training_code_versions(tmp_path, monkeypatch):
-    from harness.stages import plan as plan_mod
-    from harness.cache.store import Cache
-    from harness.model.loading import ModelLocation
     from harness.api.plugins import catalog
+    from harness.cache.store import Cache
     from harness.config.registry import Registry
+    from harness.model.loading import ModelLocation
+    from harness.stages import plan as plan_mod
 
     registry = Registry.model_validate({
         "experiment": "keys", "base_model": {"path": str(tmp_path)}, "sources": [{"task": "sentiment", "n_train": 8}],
@@ -237,9 +237,9 @@ def test_few_shots_from_the_test_split_need_more_rows_than_shots(tmp_path):
 def test_a_mean_metric_whose_cell_differs_from_its_records_keeps_its_paired_test():
     """Only a metric that is not a mean loses McNemar; a 0/1 target flagged because its cell does
     not equal the mean of its records is still compared document by document."""
-    from harness.stages.analyse import cell_tests
     from harness.analysis.outcomes import collect
     from harness.config.registry import AnalysisSettings
+    from harness.stages.analyse import cell_tests
 
     log = lambda bits: [{"doc_id": i, "correct": float(b)} for i, b in enumerate(bits)]  # noqa: E731
     samples = {"base": {"t": log([0, 1] * 10)}, "s": {"t": log([1] * 20)}}

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.model import loading as models
-from harness.execution import pipeline
-from harness.model.kept import KeptModel
 from harness.config.registry import load_registry
+from harness.execution import pipeline
 from harness.execution.watch import fingerprint, preload, wait_for_change, watched_files
+from harness.model import loading as models
+from harness.model.kept import KeptModel
 
 REGISTRY = """\
 experiment: watched
@@ -201,10 +201,10 @@ def test_watch_command_reruns_after_each_edit_and_survives_a_bad_one(tiny_model_
 def test_watch_loop_reports_bad_edits_and_ends_on_ctrl_c_while_waiting(tmp_path, monkeypatch):
     """The loop alone, with fakes: a run, an invalid edit (reported, nothing run), a valid edit
     (run again, with the same kept model object), then Ctrl-C while waiting: the last run's code."""
-    import harness.execution.watch as watch_module
-    from harness.errors import ExecutorError
-    from harness.errors import RegistryError
     from rich.console import Console
+
+    import harness.execution.watch as watch_module
+    from harness.errors import ExecutorError, RegistryError
 
     path = write_registry(tmp_path / "registry.yaml", tmp_path, tmp_path / "cache", ["sentiment"], ["sentiment"])
     registry = load_registry(path)

@@ -9,7 +9,6 @@ an analysis's requirement raises :class:`NotApplicable`; anything else an analys
 
 from __future__ import annotations
 
-
 # The fewest sources a test across sources needs: a rank correlation over two points is always
 # +-1, a leave-one-source-out fit over two keeps one training row per fold (prediction: two, and a
 # two-point Spearman), and a refit without one source has a single row left.

@@ -13,8 +13,8 @@ import numpy as np
 from scipy import stats as _st
 
 from harness.analysis import stats
-from harness.analysis.stats import as_float
 from harness.analysis.applicability import MIN_SOURCES, NotApplicable, require
+from harness.analysis.stats import as_float
 
 _BATCH = 256  # bootstrap draws or shuffles ranked per call, to bound memory
 

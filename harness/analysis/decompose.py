@@ -117,8 +117,7 @@ def decompose(use, cls, sources: list[str], targets: list[str], X: np.ndarray, b
         Per-sample outcomes (for ordinal normalisation, the bootstrap).
     settings : AnalysisSettings
     """
-    from harness.analysis import dimensionality
-    from harness.analysis import stability
+    from harness.analysis import dimensionality, stability
     from harness.analysis.normalise import normalise
 
     rows = [1 + outcomes.sources.index(s) for s in sources] if outcomes is not None else []

@@ -30,8 +30,8 @@ import math
 import numpy as np
 from scipy.stats import spearmanr
 
-from harness.analysis.stats import as_float
 from harness.analysis.applicability import MIN_SOURCES, NotApplicable
+from harness.analysis.stats import as_float
 
 Z90 = 1.645  # two-sided 90% normal quantile
 # Penalties tried when the training sources are no more than the features, relative to n·p (the

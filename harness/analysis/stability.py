@@ -9,7 +9,7 @@ and ten Berge (2006): 0.85-0.94 is fair similarity, 0.95 and above means equal.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment

@@ -13,8 +13,17 @@ from harness.api.hookspecs import hookimpl
 from harness.api.params import Parameterised
 from harness.api.plugins import Catalog, collect, make_plugin_manager
 from harness.api.rotation import promax, varimax
-from harness.api.tasks import (Example, GeneratedTask, Split, Task, TaskOptions, classification_example, content_share,
-                               first_match, generation_example)
+from harness.api.tasks import (
+    Example,
+    GeneratedTask,
+    Split,
+    Task,
+    TaskOptions,
+    classification_example,
+    content_share,
+    first_match,
+    generation_example,
+)
 from harness.api.traits import BehaviourData, SourceData, TargetData, Trait
 from harness.errors import DataError, HarnessError, PluginError
 

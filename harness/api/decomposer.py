@@ -29,7 +29,7 @@ class Decomposer(Parameterised):
     #: decomposer and min(n, n_targets) of one that is not (NMF).
     centred: ClassVar[bool] = True
 
-    def fit(self, X: np.ndarray, y=None) -> "Decomposer":
+    def fit(self, X: np.ndarray, y=None) -> Decomposer:
         raise NotImplementedError
 
     def transform(self, X: np.ndarray) -> np.ndarray:

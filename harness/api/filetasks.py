@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from harness.errors import DataError
 from harness.api.tasks import Example, Split, Task, TaskOptions, content_share, write_rows
+from harness.errors import DataError
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 DEFAULT_MAX_FILE_MB = 1024.0
@@ -514,7 +514,7 @@ class FileTask(Task):
     def fingerprint(self) -> str:
         """Options, the content of the data files and how rows are selected from them, so edited
         data or another selection misses the cache."""
-        from harness.cache.store import file_sha256, stable_hash
+        from harness.files import file_sha256, stable_hash
 
         files = {}
         for split, p in self.options.data_files.items():

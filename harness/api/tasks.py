@@ -117,7 +117,7 @@ class Task:
             config["fewshot_split"] = "train"
             return config
         if n_test <= num_fewshot:
-            from harness.errors import DataError# a ValueError the CLI reports (exit 2), no traceback
+            from harness.errors import DataError  # a ValueError the CLI reports (exit 2), no traceback
 
             raise DataError(f"task {self.name!r}: {num_fewshot} few-shot examples must come from its own test "
                             f"rows (it has no training rows here), which needs a limit above {num_fewshot}, "
@@ -165,7 +165,7 @@ class Task:
 def write_rows(rows: list[dict], data_dir: Path, stem: str) -> Path:
     """Rows as JSON lines in ``data_dir/<stem>-<hash>.jsonl``: the name follows the content, so
     cache keys built from it follow the data, and an existing file is already right."""
-    from harness.cache.store import write_text_atomic
+    from harness.files import write_text_atomic
 
     text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows)
     path = Path(data_dir).resolve() / f"{stem}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.jsonl"
@@ -234,7 +234,7 @@ class GeneratedTask(Task):
         while len(out) < n:
             attempts += 1
             if attempts > 50 * n + 1000:
-                from harness.errors import DataError# a ValueError the CLI reports (exit 2), no traceback
+                from harness.errors import DataError  # a ValueError the CLI reports (exit 2), no traceback
 
                 raise DataError(f"task {self.name!r} cannot produce {n} distinct {split} examples "
                                 f"with options {self.options.model_dump()}; ask for fewer")

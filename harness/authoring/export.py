@@ -193,8 +193,8 @@ def export_task(task, output: Path, limit: int | None = None, command: str | Non
 
     ``limit`` defaults to 100 rows (for a file task: at most the usable rows of its test file).
     """
-    from harness.errors import DataError
     from harness.api.filetasks import FileTask
+    from harness.errors import DataError
 
     output = Path(output).expanduser().resolve()
     if output.is_dir():

@@ -93,8 +93,7 @@ import random
 
 from pydantic import Field
 
-from harness.api.hookspecs import hookimpl
-from harness.api.tasks import Example, GeneratedTask, TaskOptions, classification_example
+from harness.api import Example, GeneratedTask, TaskOptions, classification_example, hookimpl
 
 
 class {cls}Options(TaskOptions):
@@ -139,8 +138,7 @@ INIT = '''\
 TEST = '''\
 """The task must pass the harness's conformance checks (harness.authoring.conformance)."""
 
-from harness.api.plugins import collect, make_plugin_manager
-from harness.authoring.conformance import check_task
+from harness.api import check_task, collect, make_plugin_manager
 
 from {module} import task as plugin
 from {module}.task import {cls}
@@ -207,8 +205,7 @@ What to change:
   a trait that returns one is reported as failed, naming the plugin and the source.
 """
 
-from harness.api.hookspecs import hookimpl
-from harness.api.traits import SourceData, Trait
+from harness.api import SourceData, Trait, hookimpl
 
 
 class {cls}(Trait):
@@ -237,9 +234,7 @@ def register_traits(register):
 TRAIT_TEST = '''\
 """The trait computes what it says on a hand-made source, and registers under its name."""
 
-from harness.api.plugins import collect, make_plugin_manager
-from harness.api.tasks import Example, Task
-from harness.api.traits import SourceData
+from harness.api import Example, SourceData, Task, collect, make_plugin_manager
 
 from {module} import trait as plugin
 from {module}.trait import {cls}

@@ -8,10 +8,12 @@ go through these functions, so the layout of an entry is defined once.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from harness.cache.store import Cache, write_json_atomic
+from harness.cache.store import Cache
+from harness.files import write_json_atomic
 
 CELL_FILE = "cell.json"  # the score: model, target, value, stderr, metric, n, aggregation, seconds
 SAMPLES_FILE = "samples.jsonl"  # one record per scored document (lm-eval's per-sample log, trimmed)

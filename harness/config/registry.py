@@ -545,8 +545,8 @@ def _folder_problems(registry: Registry, base_dir: Path):
 def _plugin_problems(registry: Registry):
     """Check names and options against the installed plugins; yield (loc, path, message)."""
     from harness.api.filetasks import DEFAULT_MAX_FILE_MB, check_data_file
-    from harness.errors import DataError
     from harness.api.plugins import catalog
+    from harness.errors import DataError
 
     cat = catalog()
     for section in ("sources", "targets", "candidates"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.stages.analyse import TransferData, analyse, from_results
 from harness.config.registry import AnalysisSettings, DecomposerUse
 from harness.reporting.tables import TableError, read_pair_traits, read_wide
+from harness.stages.analyse import TransferData, analyse, from_results
 
 
 class AnalyzeError(ValueError):

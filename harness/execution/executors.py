@@ -59,7 +59,7 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def make_executor(settings: ExecutorSettings, console, keep: "KeptModel | None" = None) -> "LocalExecutor | RayExecutor":
+def make_executor(settings: ExecutorSettings, console, keep: KeptModel | None = None) -> LocalExecutor | RayExecutor:
     return RayExecutor(settings, console) if settings.kind == "ray" else LocalExecutor(settings, console, keep)
 
 

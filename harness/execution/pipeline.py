@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness.api.plugins import catalog
-from harness.cache.store import write_json_atomic
 from harness.config.paths import resolve_dirs
 from harness.config.registry import Registry
 from harness.execution.executors import make_executor
+from harness.files import write_json_atomic
 from harness.model import loading
 from harness.reporting import console as console_report
 from harness.stages import analyse, matrix, report, traits

@@ -20,13 +20,13 @@ def recommend_sources(registry: Registry, registry_path: Path | None, target: st
     Candidates are the registry's ``candidates`` plus task names given on the command line (with
     default options). Their source and pair traits are computed (and cached) exactly as for sources.
     """
-    from harness.model import loading as models
     from harness.analysis import predict
-    from harness.stages import traits
-    from harness.stages.traits import trait_model
-    from harness.config.paths import resolve_dirs
-    from harness.stages.plan import make_plan
     from harness.api.plugins import catalog
+    from harness.config.paths import resolve_dirs
+    from harness.model import loading as models
+    from harness.stages import traits
+    from harness.stages.plan import make_plan
+    from harness.stages.traits import trait_model
 
     run_dir, cache = resolve_dirs(registry, registry_path, out)
     results_path = run_dir / "results.json"

@@ -10,8 +10,8 @@ has everything else, so an edit costs just the work it adds.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from harness.config.registry import Registry
 from harness.errors import RegistryError
@@ -61,8 +61,8 @@ def preload(registry: Registry, registry_path: Path, keep, status) -> None:
     cached), so that the first edit's run does not wait for it (nor for lm-eval's imports) either."""
     if registry.executor.kind != "local" or registry.evaluation.backend != "hf":
         return  # Ray workers load their own; vLLM loads its own copy
-    from harness.model import loading as models
     from harness.config.paths import resolve_dirs
+    from harness.model import loading as models
 
     _, cache = resolve_dirs(registry, registry_path, None)
     try:
@@ -97,10 +97,8 @@ def watch(registry_path: Path, registry: Registry, err, run_once: Callable, load
     ``load_model``: load the base model after a run that did not (not for dry runs).
     Ctrl-C while waiting ends it with the last run's exit code; Ctrl-C during a run propagates.
     """
-    from harness.errors import ExecutorError
+    from harness.errors import DataError, ExecutorError, ModelNotFound
     from harness.model.kept import KeptModel
-    from harness.errors import DataError
-    from harness.errors import ModelNotFound
 
     keep = KeptModel()
     code = 0

@@ -13,10 +13,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import ModelNotFound
-from harness.cache.store import Cache, file_sha256, stable_hash
-from harness.model.compute import device, resolve_dtype
+from harness.cache.store import Cache
 from harness.config.registry import ModelConfig
+from harness.errors import ModelNotFound
+from harness.files import file_sha256, stable_hash
+from harness.model.compute import device, resolve_dtype
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.analysis.applicability import describe, skipped_analyses
-from harness.reporting.numbers import fixed, signed
 from harness.config.registry import BASE
+from harness.reporting.numbers import fixed, signed
 
 if TYPE_CHECKING:
     from harness.cache.store import Cache

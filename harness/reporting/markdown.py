@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from harness.analysis.applicability import describe, skipped_analyses
-from harness.reporting.numbers import fixed, signed
 from harness.reporting.check import difference_stderr
+from harness.reporting.numbers import fixed, signed
 from harness.reporting.text import md_escape
-
-
 
 
 def markdown(results: dict) -> str:

@@ -31,8 +31,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from harness.cache.store import write_bytes_atomic  # noqa: E402
 from harness.analysis.stats import as_float  # noqa: E402
+from harness.files import write_bytes_atomic  # noqa: E402
 from harness.reporting.numbers import annotation  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -549,7 +549,7 @@ class _Job:
 
 def _jobs(results: dict) -> list[_Job]:
     """Every figure the results call for, in report order (drawing happens later, one by one)."""
-    from harness.cache.store import stable_hash
+    from harness.files import stable_hash
 
     ids = _Ids()
     # Looked up through the module at call time (not bound here) so tests can swap one out.

@@ -58,8 +58,7 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
     :class:`~harness.analysis.applicability.NotApplicable` where its requirement is known: it is left out
     and listed in ``out["skipped"]`` with the reason. Anything else it raises is a failure.
     """
-    from harness.analysis import associations
-    from harness.analysis import predict
+    from harness.analysis import associations, predict
 
     failures: list[dict] = []
     skipped: list[dict] = []
@@ -99,13 +98,13 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
 
     out: dict = {"decompositions": {}, "correlations": [], "trait_tests": {}}
     for use in decomposers:
-        dec = attempt("decompose", use.key, lambda: decomposition(use))
+        dec = attempt("decompose", use.key, lambda use=use: decomposition(use))
         if dec is None:
             continue
         out["decompositions"][use.key] = dec
         skipped += [entry(check, reason, use.key) for check, reason in dec["stability"]["skipped"].items()]
         tests = attempt("trait_tests", use.key,
-                        lambda: trait_tests({s: data.traits.get(s, {}) for s in sources}, dec["scores"], "component"))
+                        lambda dec=dec: trait_tests({s: data.traits.get(s, {}) for s in sources}, dec["scores"], "component"))
         if tests is not None:
             out["correlations"] += [{"decomposer": use.key, **row} for row in tests["tests"]]
             out["trait_tests"][use.key] = {k: v for k, v in tests.items() if k != "tests"}
@@ -128,7 +127,7 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
 
     out["similarity_test"] = {}
     for name, similarity in data.pair_traits.items():
-        result = attempt("similarity_test", name, lambda: similarity_test(similarity))
+        result = attempt("similarity_test", name, lambda similarity=similarity: similarity_test(similarity))
         if result is not None:
             out["similarity_test"][name] = result
 
@@ -163,8 +162,8 @@ def cell_tests(outcomes: Outcomes, settings) -> dict:
 
     Returns source -> target -> {"method", "delta", "p", "q", "ci", "n", "significant"}.
     """
-    from harness.stages.evaluate import aggregate_function
     from harness.analysis.stats import bh_qvalues, paired_bootstrap_aggregate, paired_test
+    from harness.stages.evaluate import aggregate_function
 
     rows, skipped = [], dict(outcomes.skipped)
     for target, y in outcomes.values.items():

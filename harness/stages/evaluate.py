@@ -20,9 +20,9 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from harness.analysis.outcomes import MEAN_AGGREGATIONS
 from harness.cache import entries
 from harness.cache.locks import claimed
-from harness.analysis.outcomes import MEAN_AGGREGATIONS
 from harness.cache.store import Cache
 from harness.config.registry import BASE, EvaluationSettings, Registry
 from harness.errors import ExecutorError, failure_record

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Literal, get_args
+from typing import Literal, get_args
 
 import torch
 from rich.markup import escape
@@ -21,12 +22,12 @@ from rich.markup import escape
 from harness.cache.entries import write_train_log
 from harness.cache.locks import claimed
 from harness.cache.store import Cache
+from harness.config.machine import usable_cores
+from harness.config.registry import LoraSettings, Registry
 from harness.errors import failure_record
 from harness.model.adapters import AdapterHost
 from harness.model.compute import free_accelerator_memory
 from harness.reporting.progress import make_progress
-from harness.config.machine import usable_cores
-from harness.config.registry import LoraSettings, Registry
 from harness.stages.plan import Plan, adapter_name
 
 TaskKind = Literal["multiple_choice", "generation"]  # Task.kind
@@ -258,7 +259,7 @@ def finetune_adapters(plan: Plan, registry: Registry, cache: Cache, host, tokeni
         for job in claimed(cache, "adapters", todo, console, lambda j: f"training {j.source}"):
             bar = progress.add_task(f"train {job.source}", total=registry.lora.steps or 1)
 
-            def on_step(step, total, loss, bar=bar):
+            def on_step(step, total, loss, bar=bar, job=job):
                 progress.update(bar, completed=step, total=total, description=f"train {job.source} loss {loss:.3f}")
 
             try:

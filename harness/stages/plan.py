@@ -9,14 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import __version__
-from harness.model.compute import compute_setup
-from harness.cache.store import Cache, stable_hash
-from harness.errors import ModelNotFound
-from harness.model import loading
-from harness.model.loading import ModelLocation
 from harness.api.plugins import Catalog
-from harness.config.registry import BASE, Registry
 from harness.api.tasks import Task
+from harness.cache.store import Cache
+from harness.config.registry import BASE, Registry
+from harness.errors import ModelNotFound
+from harness.files import stable_hash
+from harness.model import loading
+from harness.model.compute import compute_setup
+from harness.model.loading import ModelLocation
 
 # Part of every adapter's key: bump it when a change in harness/stages/finetune.py changes what training
 # produces (2: length-grouped batches; 3: BOS as the scorer adds it, EOS after generation
@@ -96,8 +97,8 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
     ``compute``: the device and dtype the jobs will run with, when that is not this machine's
     (Ray workers); default :func:`compute_setup` here.
     """
-    from harness.errors import DataError
     from harness.api.filetasks import FileTask
+    from harness.errors import DataError
 
     versions = library_versions()
     lora = registry.lora.model_dump(mode="json")

@@ -9,12 +9,14 @@ import json
 from pathlib import Path
 
 from harness.cache.entries import samples_path, train_log_path
-from harness.cache.store import Cache, copy_atomic, stable_hash, write_json_atomic, write_text_atomic
+from harness.cache.store import Cache
 from harness.config.registry import Registry
+from harness.files import copy_atomic, stable_hash, write_json_atomic, write_text_atomic
 from harness.reporting.markdown import markdown
 from harness.reporting.numbers import csv_number
 from harness.stages.matrix import Matrix
 from harness.stages.plan import Plan, library_versions
+
 
 def build_results(registry: Registry, plan: Plan, mat: Matrix, traits, analysed: dict,
                   provenance: dict, failures: list[dict]) -> dict:

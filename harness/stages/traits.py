@@ -15,8 +15,8 @@ from pathlib import Path
 from harness.api.tasks import Example, Task
 from harness.api.traits import BehaviourData, SourceData, TargetData, Trait, checked
 from harness.cache.entries import TRAIT_PAIRS, TRAIT_VALUES, cached_trait, read_samples
-from harness.cache.store import stable_hash
 from harness.errors import failure_record
+from harness.files import stable_hash
 
 
 @dataclass
@@ -91,7 +91,7 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
                 key = source_trait_key(trait, src.task, len(src.examples), plan.model.key if plan.model else None)
                 try:
                     row = cached_trait(cache, key, TRAIT_VALUES,
-                                  lambda src=src: {k: checked(v, f"output {k!r}") for k, v in trait.compute(src).items()})
+                                  lambda src=src, trait=trait: {k: checked(v, f"output {k!r}") for k, v in trait.compute(src).items()})
                     out.values[src.name].update(row)
                     out.scopes.update(dict.fromkeys(row, "source"))
                 except Exception as exc:
@@ -100,7 +100,7 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
             key = pair_trait_key(trait, plan.adapters, plan.target_configs, plan.tasks,
                                  plan.model.key if plan.model else None)
 
-            def pairs():
+            def pairs(trait=trait):
                 targets = [TargetData(name, task, target_examples(task, plan.target_configs[name]))
                            for name, task in plan.tasks.items()]
                 return trait.compute_pairs(sources, targets)

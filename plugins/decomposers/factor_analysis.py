@@ -6,9 +6,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from harness.api.decomposer import Decomposer, as_matrix, check_n_components, components_to_keep
-from harness.api.hookspecs import hookimpl
-from harness.api.rotation import promax, varimax
+from harness.api import Decomposer, as_matrix, check_n_components, components_to_keep, hookimpl, promax, varimax
 
 ROTATIONS = (None, "varimax", "promax")
 
@@ -94,7 +92,7 @@ class FactorAnalysis(Decomposer):
         self.max_iter = max_iter
         self.tol = tol
 
-    def fit(self, X, y=None) -> "FactorAnalysis":
+    def fit(self, X, y=None) -> FactorAnalysis:
         """Fit to ``X`` of shape (n_sources, n_targets). Returns ``self``."""
         from sklearn.decomposition import FactorAnalysis as SkFactorAnalysis  # imported late, as it is slow
 

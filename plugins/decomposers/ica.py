@@ -6,8 +6,7 @@ from numbers import Integral
 
 import numpy as np
 
-from harness.api.decomposer import Decomposer, as_matrix, check_n_components, components_to_keep
-from harness.api.hookspecs import hookimpl
+from harness.api import Decomposer, as_matrix, check_n_components, components_to_keep, hookimpl
 
 
 class FastICA(Decomposer):
@@ -60,7 +59,7 @@ class FastICA(Decomposer):
         self.max_iter = max_iter
         self.random_state = random_state
 
-    def fit(self, X, y=None) -> "FastICA":
+    def fit(self, X, y=None) -> FastICA:
         """Fit to ``X`` of shape (n_sources, n_targets). Returns ``self``."""
         from sklearn.decomposition import FastICA as SkFastICA
 

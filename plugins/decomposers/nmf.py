@@ -6,8 +6,7 @@ from numbers import Integral
 
 import numpy as np
 
-from harness.api.decomposer import Decomposer, as_matrix, check_n_components, components_to_keep
-from harness.api.hookspecs import hookimpl
+from harness.api import Decomposer, as_matrix, check_n_components, components_to_keep, hookimpl
 
 NEGATIVE = ("split", "shift", "error")
 
@@ -100,7 +99,7 @@ class NMF(Decomposer):
                              "negative='shift' (subtract the minimum)")
         return X
 
-    def fit(self, X, y=None) -> "NMF":
+    def fit(self, X, y=None) -> NMF:
         """Fit to ``X`` of shape (n_sources, n_targets). Returns ``self``."""
         from sklearn.decomposition import NMF as SkNMF
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.api.decomposer import Decomposer, as_matrix, check_n_components, components_to_keep
-from harness.api.hookspecs import hookimpl
+from harness.api import Decomposer, as_matrix, check_n_components, components_to_keep, hookimpl
 
 
 class PCA(Decomposer):
@@ -39,7 +38,7 @@ class PCA(Decomposer):
         check_n_components(n_components)
         self.n_components = n_components
 
-    def fit(self, X, y=None) -> "PCA":
+    def fit(self, X, y=None) -> PCA:
         """Fit to ``X`` of shape (n_sources, n_targets). Returns ``self``."""
         X = as_matrix(X)
         n, p = X.shape

@@ -6,8 +6,7 @@ scored the same way; raw labels may be the names (``World``, ``Sports``, ``Busin
 ``Sci/Tech``, as in ../shared/data/agnews) or the hub's indices 0-3.
 """
 
-from harness.api.filetasks import FileTask
-from harness.api.hookspecs import hookimpl
+from harness.api import FileTask, hookimpl
 
 
 class AGNews(FileTask):

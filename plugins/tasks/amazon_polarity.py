@@ -5,8 +5,7 @@ file has one; some reviews have none) and its ``content``, then ``Sentiment:`` s
 ``negative``/``positive``. Only ``content`` and ``label`` are required.
 """
 
-from harness.api.filetasks import FileTask
-from harness.api.hookspecs import hookimpl
+from harness.api import FileTask, hookimpl
 
 
 class AmazonPolarity(FileTask):

@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from harness.api.hookspecs import hookimpl
-from harness.api.tasks import Example, GeneratedTask, TaskOptions, generation_example
+from harness.api import Example, GeneratedTask, TaskOptions, generation_example, hookimpl
 
 
 class ArithmeticOptions(TaskOptions):

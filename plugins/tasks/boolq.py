@@ -6,8 +6,7 @@ so the target split is ``validation``. Files in google/boolq's layout (a boolean
 column instead of ``label``) are read too.
 """
 
-from harness.api.filetasks import FileTask
-from harness.api.hookspecs import hookimpl
+from harness.api import FileTask, hookimpl
 
 
 class BoolQ(FileTask):

@@ -1,7 +1,6 @@
 """Code instructions (Code Alpaca): write a short program for an instruction. Meant as a source."""
 
-from harness.api.filetasks import FileTask
-from harness.api.hookspecs import hookimpl
+from harness.api import FileTask, hookimpl
 
 
 class Code(FileTask):

@@ -41,10 +41,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.errors import DataError
-from harness.api.filetasks import FileTask, FileTaskOptions
-from harness.api.hookspecs import hookimpl
-from harness.api.tasks import first_match
+from harness.api import DataError, FileTask, FileTaskOptions, first_match, hookimpl
 
 
 class FileOptions(FileTaskOptions):

@@ -22,10 +22,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from harness.errors import DataError
-from harness.api.filetasks import FileTask, FileTaskOptions
-from harness.api.hookspecs import hookimpl
-from harness.api.tasks import first_match
+from harness.api import DataError, FileTask, FileTaskOptions, first_match, hookimpl
 
 TEMPLATES = {"instruction": "{{instruction}}\nAnswer:", "input": "{{input}} ="}
 

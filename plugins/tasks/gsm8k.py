@@ -12,9 +12,7 @@ harness's ``evaluation.num_fewshot`` (0 by default).
 
 import re
 
-from harness.errors import DataError
-from harness.api.filetasks import FileTask
-from harness.api.hookspecs import hookimpl
+from harness.api import DataError, FileTask, hookimpl
 
 FINAL = re.compile(r"####\s*(.+?)\s*$", re.S)
 

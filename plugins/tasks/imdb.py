@@ -4,8 +4,7 @@ lm-eval ships no IMDB config, so the prompt is this task's own, in the style of 
 (``...\\nSentiment:`` scored over the label words ``negative``/``positive``).
 """
 
-from harness.api.filetasks import FileTask
-from harness.api.hookspecs import hookimpl
+from harness.api import FileTask, hookimpl
 
 
 class IMDB(FileTask):

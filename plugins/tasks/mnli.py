@@ -6,8 +6,7 @@ a Python function in lm-eval; each written row carries its output) and so are th
 no labels (-1), so the target split is ``validation_matched``.
 """
 
-from harness.api.filetasks import FileTask
-from harness.api.hookspecs import hookimpl
+from harness.api import FileTask, hookimpl
 
 
 class MNLI(FileTask):

@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from harness.api.hookspecs import hookimpl
-from harness.api.tasks import Example, GeneratedTask, Split, TaskOptions, classification_example
+from harness.api import Example, GeneratedTask, Split, TaskOptions, classification_example, hookimpl
 
 # Noun -> a more general noun it entails ("A girl is ..." entails "A child is ...").
 NOUNS = {"man": "person", "woman": "person", "boy": "child", "girl": "child",

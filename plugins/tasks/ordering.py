@@ -6,8 +6,7 @@ import random
 
 from pydantic import Field
 
-from harness.api.hookspecs import hookimpl
-from harness.api.tasks import Example, GeneratedTask, TaskOptions, classification_example
+from harness.api import Example, GeneratedTask, TaskOptions, classification_example, hookimpl
 
 NAMES = ("Ann", "Bob", "Cal", "Dan", "Eve", "Fay", "Gus", "Hal", "Ida", "Jon", "Kim", "Lea",
          "Max", "Ned", "Oli", "Pam", "Ray", "Sue", "Tim", "Uma", "Vic", "Wes", "Zoe", "Amy",

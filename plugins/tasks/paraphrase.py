@@ -6,8 +6,7 @@ import random
 import re
 from collections import Counter
 
-from harness.api.hookspecs import hookimpl
-from harness.api.tasks import Example, GeneratedTask, classification_example
+from harness.api import Example, GeneratedTask, classification_example, hookimpl
 from harness_plugins.tasks.word_problems import NAMES
 
 PEOPLE = tuple(name for name, _ in NAMES)

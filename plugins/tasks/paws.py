@@ -7,8 +7,7 @@ question over the same columns (``sentence1``, ``sentence2``, ``label``: 1 = par
 over ``no``/``yes``, with only the data source replaced.
 """
 
-from harness.api.filetasks import FileTask
-from harness.api.hookspecs import hookimpl
+from harness.api import FileTask, hookimpl
 
 
 class PAWS(FileTask):

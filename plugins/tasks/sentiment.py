@@ -6,8 +6,7 @@ import random
 
 from pydantic import Field
 
-from harness.api.hookspecs import hookimpl
-from harness.api.tasks import Example, GeneratedTask, TaskOptions, classification_example
+from harness.api import Example, GeneratedTask, TaskOptions, classification_example, hookimpl
 
 # Singular aspects only, so "The <aspect> was ..." is always grammatical.
 ASPECTS = {
@@ -28,7 +27,7 @@ class SentimentOptions(TaskOptions):
     class_balance: float = Field(0.5, gt=0, lt=1, description="Share of positive labels.")
 
 
-def _clause(rng: random.Random, aspect: str, positive: bool) -> str:
+def clause(rng: random.Random, aspect: str, positive: bool) -> str:
     # A negative clause is sometimes a negated positive word ("not great"), so "not" and the
     # positive adjectives appear under both labels; "not bad"-style double negatives are avoided.
     if not positive and rng.random() < 0.25:
@@ -63,16 +62,16 @@ class Sentiment(GeneratedTask):
         form = rng.random()
         # Contrasts hold one opinion of each polarity, so a bag of words cannot decide them.
         if form < 0.3:  # the clause after "but" decides
-            text = f"{_clause(rng, a1, not positive)}, but {_clause(rng, a2, positive)}."
+            text = f"{clause(rng, a1, not positive)}, but {clause(rng, a2, positive)}."
         elif form < 0.6:  # the main clause decides; the concession after "although" does not
-            text = f"{_clause(rng, a1, positive)}, although {_clause(rng, a2, not positive)}."
+            text = f"{clause(rng, a1, positive)}, although {clause(rng, a2, not positive)}."
         elif form < 0.75:  # "anything but" inverts the adjective that follows it
             adjective = rng.choice(NEGATIVE if positive else POSITIVE)
             text = f"the {a1} was anything but {adjective}."
         elif form < 0.9:
-            text = f"{_clause(rng, a1, positive)} and {_clause(rng, a2, positive)}."
+            text = f"{clause(rng, a1, positive)} and {clause(rng, a2, positive)}."
         else:
-            text = f"{_clause(rng, a1, positive)}."
+            text = f"{clause(rng, a1, positive)}."
         prompt = f"Review: {text[0].upper()}{text[1:]}\nSentiment:"
         return classification_example(prompt, self.labels, int(positive))
 

@@ -6,9 +6,8 @@ import random
 
 from pydantic import Field, field_validator
 
-from harness.api.hookspecs import hookimpl
-from harness.api.tasks import Example, GeneratedTask, TaskOptions, classification_example
-from harness_plugins.tasks.sentiment import ASPECTS, _clause
+from harness.api import Example, GeneratedTask, TaskOptions, classification_example, hookimpl
+from harness_plugins.tasks.sentiment import ASPECTS, clause
 
 # Facts without an opinion, per domain. Neutral reviews are made of them, and polar reviews
 # sometimes open with one too, so a fact alone never gives the label away.
@@ -83,17 +82,17 @@ class Sentiment3(GeneratedTask):
             positive = label == 2
             if label == 1:  # one opinion of each polarity, either order, and no contrast to decide
                 first = rng.random() < 0.5
-                sentences.append(f"{_clause(rng, a1, first)} and {_clause(rng, a2, not first)}")
+                sentences.append(f"{clause(rng, a1, first)} and {clause(rng, a2, not first)}")
             elif form < 0.3:  # the clause after "but" decides
                 sentences.append(
-                    f"{_clause(rng, a1, not positive)}, but {_clause(rng, a2, positive)}")
+                    f"{clause(rng, a1, not positive)}, but {clause(rng, a2, positive)}")
             elif form < 0.6:  # the main clause decides; the concession after "although" does not
                 sentences.append(
-                    f"{_clause(rng, a1, positive)}, although {_clause(rng, a2, not positive)}")
+                    f"{clause(rng, a1, positive)}, although {clause(rng, a2, not positive)}")
             elif form < 0.8:
-                sentences.append(f"{_clause(rng, a1, positive)} and {_clause(rng, a2, positive)}")
+                sentences.append(f"{clause(rng, a1, positive)} and {clause(rng, a2, positive)}")
             else:
-                sentences.append(_clause(rng, a1, positive))
+                sentences.append(clause(rng, a1, positive))
         text = " ".join(f"{s[0].upper()}{s[1:]}." for s in sentences)
         return classification_example(f"Review: {text}\nSentiment:", self.labels, label)
 

@@ -1,7 +1,6 @@
 """SST-2 (GLUE): binary sentiment of movie-review phrases, scored with lm-eval's own sst2 config."""
 
-from harness.api.filetasks import FileTask
-from harness.api.hookspecs import hookimpl
+from harness.api import FileTask, hookimpl
 
 
 class SST2(FileTask):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import random
 
-from harness.api.hookspecs import hookimpl
-from harness.api.tasks import Example, GeneratedTask, classification_example
+from harness.api import Example, GeneratedTask, classification_example, hookimpl
 
 # Headline shapes every topic uses: for these the topic can only be read from the slot words.
 SHARED = ("{actor} announces {thing} in {place}", "{actor} and {actor2} agree on {thing}",

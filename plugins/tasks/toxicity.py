@@ -1,7 +1,6 @@
 """ToxiGen: is a statement hateful? With lm-eval's toxigen prompt and label words."""
 
-from harness.api.filetasks import FileTask
-from harness.api.hookspecs import hookimpl
+from harness.api import FileTask, hookimpl
 
 
 class Toxicity(FileTask):

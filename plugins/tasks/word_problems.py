@@ -11,8 +11,7 @@ import random
 
 from pydantic import Field
 
-from harness.api.hookspecs import hookimpl
-from harness.api.tasks import Example, GeneratedTask, Split, TaskOptions, generation_example
+from harness.api import Example, GeneratedTask, Split, TaskOptions, generation_example, hookimpl
 
 NAMES = (("Mia", "she"), ("Noah", "he"), ("Emma", "she"), ("Liam", "he"), ("Ava", "she"),
          ("Ethan", "he"), ("Zoe", "she"), ("Lucas", "he"), ("Lily", "she"), ("Omar", "he"),

@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from harness.api.hookspecs import hookimpl
-from harness.api.traits import BehaviourData, Trait
+from harness.api import BehaviourData, Trait, hookimpl
 
 BASE = "base"
 # What lm-eval's regex filter leaves when the answer regex matched nothing (its default fallback),

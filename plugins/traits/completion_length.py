@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from harness.api.hookspecs import hookimpl
-from harness.api.traits import SourceData, Trait
+from harness.api import SourceData, Trait, hookimpl
 
 
 def nearest_rank(values: list[int], q: float) -> float:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from harness.api.hookspecs import hookimpl
-from harness.api.traits import SourceData, Trait
+from harness.api import SourceData, Trait, hookimpl
 
 WORD = re.compile(r"[A-Za-z0-9']+")
 

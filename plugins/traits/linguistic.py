@@ -19,9 +19,7 @@ from __future__ import annotations
 import re
 import string
 
-from harness.api.hookspecs import hookimpl
-from harness.api.tasks import Example
-from harness.api.traits import SourceData, Trait
+from harness.api import Example, SourceData, Trait, hookimpl
 from harness_plugins.traits.lexical import words
 
 NEGATIONS = frozenset({"not", "no", "never", "nobody", "nothing", "neither", "nor", "none", "cannot"})

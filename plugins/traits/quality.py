@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from harness.api.hookspecs import hookimpl
-from harness.api.traits import SourceData, Trait
+from harness.api import SourceData, Trait, hookimpl
 
 
 class Quality(Trait):

