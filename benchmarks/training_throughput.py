@@ -142,10 +142,10 @@ def main(argv=None) -> int:
     import torch
 
     from harness.api.plugins import catalog
+    from harness.api.tokens import tokenize_pairs
     from harness.config.registry import ModelConfig
     from harness.model import loading as models
     from harness.model.adapters import AdapterHost
-    from harness.stages.finetune import tokenize_pairs
 
     default = c.default_registry()
     settings = default.lora.model_copy(update={"steps": steps, "epochs": None})

@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
+from harness.api.tokens import tokenize_pairs
 from harness.config.registry import LoraSettings
 from harness.model.adapters import AdapterHost
-from harness.stages.finetune import tokenize_pairs, train_adapter
+from harness.stages.finetune import train_adapter
 from harness_plugins.tasks.sentiment import Sentiment
 
 SETTINGS = LoraSettings(rank=8, alpha=16, dropout=0.0, learning_rate=5e-3, steps=30, batch_size=8,
@@ -194,7 +195,7 @@ LONG_ANSWER = " " + "many more words " * 8 + "\n"  # over 16 tokens on its own
 
 
 def test_long_prompts_lose_their_start_but_keep_the_bos(bos_tokenizer):
-    from harness.stages.finetune import scored_pair
+    from harness.api.tokens import scored_pair
 
     pair = ("word " * 50 + "\nAnswer:", " the answer is 42\n")
     [(ids, labels)], dropped = tokenize_pairs(bos_tokenizer, [pair], 16, "generation")

@@ -24,6 +24,7 @@ from harness.api.tasks import (
     first_match,
     generation_example,
 )
+from harness.api.tokens import pad_batch, scored_pair, tokenize_pairs
 from harness.api.traits import BehaviourData, SourceData, TargetData, Trait
 from harness.errors import DataError, HarnessError, PluginError
 
@@ -38,6 +39,8 @@ __all__ = [
     "first_match", "content_share", "FileTask", "FileTaskOptions", "read_rows",
     # traits
     "Trait", "SourceData", "TargetData", "BehaviourData",
+    # examples as the tokens lm-eval scores (what training reads; a perplexity trait reads them too)
+    "scored_pair", "tokenize_pairs", "pad_batch",
     # decomposers
     "Decomposer", "as_matrix", "check_n_components", "component_limit", "components_to_keep", "varimax", "promax",
     # shared

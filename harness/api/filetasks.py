@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from harness.api.tasks import Example, Split, Task, TaskOptions, content_share, write_rows
-from harness.errors import DataError
+from harness.errors import DataError, describe
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 DEFAULT_MAX_FILE_MB = 1024.0
@@ -322,7 +322,7 @@ class FileTask(Task):
                 return f"{hub}[{hub_split}]", list(datasets.load_dataset(self.hub_dataset, self.hub_config,
                                                                           split=hub_split))
             except Exception as exc:  # offline, gated, renamed: all mean "give a local file"
-                why = f"loading it failed: {type(exc).__name__}: {exc}"
+                why = f"loading it failed: {describe(exc)}"
         raise DataError(f"task {self.name!r} needs options.data_files.{split}: a local CSV, TSV, JSONL or "
                         f"Parquet file with columns {', '.join(self.required_columns())}. The hub dataset "
                         f"{hub}, split {hub_split!r}, cannot be used here: {why}.")

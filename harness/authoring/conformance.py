@@ -30,6 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import describe
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -231,7 +233,7 @@ def check_lm_eval_config(task, tmp_dir: Path, n: int = N_TEST):
         lm_task = build_lm_eval_task(config)
     except Exception as exc:  # noqa: BLE001 - any failure to build is the finding
         raise AssertionError(f"{_who(cls)}: lm-eval cannot build the task from lm_eval_config: "
-                             f"{type(exc).__name__}: {exc}") from exc
+                             f"{describe(exc)}") from exc
     docs = _docs(lm_task)
     assert len(docs) == n, f"{_who(cls)}: lm-eval reads {len(docs)} docs from {data}, not {n}"
     examples = task.examples("test", n)
@@ -270,7 +272,7 @@ def check_export(task, tmp_dir: Path, n: int = N_TEST, reference=None) -> None:
         exported = build_lm_eval_task(out)
     except Exception as exc:  # noqa: BLE001
         raise AssertionError(f"{_who(cls)}: lm-eval cannot load the exported YAML {out}: "
-                             f"{type(exc).__name__}: {exc}\n{out.read_text()}") from exc
+                             f"{describe(exc)}\n{out.read_text()}") from exc
     if reference is None:
         reference = build_lm_eval_task(task.lm_eval_config(Path(tmp_dir), n))
     got, want = _docs(exported), _docs(reference)
@@ -412,7 +414,7 @@ def check_decomposer_fit(cls, params: dict, X: np.ndarray, n_components: int | N
     try:
         fitted = est.fit(X)
     except Exception as exc:  # noqa: BLE001
-        raise AssertionError(f"{where}: fit raised {type(exc).__name__}: {exc}") from exc
+        raise AssertionError(f"{where}: fit raised {describe(exc)}") from exc
     assert fitted is est, f"{where}: fit returned {fitted!r}, not self; end fit with `return self`"
     assert np.array_equal(X, before), f"{where}: fit modified X in place; work on a copy (e.g. X - mean, not X -= mean)"
     C = getattr(est, "components_", None)
@@ -434,7 +436,7 @@ def check_decomposer_fit(cls, params: dict, X: np.ndarray, n_components: int | N
     try:
         T = est.transform(X)
     except Exception as exc:  # noqa: BLE001
-        raise AssertionError(f"{where}: transform raised {type(exc).__name__}: {exc}") from exc
+        raise AssertionError(f"{where}: transform raised {describe(exc)}") from exc
     assert isinstance(T, np.ndarray) and T.shape == (n, k), (
         f"{where}: transform(X) has shape {getattr(T, 'shape', None)}, not ({n}, {k}) = (n_sources, n_components)")
     assert np.isfinite(T).all(), f"{where}: transform(X) has non-finite entries"
@@ -460,7 +462,7 @@ def check_decomposer_rejects(cls, params: dict, X: np.ndarray) -> None:
         except ValueError:
             pass
         except Exception as exc:  # noqa: BLE001
-            raise AssertionError(f"{who}: a matrix with {bad} raises {type(exc).__name__}: {exc}; raise ValueError "
+            raise AssertionError(f"{who}: a matrix with {bad} raises {describe(exc)}; raise ValueError "
                                  "saying X must be finite") from exc
         else:
             raise AssertionError(f"{who}: fit accepts a matrix with {bad}; check np.isfinite(X).all() and raise "
@@ -473,7 +475,7 @@ def check_decomposer_rejects(cls, params: dict, X: np.ndarray) -> None:
         assert str(k) in str(exc), (f"{who}: n_components={k} on a {n}x{p} matrix raises ValueError({str(exc)!r}), "
                                     f"which does not name {k}; say both the number asked and the most allowed")
     except Exception as exc:  # noqa: BLE001
-        raise AssertionError(f"{who}: n_components={k} on a {n}x{p} matrix raises {type(exc).__name__}: {exc}; "
+        raise AssertionError(f"{who}: n_components={k} on a {n}x{p} matrix raises {describe(exc)}; "
                              "raise ValueError naming both numbers") from exc
     else:
         raise AssertionError(f"{who}: n_components={k} on a {n}x{p} matrix is accepted, more than min(n_sources, "

@@ -25,6 +25,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.errors import describe
+
 KINDS = ("models", "adapters", "cells", "traits", "data")
 KEY_RE = re.compile(r"[0-9a-f]{8,64}")  # stable_hash keys (20 hex digits today)
 DATA_RE = re.compile(r"(?P<stem>.+)-(?P<hash>[0-9a-f]{16})\.jsonl")  # harness.api.tasks.write_rows
@@ -253,7 +255,7 @@ def describe_entry(kind: str, path: Path) -> tuple[str, dict]:
     except FileNotFoundError as exc:
         return f"incomplete: no {Path(exc.filename).name}", {}
     except (OSError, ValueError) as exc:  # ValueError covers malformed JSON
-        return f"unreadable: {type(exc).__name__}: {exc}", {}
+        return f"unreadable: {describe(exc)}", {}
     return "", {}
 
 

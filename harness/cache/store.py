@@ -28,6 +28,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from harness.errors import describe
 from harness.files import file_sha256, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class Cache:
         except FileNotFoundError:
             return f"it has no {MANIFEST} (written by an older version, or not by the harness)"
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            return f"its {MANIFEST} is unreadable ({type(exc).__name__}: {exc})"
+            return f"its {MANIFEST} is unreadable ({describe(exc)})"
         for name, want in files.items():
             path = folder / name
             try:

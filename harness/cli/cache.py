@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.cache.admin import KINDS, Entry, Scan, disk_usage, human_age, human_size, removable, remove_entry, scan
 from harness.cli.common import print_problem
+from harness.errors import describe
 
 
 class UsageError(Exception):
@@ -360,7 +361,7 @@ def _prune(args, kinds: tuple[str, ...]) -> int:
                 freed += remove_entry(entry, root)
                 removed.append(entry)
             except OSError as exc:
-                errors.append((entry, f"{type(exc).__name__}: {exc}"))
+                errors.append((entry, f"{describe(exc)}"))
     if args.json:
         print(json.dumps({"cache_dir": str(root), "dry_run": not acting,
                           "selected": [e.to_json(now) for e in selected], "selected_bytes": total,

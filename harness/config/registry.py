@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.errors import Problem, RegistryError
+from harness.errors import Problem, RegistryError, describe
 
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 SAFE_NAME_RULE = ("letters, digits, '_', '.' and '-', at most 100 characters, starting with a letter or digit "
@@ -565,7 +565,7 @@ def _plugin_problems(registry: Registry):
                 continue
             except Exception as exc:  # a plugin's own validator failing in an unplanned way
                 loc = (section, i, "options")
-                yield loc, _path_str(loc), f"invalid options for task {use.task!r}: {type(exc).__name__}: {exc}"
+                yield loc, _path_str(loc), f"invalid options for task {use.task!r}: {describe(exc)}"
                 continue
             for split, path in (getattr(options, "data_files", None) or {}).items():
                 try:  # exists, is a file of a known type, within the size limit, not binary
@@ -584,7 +584,7 @@ def _plugin_problems(registry: Registry):
             except (TypeError, ValueError) as exc:
                 yield loc, _path_str(loc) + ".params", f"bad parameters for {kind} {use.name!r}: {exc}"
             except Exception as exc:  # a plugin constructor failing in an unplanned way is still bad input
-                yield loc, _path_str(loc) + ".params", f"bad parameters for {kind} {use.name!r}: {type(exc).__name__}: {exc}"
+                yield loc, _path_str(loc) + ".params", f"bad parameters for {kind} {use.name!r}: {describe(exc)}"
 
 
 def load_registry(path: str | Path) -> Registry:

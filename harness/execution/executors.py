@@ -32,7 +32,7 @@ from rich.markup import escape
 
 from harness.cache.store import Cache
 from harness.config.registry import BASE, ExecutorSettings, Registry
-from harness.errors import ExecutorError
+from harness.errors import ExecutorError, describe
 from harness.model.kept import KeptModel
 from harness.stages.plan import Plan
 
@@ -365,7 +365,7 @@ def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             pass
     except (OSError, ValueError) as exc:
-        raise ExecutorError(f"cannot reach the Ray head at {address} ({type(exc).__name__}: {exc}). Start it first "
+        raise ExecutorError(f"cannot reach the Ray head at {address} ({describe(exc)}). Start it first "
                             "(`ray start --head --port PORT` on the head node), check the address, or use "
                             "--address auto on the head node itself.") from None
 
@@ -426,7 +426,7 @@ def train_job(model_dir, model_cfg, compute, threads, cache_root, key, adapter, 
                                    threads=threads, kind=kind)
         return {"ok": True, "log": log, "node": node}
     except Exception as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=5)}
+        return {"ok": False, "error": describe(exc), "traceback": traceback.format_exc(limit=5)}
 
 
 def evaluate_job(model_dir, model_cfg, compute, threads, cache_root, settings, model_name, adapter, cells) -> dict:
@@ -445,7 +445,7 @@ def evaluate_job(model_dir, model_cfg, compute, threads, cache_root, settings, m
             host.load(adapter[0], Path(adapter[1]))
         evaluator = Evaluator(model, tokenizer, settings)
     except Exception as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=5)}
+        return {"ok": False, "error": describe(exc), "traceback": traceback.format_exc(limit=5)}
     from harness.cache import entries
 
     cache, rows = Cache(cache_root), []
@@ -460,6 +460,6 @@ def evaluate_job(model_dir, model_cfg, compute, threads, cache_root, settings, m
                 entries.store_cell(cache, cell, result, time.perf_counter() - start)
             rows.append({"target": cell.target, "ok": True})
         except Exception as exc:
-            rows.append({"target": cell.target, "ok": False, "error": f"{type(exc).__name__}: {exc}",
+            rows.append({"target": cell.target, "ok": False, "error": describe(exc),
                          "traceback": traceback.format_exc(limit=5)})
     return {"ok": True, "cells": rows}

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.config.registry import Registry
-from harness.errors import RegistryError
+from harness.errors import RegistryError, describe
 
 POLL_SECONDS = 0.25
 # An editor's save can be several writes (truncate, write, rename): act once the files stop moving.
@@ -82,7 +82,7 @@ def preload(registry: Registry, registry_path: Path, keep, status) -> None:
         import lm_eval.evaluator  # noqa: F401
         import lm_eval.models.huggingface  # noqa: F401
     except Exception as exc:  # the run that needs it will load it again, and report what fails
-        status.print(f"warning: could not load the base model now ({type(exc).__name__}: {exc}); "
+        status.print(f"warning: could not load the base model now ({describe(exc)}); "
                      "the next run will try again", markup=False, highlight=False)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.cache.store import Cache
 from harness.config.registry import ModelConfig
-from harness.errors import ModelNotFound
+from harness.errors import ModelNotFound, describe
 from harness.files import file_sha256, stable_hash
 from harness.model.compute import device, resolve_dtype
 
@@ -91,7 +91,7 @@ def locate(cfg: ModelConfig, cache: Cache, download: bool = True) -> ModelLocati
                 path = Path(snapshot_download(cfg.hub_id, revision=cfg.revision))
                 return ModelLocation(stable_hash({"hub": cfg.hub_id, "snapshot": path.name}), "hub", path=path)
             except Exception as exc:  # network errors come in many types
-                tried.append(f"the hub ({type(exc).__name__}: {exc})")
+                tried.append(f"the hub ({describe(exc)})")
         else:
             tried.append("the hub (HF_HUB_OFFLINE is set)")
     raise ModelNotFound("base model not found. Tried: " + "; ".join(tried) + ". Fix: set base_model.path "

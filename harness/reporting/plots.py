@@ -32,6 +32,7 @@ from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from harness.analysis.stats import as_float  # noqa: E402
+from harness.errors import describe
 from harness.files import write_bytes_atomic  # noqa: E402
 from harness.reporting.numbers import annotation  # noqa: E402
 
@@ -669,7 +670,7 @@ def render_all(results: dict, out_dir: Path, *, failures: list[dict] | None = No
 
 
 def _record(failures: list[dict] | None, plot_id: str, exc: BaseException) -> None:
-    error = f"{type(exc).__name__}: {exc}"
+    error = describe(exc)
     log.warning("plot %s failed: %s", plot_id, error)
     if failures is not None:
         failures.append({"stage": "plot", "plot": plot_id, "error": error})

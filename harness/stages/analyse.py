@@ -8,7 +8,6 @@ ordinal and relative normalisation, cell tests) is skipped, and says so, when th
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +16,7 @@ from harness.analysis.applicability import NotApplicable, entry, require
 from harness.analysis.decompose import complete_submatrix, decompose
 from harness.analysis.outcomes import Outcomes
 from harness.config.registry import BASE
+from harness.errors import failure_record
 
 
 @dataclass
@@ -44,10 +44,7 @@ class TransferData:
 
 
 def _failure(stage: str, plugin: str | None, exc: BaseException) -> dict:
-    out = {"stage": stage, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=5)}
-    if plugin:
-        out["plugin"] = plugin
-    return out
+    return failure_record(stage, exc, **({"plugin": plugin} if plugin else {}))
 
 
 def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[dict, list[dict]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from harness.api import SourceData, Trait, hookimpl
+from harness.api import SourceData, Trait, hookimpl, pad_batch, tokenize_pairs
 
 
 class Quality(Trait):
@@ -31,7 +31,7 @@ class Quality(Trait):
     completion_perplexity
         ``exp(sum NLL / T)``: each example is encoded as in training, the sequence lm-eval scores
         (the tokenizer's BOS if it adds one, and an EOS after a generation completion, see
-        :func:`harness.stages.finetune.tokenize_pairs`); one forward pass of the base model under
+        :func:`harness.api.tokenize_pairs`); one forward pass of the base model under
         ``torch.no_grad`` (right-padded batches, padding masked out) gives, at every completion
         token, the negative natural-log likelihood of that token given everything before it;
         ``T`` is the number of such completion tokens over all evaluated examples (a token at
@@ -103,8 +103,6 @@ class Quality(Trait):
         if source.tokenizer is None:
             raise ValueError("needs the base model's tokenizer")
         import torch
-
-        from harness.stages.finetune import pad_batch, tokenize_pairs
 
         pairs = [(ex.prompt, ex.completion) for ex in source.examples[: self.max_examples]]
         rows, _ = tokenize_pairs(source.tokenizer, pairs, self.max_length, source.task.kind,
