@@ -31,10 +31,24 @@ def modules() -> dict[str, Path]:
     return out
 
 
+def type_checking_only(tree: ast.Module) -> set[ast.AST]:
+    """The import statements under ``if TYPE_CHECKING:``: annotations only, never run (import-linter
+    leaves them out too, ``exclude_type_checking_imports``)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            out |= {inner for stmt in node.body for inner in ast.walk(stmt)}
+    return out
+
+
 def imports(path: Path, known: dict[str, Path]):
     """(line, imported module, imported name or None) for every import in ``path``, at any depth
-    (an import inside a function is still a dependency)."""
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    (an import inside a function is still a dependency), except those for type checkers only."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    skip = type_checking_only(tree)
+    for node in ast.walk(tree):
+        if node in skip:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name, None

@@ -1,8 +1,43 @@
-"""Runs that share a cache, coordinated: one lock per job, so that no job is computed twice."""
+"""Runs that share a cache, coordinated: one lock per job, so that no job is computed twice.
+
+Each job (``kind/key``) has its own lock file under ``<cache>/.locks/``. filelock's native lock
+is ``flock`` on Unix, whose file stays after release (deleting it would let a waiter lock an
+unlinked inode while a newcomer locks a new file), ``msvcrt`` on Windows; the OS drops either when
+the process dies, so a killed run never leaves a job locked.
+"""
 
 from __future__ import annotations
 
-from harness.cache.store import Cache
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from filelock import FileLock, Timeout
+
+if TYPE_CHECKING:
+    from harness.cache.store import Cache
+
+LOCKS = ".locks"  # one lock file per job, under the cache root; never deleted (that would race)
+
+
+@contextlib.contextmanager
+def job_lock(root: Path, kind: str, key: str, blocking: bool = True, timeout: float | None = None) -> Iterator[bool]:
+    """Hold the lock of job ``kind/key`` of the cache at ``root`` inside the block; yields whether
+    it was acquired (blocking: after at most ``timeout`` seconds when given; not blocking: one try).
+    Not re-entrant: :meth:`Cache.lock` adds that."""
+    folder = Path(root) / LOCKS
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / f"{kind}-{key}.lock")
+    try:
+        lock.acquire(timeout=(-1 if timeout is None else timeout) if blocking else 0)  # 0: one attempt
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def claimed(cache: Cache, kind: str, jobs: list, console, what):

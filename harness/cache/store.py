@@ -26,14 +26,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
+from harness.cache.locks import LOCKS, job_lock
 from harness.errors import describe
 from harness.files import file_sha256, write_json_atomic
 
 log = logging.getLogger(__name__)
 MANIFEST = "MANIFEST.json"
-LOCKS = ".locks"  # one lock file per job, under the cache root; never deleted (that would race)
 
 
 def default_cache_dir() -> Path:
@@ -165,23 +163,15 @@ class Cache:
         if (kind, key) in self._held:
             yield True
             return
-        folder = self.root / LOCKS
-        folder.mkdir(parents=True, exist_ok=True)
-        # filelock's native lock: flock on Unix, whose file stays after release (deleting it would
-        # let a waiter lock an unlinked inode while a newcomer locks a new file), msvcrt on Windows;
-        # the OS drops either when the process dies. A timeout of 0 is one attempt.
-        job_lock = FileLock(folder / f"{kind}-{key}.lock")
-        try:
-            job_lock.acquire(timeout=(-1 if timeout is None else timeout) if blocking else 0)
-        except Timeout:
-            yield False
-            return
-        self._held.add((kind, key))
-        try:
-            yield True
-        finally:
-            self._held.discard((kind, key))
-            job_lock.release()
+        with job_lock(self.root, kind, key, blocking, timeout) as acquired:
+            if not acquired:
+                yield False
+                return
+            self._held.add((kind, key))
+            try:
+                yield True
+            finally:
+                self._held.discard((kind, key))
 
     def clean_leftovers(self, file_age: float = 3600.0) -> list[Path]:
         """Remove what killed runs left in the cache: temporary entry folders whose job lock is
