@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from harness.analysis.applicability import describe, skipped_analyses
+from harness.reporting.numbers import fixed, signed
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#fafbfc}
@@ -35,15 +36,12 @@ def esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def num(value, spec: str = ".3f") -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def signed(value) -> str:
+def signed_span(value) -> str:
+    """A change, coloured by its sign."""
     if value is None:
         return '<span class="muted">n/a</span>'
     cls = "pos" if value > 0 else "neg" if value < 0 else ""
-    return f'<span class="{cls}">{value:+.3f}</span>'
+    return f'<span class="{cls}">{signed(value)}</span>'
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -74,7 +72,7 @@ def _provenance(results: dict) -> str:
             ["registry hash", f"<code>{esc(prov.get('config_hashes', {}).get('registry', ''))}</code>"],
             ["seeds", f"<code>{esc(json.dumps(prov.get('seeds', {})))}</code>"]]
     rows += [[esc(k), esc(v)] for k, v in prov.get("versions", {}).items()]
-    rows += [[f"seconds: {esc(k)}", num(v, ".1f")] for k, v in prov.get("seconds", {}).items()]
+    rows += [[f"seconds: {esc(k)}", fixed(v, ".1f")] for k, v in prov.get("seconds", {}).items()]
     out = table(["", ""], rows)
     failures = results.get("failures") or []
     if failures:
@@ -96,9 +94,9 @@ def _transfer(results: dict, plots) -> str:
         row = [esc(s)]
         for t in results["targets"]:
             test = tests.get(s, {}).get(t) or {}
-            cell = signed(results["transfer"][s][t])
+            cell = signed_span(results["transfer"][s][t])
             if test.get("significant"):
-                cell = f'<span class="sig" title="p={num(test.get("p"))}, q={num(test.get("q"))}">{cell}*</span>'
+                cell = f'<span class="sig" title="p={fixed(test.get("p"), ".3f")}, q={fixed(test.get("q"), ".3f")}">{cell}*</span>'
             row.append(cell)
         rows.append(row)
     note = ("<p>* the adapter differs from the base model on the same documents (paired test, "
@@ -129,8 +127,8 @@ def _components(results: dict, plots) -> str:
         for c, ratio in zip(dec["labels"], dec["explained_variance_ratio"]):
             evidence = ", ".join(f"{esc(e['target'])} {e['loading']:+.2f}" for e in dec.get("label_evidence", {}).get(c, []))
             rows.append([esc(c), esc(dec["labels"][c]), f"{ratio:.1%}", esc(stab.get("verdict", {}).get(c, "untested")),
-                         num(boot.get("congruence", {}).get(c, {}).get("median"), ".2f"),
-                         num(loso.get("min", {}).get(c), ".2f"), evidence])
+                         fixed(boot.get("congruence", {}).get(c, {}).get("median"), ".2f"),
+                         fixed(loso.get("min", {}).get(c), ".2f"), evidence])
         out.append(table(["component", "name", "variance", "stability", "bootstrap φ (median)",
                           "leave-one-out φ (min)", "named from"], rows))
         out.append("".join(_figures(plots, "components", kind, name) for kind in ("scree", "loadings", "biplot")))
@@ -142,15 +140,15 @@ def _traits(results: dict, plots) -> str:
     names = sorted({k for row in results.get("traits", {}).values() for k in row})
     if names:
         scopes = results.get("trait_scopes", {})
-        rows = [[esc(k), esc(scopes.get(k, "")), *(num(results["traits"].get(s, {}).get(k), ".3g") for s in results["sources"])]
+        rows = [[esc(k), esc(scopes.get(k, "")), *(fixed(results["traits"].get(s, {}).get(k), ".3g") for s in results["sources"])]
                 for k in names]
         out.append(table(["trait", "scope", *results["sources"]], rows))
     out.append(_figures(plots, "traits"))
     tests = sorted(results.get("correlations") or [], key=lambda r: (r["p"] is None, r["p"] or 0))
     if tests:
         out.append("<h3>Strongest trait–component associations</h3>")
-        rows = [[esc(r["trait"]), esc(f"{r['decomposer']}:{r['component']}"), num(r["spearman"], "+.2f"),
-                 num(r.get("pearson"), "+.2f"), num(r["p"]), num(r["q"])] for r in tests[:20]]
+        rows = [[esc(r["trait"]), esc(f"{r['decomposer']}:{r['component']}"), fixed(r["spearman"], "+.2f"),
+                 fixed(r.get("pearson"), "+.2f"), fixed(r["p"], ".3f"), fixed(r["q"], ".3f")] for r in tests[:20]]
         out.append(table(["trait", "component", "Spearman", "Pearson", "p (permutation)", "q (BH)"], rows))
         min_ps = [v["min_p"] for v in (results.get("trait_tests") or {}).values() if v.get("min_p") is not None]
         if min_ps and min(min_ps) > 0.05:
@@ -158,9 +156,9 @@ def _traits(results: dict, plots) -> str:
                        f"{min(min_ps):.3f}: no association can reach significance. Add sources.</p>")
     for name, variants in (results.get("similarity_test") or {}).items():
         out.append(f"<h3>Does surface similarity ({esc(name)}) predict transfer?</h3>")
-        rows = [[esc(label.replace("_", " ")), esc(res.get("n_pairs")), num(res.get("spearman"), "+.2f"),
-                 f"[{num((res.get('ci') or [None])[0], '+.2f')}, {num((res.get('ci') or [None, None])[1], '+.2f')}]",
-                 num(res.get("p"))] for label, res in variants.items()]
+        rows = [[esc(label.replace("_", " ")), esc(res.get("n_pairs")), fixed(res.get("spearman"), "+.2f"),
+                 f"[{fixed((res.get('ci') or [None])[0], '+.2f')}, {fixed((res.get('ci') or [None, None])[1], '+.2f')}]",
+                 fixed(res.get("p"), ".3f")] for label, res in variants.items()]
         out.append(table(["pairs", "n", "Spearman", "CI", "p"], rows))
     return "".join(out) or "<p>No traits.</p>"
 
@@ -172,8 +170,8 @@ def _recommendations(results: dict) -> str:
     out = []
     if "score" in pred:
         out.append(f"<p>Leave-one-source-out ridge regression from traits predicts a held-out source's transfer "
-                   f"row with mean Spearman {num(pred['score'], '+.2f')} (predicting the mean row: "
-                   f"{num(pred.get('baseline_score'), '+.2f')}).</p>")
+                   f"row with mean Spearman {fixed(pred['score'], '+.2f')} (predicting the mean row: "
+                   f"{fixed(pred.get('baseline_score'), '+.2f')}).</p>")
     for item in skipped_analyses(results):
         if item["analysis"] == "prediction":
             out.append(f'<p class="muted">Prediction skipped: {esc(item["reason"])}</p>')
@@ -186,10 +184,10 @@ def _recommendations(results: dict) -> str:
             continue
         best = ranked[0]
         sig = (tests.get(best, {}).get(t) or {}).get("significant")
-        predicted = num(per_source.get(best, {}).get("predicted", {}).get(t), "+.3f")
+        predicted = fixed(per_source.get(best, {}).get("predicted", {}).get(t), "+.3f")
         if (pred.get("informative") or {}).get(t) is False:  # its error band spans most of what the metric allows
             predicted = f'<span class="muted">not informative with {esc(pred.get("n_sources"))} sources</span>'
-        rows.append([esc(t), esc(best) + ("*" if sig else ""), signed(results["transfer"][best][t]), predicted])
+        rows.append([esc(t), esc(best) + ("*" if sig else ""), signed_span(results["transfer"][best][t]), predicted])
     out.append(table(["target", "best source", "measured transfer", "predicted (held out)"], rows))
     out.append("<p>Rank untried datasets with <code>harness recommend REGISTRY --target T --candidates …</code>.</p>")
     return "".join(out)
