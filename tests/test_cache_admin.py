@@ -264,12 +264,13 @@ def test_prune_by_age_prints_bytes_freed(cache, capsys):
 
 
 def test_interrupted_removal_never_leaves_a_valid_looking_entry(cache, capsys, monkeypatch):
+    from harness.cache import admin
     from harness.cache.store import Cache
 
     def boom(path, *a, **k):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(cache_admin.shutil, "rmtree", boom)
+    monkeypatch.setattr(admin.shutil, "rmtree", boom)
     code, _, err = run(capsys, "prune", "--cache-dir", cache, "--kind", "adapters", "--yes")
     assert code == 1 and f"could not remove adapters/{A1}" in err
     assert not Cache(cache).has("adapters", A1) and not Cache(cache).has("adapters", A2)

@@ -333,7 +333,7 @@ def test_sentiment3_class_balance_is_validated(balance):
 
 
 def test_sentiment3_reuses_the_sentiment_vocabulary():
-    assert sentiment3.ASPECTS is sentiment.ASPECTS and sentiment3._clause is sentiment._clause
+    assert sentiment3.ASPECTS is sentiment.ASPECTS and sentiment3.clause is sentiment.clause
 
 
 def test_sentiment3_structure_decides(splits):
