@@ -24,7 +24,15 @@ from harness.api.tasks import (
     first_match,
     generation_example,
 )
-from harness.api.traits import BehaviourData, SourceData, TargetData, Trait
+from harness.api.traits import (
+    BehaviourData,
+    BehaviourTrait,
+    PairTrait,
+    SourceData,
+    SourceTrait,
+    TargetData,
+    Trait,
+)
 from harness.errors import DataError, HarnessError, PluginError
 
 # The conformance checks run lm-eval, so they live with the authoring tools (harness.authoring) and
@@ -37,7 +45,7 @@ __all__ = [
     "Task", "GeneratedTask", "TaskOptions", "Example", "Split", "classification_example", "generation_example",
     "first_match", "content_share", "FileTask", "FileTaskOptions", "read_rows",
     # traits
-    "Trait", "SourceData", "TargetData", "BehaviourData",
+    "SourceTrait", "PairTrait", "BehaviourTrait", "Trait", "SourceData", "TargetData", "BehaviourData",
     # decomposers
     "Decomposer", "as_matrix", "check_n_components", "component_limit", "components_to_keep", "varimax", "promax",
     # shared
