@@ -61,12 +61,17 @@ class BehaviourData:
 
 
 SCOPES = ("source", "pair", "behaviour")
-#: What a trait may declare it reads; its cache entries are keyed on exactly these inputs.
+#: The inputs the harness provides, which a trait's ``requires`` names from.
 REQUIREMENTS = frozenset({"source_data", "tokenizer", "base_model", "targets", "eval_samples"})
 
 
 class Trait(Parameterised):
-    """Base class of trait extractors. Parameters go in ``__init__``, stored under their names."""
+    """Base class of trait extractors. Parameters go in ``__init__``, stored under their names.
+
+    Derive from :class:`SourceTrait`, :class:`PairTrait` or :class:`BehaviourTrait`, which set
+    ``scope`` and refuse to build without the scope's method; a direct subclass (plugins older
+    than those classes) sets ``scope`` itself and still works.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
