@@ -25,7 +25,15 @@ from harness.api.tasks import (
     generation_example,
 )
 from harness.api.tokens import pad_batch, scored_pair, tokenize_pairs
-from harness.api.traits import BehaviourData, SourceData, TargetData, Trait
+from harness.api.traits import (
+    BehaviourData,
+    BehaviourTrait,
+    PairTrait,
+    SourceData,
+    SourceTrait,
+    TargetData,
+    Trait,
+)
 from harness.errors import DataError, HarnessError, PluginError
 
 # The conformance checks run lm-eval, so they live with the authoring tools (harness.authoring) and
@@ -38,7 +46,7 @@ __all__ = [
     "Task", "GeneratedTask", "TaskOptions", "Example", "Split", "classification_example", "generation_example",
     "first_match", "content_share", "FileTask", "FileTaskOptions", "read_rows",
     # traits
-    "Trait", "SourceData", "TargetData", "BehaviourData",
+    "SourceTrait", "PairTrait", "BehaviourTrait", "Trait", "SourceData", "TargetData", "BehaviourData",
     # examples as the tokens lm-eval scores (what training reads; a perplexity trait reads them too)
     "scored_pair", "tokenize_pairs", "pad_batch",
     # decomposers

@@ -117,6 +117,8 @@ def _register(catalog: Catalog, kind: str, base: type, owner: str, obj: object) 
     if not isinstance(name, str) or not name.isidentifier():
         raise PluginError(f"plugin {owner!r} registered {kind} {obj.__name__} with name {name!r}; "
                           "set a class attribute `name` made of letters, digits and underscores")
+    if kind == "trait":
+        _check_trait_scope(owner, obj)
     existing = catalog.entries[kind].get(name)
     if existing is not None:
         raise PluginError(f"{kind} name {name!r} is registered twice: by plugin {existing.plugin!r} "
@@ -124,6 +126,28 @@ def _register(catalog: Catalog, kind: str, base: type, owner: str, obj: object) 
                           "Rename one, or block one with HARNESS_BLOCK_PLUGINS.")
     catalog.entries[kind][name] = Entry(kind, name, obj, owner, obj.__module__,
                                         DISTRIBUTIONS.get(owner))
+
+
+def _check_trait_scope(owner: str, cls: type) -> None:
+    """A trait's ``scope`` is one of the three, and the one its base class stands for: the traits
+    stage calls the method of ``scope``, which a SourceTrait with ``scope = "pair"`` lacks. A plain
+    ``Trait`` (plugins older than the scope classes) only needs a known scope."""
+    from harness.api.traits import SCOPE_CLASSES, SCOPES, scope_class
+
+    scope = getattr(cls, "scope", None)
+    try:
+        base = scope_class(cls)
+    except TypeError as exc:
+        raise PluginError(f"plugin {owner!r} registered trait {cls.__name__}: {exc}") from None
+    if base is not None and scope != base.scope:
+        fix = "remove the `scope` line" + (f", or derive from {SCOPE_CLASSES[scope].__name__} instead"
+                                           if scope in SCOPE_CLASSES else "")
+        raise PluginError(f"plugin {owner!r} registered trait {cls.__name__} with scope {scope!r}, but it derives "
+                          f"from {base.__name__}, whose scope is {base.scope!r}; {fix}")
+    if scope not in SCOPES:
+        raise PluginError(f"plugin {owner!r} registered trait {cls.__name__} with scope {scope!r}, which is not one "
+                          f"of {', '.join(SCOPES)}; derive from SourceTrait, PairTrait or BehaviourTrait "
+                          "(harness.api) instead of setting `scope`")
 
 
 _pm: pluggy.PluginManager | None = None

@@ -1,11 +1,16 @@
 """The trait-extractor contract.
 
-Three scopes of trait:
+Three scopes of trait, each a base class with the one method its scope calls:
 
-* ``"source"``: numbers about one source dataset, from :meth:`Trait.compute`;
-* ``"pair"``: a number per (source, target), e.g. surface similarity, from :meth:`Trait.compute_pairs`;
-* ``"behaviour"``: what fine-tuning did to the model's outputs, from the per-sample evaluation
-  logs, via :meth:`Trait.compute_behaviour` (structured details plus per-source summary numbers).
+* :class:`SourceTrait` (``"source"``): numbers about one source dataset, from ``compute``;
+* :class:`PairTrait` (``"pair"``): a number per (source, target), e.g. surface similarity, from
+  ``compute_pairs``;
+* :class:`BehaviourTrait` (``"behaviour"``): what fine-tuning did to the model's outputs, from the
+  per-sample evaluation logs, via ``compute_behaviour`` (structured details plus per-source
+  summary numbers).
+
+The method is abstract, so a subclass that lacks it cannot be instantiated. The plain
+:class:`Trait`, which sets ``scope`` by hand, still works for plugins written before these classes.
 
 A trait declares what it ``requires`` (``source_data``, ``tokenizer``, ``base_model``, ``targets``,
 ``eval_samples``) so its result can be cached under exactly those inputs. ``None`` means "does not
@@ -16,6 +21,7 @@ the plugin and the source; the other traits go on.
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -54,8 +60,18 @@ class BehaviourData:
     samples: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
 
 
+SCOPES = ("source", "pair", "behaviour")
+#: The inputs the harness provides, which a trait's ``requires`` names from.
+REQUIREMENTS = frozenset({"source_data", "tokenizer", "base_model", "targets", "eval_samples"})
+
+
 class Trait(Parameterised):
-    """Base class of trait extractors. Parameters go in ``__init__``, stored under their names."""
+    """Base class of trait extractors. Parameters go in ``__init__``, stored under their names.
+
+    Derive from :class:`SourceTrait`, :class:`PairTrait` or :class:`BehaviourTrait`, which set
+    ``scope`` and refuse to build without the scope's method; a direct subclass (plugins older
+    than those classes) sets ``scope`` itself and still works.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -72,6 +88,55 @@ class Trait(Parameterised):
 
     def compute_behaviour(self, data: BehaviourData) -> tuple[dict, dict[str, dict[str, float | None]]]:
         raise NotImplementedError
+
+
+class SourceTrait(Trait, abc.ABC):
+    """A trait of one source dataset: ``compute(source)`` gives one value per name in ``outputs``."""
+
+    scope: ClassVar[str] = "source"
+
+    @abc.abstractmethod
+    def compute(self, source: SourceData) -> dict[str, float | None]:
+        """``{output: value}`` for each name in ``outputs``, a finite number or ``None``."""
+
+
+class PairTrait(Trait, abc.ABC):
+    """A trait of each (source, target) cell, computed over all sources and targets at once (a
+    value may depend on all of them, as tf-idf weights do)."""
+
+    scope: ClassVar[str] = "pair"
+    requires: ClassVar[frozenset[str]] = frozenset({"source_data", "targets"})
+
+    @abc.abstractmethod
+    def compute_pairs(self, sources: list[SourceData],
+                      targets: list[TargetData]) -> dict[str, dict[str, dict[str, float | None]]]:
+        """``{output: {source name: {target name: value}}}``, each value a finite number or ``None``."""
+
+
+class BehaviourTrait(Trait, abc.ABC):
+    """A trait of what fine-tuning did to the model's outputs, read from the per-sample logs."""
+
+    scope: ClassVar[str] = "behaviour"
+    requires: ClassVar[frozenset[str]] = frozenset({"eval_samples"})
+
+    @abc.abstractmethod
+    def compute_behaviour(self, data: BehaviourData) -> tuple[dict, dict[str, dict[str, float | None]]]:
+        """``(details, summary)``: JSON-serialisable details, and ``{source: {output: value}}``
+        for every source of ``data``, each value a finite number or ``None``."""
+
+
+#: The scope each contract class stands for, in the order a trait's bases are searched.
+SCOPE_CLASSES: dict[str, type[Trait]] = {"source": SourceTrait, "pair": PairTrait, "behaviour": BehaviourTrait}
+
+
+def scope_class(cls: type) -> type[Trait] | None:
+    """The scope class (:class:`SourceTrait`, ...) ``cls`` derives from; ``None`` for a plain
+    :class:`Trait`. A class deriving from two of them is an error, since it has two scopes."""
+    found = [base for base in SCOPE_CLASSES.values() if issubclass(cls, base)]
+    if len(found) > 1:
+        raise TypeError(f"{cls.__qualname__} derives from {' and '.join(b.__name__ for b in found)}; "
+                        "a trait has one scope, so derive from one of them")
+    return found[0] if found else None
 
 
 class TraitValueError(TypeError):

@@ -1,7 +1,9 @@
-"""Conformance checks every task plugin must pass.
+"""Conformance checks every task, trait and decomposer plugin must pass.
 
 Each ``check_*`` function is a plain function that raises :class:`AssertionError` with a message
-naming the task and the problem; :func:`check_task` runs them all. Use it in a plugin's tests::
+naming the plugin and the problem; :func:`check_task` runs a task's, :func:`check_trait` a
+trait's and :func:`check_decomposer` a decomposer's (each documents what it checks). Use them in a
+plugin's tests::
 
     from harness.authoring.conformance import check_task
     from my_package.task import MyTask
@@ -25,6 +27,7 @@ loads in lm-eval with the same docs and the same first prompt).
 from __future__ import annotations
 
 import json
+import math
 import re
 import tempfile
 from pathlib import Path
@@ -34,6 +37,8 @@ from harness.errors import describe
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from harness.api.traits import BehaviourData
 
 KINDS = ("multiple_choice", "generation")
 N_TRAIN = 20
@@ -520,4 +525,310 @@ def check_decomposer(cls, /, **params) -> list[str]:
     for X in matrices:
         check_decomposer_rejects(cls, params, X)
     done.append("check_decomposer_rejects")
+    return done
+
+
+# --- traits -------------------------------------------------------------------------------------
+
+# The sources a trait is run on: the built-in sentiment (classification) and arithmetic (generation)
+# tasks, so a trait meets both kinds, as it does in a run. They ship in this distribution, so they
+# are imported directly and do not depend on which plugins HARNESS_LOAD_PLUGINS loads.
+TRAIT_TASKS = (("sentiment", "harness_plugins.tasks.sentiment", "Sentiment"),
+               ("arithmetic", "harness_plugins.tasks.arithmetic", "Arithmetic"))
+TRAIT_N_TRAIN = 12
+TRAIT_N_TEST = 6
+# Two runs of a deterministic trait agree to rounding: reductions on an accelerator may be
+# ordered differently from one run to the next, far below this.
+TRAIT_REL_TOL = 1e-6
+SCOPE_METHODS = {"source": "compute", "pair": "compute_pairs", "behaviour": "compute_behaviour"}
+# The input that defines each scope, which its ``requires`` must therefore name.
+SCOPE_INPUTS = {"source": "source_data", "pair": "targets", "behaviour": "eval_samples"}
+
+
+def _who_trait(cls) -> str:
+    return f"trait {getattr(cls, 'name', cls.__name__)!r} ({cls.__module__}.{cls.__qualname__})"
+
+
+def check_trait_class(cls) -> None:
+    """``name``, ``description``, ``version``; ``scope`` known and the one its base class stands for;
+    ``requires`` known and naming the scope's input; ``outputs``; the scope's method implemented."""
+    from harness.api.traits import REQUIREMENTS, SCOPE_CLASSES, SCOPES, Trait, scope_class
+
+    check_name(cls)
+    who = _who_trait(cls)
+    description = getattr(cls, "description", "")
+    assert isinstance(description, str) and description.strip(), (
+        f"{who}: description is empty; set a class attribute `description`, one line saying what it measures")
+    version = getattr(cls, "version", None)
+    assert isinstance(version, int) and not isinstance(version, bool) and version >= 1, (
+        f"{who}: version {version!r} is not a positive integer; it enters cache keys (bump it when outputs change)")
+    scope = getattr(cls, "scope", None)
+    assert scope in SCOPES, (f"{who}: scope {scope!r} is not one of {', '.join(SCOPES)}; derive from "
+                             "SourceTrait, PairTrait or BehaviourTrait (harness.api) and leave `scope` to it")
+    try:
+        base = scope_class(cls)
+    except TypeError as exc:
+        raise AssertionError(f"{who}: {exc}") from None
+    assert base is None or base.scope == scope, (
+        f"{who}: scope is {scope!r} but the class derives from {base.__name__} (scope {base.scope!r}); remove the "
+        f"`scope` line, or derive from {SCOPE_CLASSES[scope].__name__} instead")
+    requires = getattr(cls, "requires", None)
+    assert isinstance(requires, (frozenset, set)), (
+        f"{who}: requires is {requires!r}, not a frozenset; e.g. requires = frozenset({{'source_data'}})")
+    unknown = sorted(map(str, requires - REQUIREMENTS))
+    assert not unknown, (f"{who}: requires names {unknown}, which the harness never provides; the known "
+                         f"inputs are {', '.join(sorted(REQUIREMENTS))}")
+    assert SCOPE_INPUTS[scope] in requires, (
+        f"{who}: a {scope} trait reads {SCOPE_INPUTS[scope]!r}, but requires {sorted(requires)} does not name it; "
+        "its cache entries are keyed on what requires names")
+    outputs = getattr(cls, "outputs", None)
+    assert isinstance(outputs, tuple) and all(isinstance(o, str) and o.strip() for o in outputs), (
+        f"{who}: outputs {outputs!r} is not a tuple of non-empty strings; e.g. outputs = ('my_share',)")
+    assert scope == "pair" or outputs, (
+        f"{who}: outputs is empty; a {scope} trait declares the names of the numbers it returns")
+    repeated = sorted({o for o in outputs if outputs.count(o) > 1})
+    assert not repeated, f"{who}: outputs repeat {repeated}"
+    method = SCOPE_METHODS[scope]
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    assert not missing, (f"{who}: does not implement {', '.join(missing)}, so it cannot be instantiated; "
+                         f"a {scope} trait defines {method}")
+    assert getattr(cls, method) is not getattr(Trait, method), (
+        f"{who}: scope is {scope!r} but the class does not implement {method}, which the traits stage calls")
+
+
+def check_trait_params(cls, params: dict):
+    """Built from ``params``; every ``__init__`` argument stored unchanged under its name;
+    ``cls(**get_params())`` is an equal clone with the same cache key. Returns the instance."""
+    import inspect
+
+    from harness.files import stable_hash
+
+    who = _who_trait(cls)
+    try:
+        trait = cls(**params)
+    except Exception as exc:  # noqa: BLE001 - the registry builds it this way; any failure is the finding
+        raise AssertionError(f"{who}: cannot be built as {cls.__name__}(**{params!r}): "
+                             f"{type(exc).__name__}: {exc}") from exc
+    signature = inspect.signature(cls.__init__)
+    given = {name: p.default for name, p in signature.parameters.items()
+             if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    given.update(params)
+    for name, value in given.items():
+        assert hasattr(trait, name), (f"{who}: __init__ does not store its argument {name!r}; set "
+                                      f"`self.{name} = {name}` (get_params reads it back, for cache keys)")
+        stored = getattr(trait, name)
+        assert stored is value or _same(stored, value), (
+            f"{who}: __init__ stores {name}={stored!r} but was given {value!r}; store arguments unchanged "
+            "(they enter cache keys) and derive other values where they are used")
+    got = trait.get_params()
+    clone = cls(**got)
+    again = clone.get_params()
+    assert _same(again, got), (f"{who}: get_params() does not round-trip: cls(**get_params()).get_params() gives "
+                               f"{again!r}, not {got!r}")
+    assert stable_hash(again) == stable_hash(got), (
+        f"{who}: parameters {got!r} give a different cache key for an equal clone; a parameter whose str() "
+        "changes between instances (an object's address) cannot key a cache: use numbers, strings, lists")
+    return trait
+
+
+def _close(a, b) -> bool:
+    """Equal, floats to :data:`TRAIT_REL_TOL`, through nested dicts, lists and tuples."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or math.isclose(a, b, rel_tol=TRAIT_REL_TOL, abs_tol=1e-12)
+    return _same(a, b)
+
+
+def _checked(who: str, value, where: str) -> float | None:
+    from harness.api.traits import TraitValueError, checked
+
+    try:
+        return checked(value, where)
+    except TraitValueError as exc:
+        raise AssertionError(f"{who}: {exc}; the traits stage records such a value as a failure "
+                             "(return a finite number, or None where the output does not apply)") from None
+
+
+def _keys_match(who: str, got, want, what: str) -> None:
+    assert isinstance(got, dict), f"{who}: {what} is {type(got).__name__} {got!r}, not a dict"
+    missing, extra = sorted(set(want) - set(got)), sorted(map(str, set(got) - set(want)))
+    assert not missing and not extra, (f"{who}: {what} has keys {sorted(map(str, got))}, not {sorted(want)}"
+                                       + (f"; missing {missing}" if missing else "")
+                                       + (f"; not declared {extra}" if extra else ""))
+
+
+def trait_sources(tokenizer=None, model=None):
+    """(sources, targets): small :class:`SourceData` and :class:`TargetData` of :data:`TRAIT_TASKS`."""
+    import importlib
+
+    from harness.api.traits import SourceData, TargetData
+
+    sources, targets = [], []
+    for name, module, cls_name in TRAIT_TASKS:
+        task = getattr(importlib.import_module(module), cls_name)()
+        sources.append(SourceData(name, task, task.examples("train", TRAIT_N_TRAIN), tokenizer, model))
+        targets.append(TargetData(name, task, task.examples("test", TRAIT_N_TEST)))
+    return sources, targets
+
+
+def trait_samples(targets) -> BehaviourData:
+    """Per-sample records shaped like the evaluation stage's (``harness.stages.evaluate``) for the
+    base model and an adapter per target, each right on a seeded share of the samples; the last
+    adapter's last cell is absent, as a failed evaluation leaves it."""
+    import random
+
+    from harness.api.traits import BehaviourData
+
+    names = [t.name for t in targets]
+    data = BehaviourData(sources=names, targets={t.name: t.task for t in targets})
+    for m, model in enumerate(["base", *names]):
+        rng = random.Random(m)
+        accuracy = 0.4 + 0.2 * m
+        for t in targets:
+            if model == names[-1] and t is targets[-1]:
+                continue
+            records = []
+            for i, ex in enumerate(t.examples):
+                right = rng.random() < accuracy
+                if t.task.kind == "multiple_choice":
+                    k = len(t.task.labels)
+                    pred = ex.label if right else (ex.label + 1) % k
+                    loglik = [-2.0 - rng.random() for _ in range(k)]
+                    loglik[pred] = -1.0
+                    records.append({"doc_id": i, "target": ex.label, "correct": float(right),
+                                    "loglikelihoods": loglik, "prediction": pred})
+                else:
+                    answer = ex.answer if right else str(rng.randrange(1000))
+                    form = rng.random()
+                    if form < 0.1 * m + 0.1:  # no answer: lm-eval's regex filter falls back to "[invalid]"
+                        output, pred = " I do not know", "[invalid]"
+                    else:
+                        output, pred = (f" {answer}\n" if form < 0.6 else f" The answer is {answer}."), answer
+                    records.append({"doc_id": i, "target": ex.answer, "correct": float(pred == ex.answer),
+                                    "prediction": pred, "output": output})
+            data.samples.setdefault(model, {})[t.name] = records
+    return data
+
+
+def check_trait_source_run(trait, sources) -> None:
+    """``compute`` on each source: exactly the declared outputs, each a finite number or None;
+    the same again, and from a clone."""
+    cls = type(trait)
+    clone = cls(**trait.get_params())
+    for src in sources:
+        who = f"{_who_trait(cls)} on source {src.name!r}"
+        out = _run(who, trait.compute, src)
+        _keys_match(who, out, cls.outputs, "compute(source)")
+        for key, value in out.items():
+            _checked(who, value, f"output {key!r}")
+        for again, how in ((_run(who, trait.compute, src), "a second call"),
+                           (_run(who, clone.compute, src), "a clone from get_params()")):
+            assert _close(again, out), (f"{who}: not deterministic: {how} gives {again!r}, the first {out!r}; "
+                                        "seed every random choice from a parameter (e.g. seed: int = 0)")
+
+
+def check_trait_pair_run(trait, sources, targets) -> None:
+    """``compute_pairs`` on the sources and targets: ``{output: {source: {target: value}}}`` with the
+    declared outputs (when declared), every source and target, finite numbers or None; the same again."""
+    cls = type(trait)
+    who = f"{_who_trait(cls)} on sources {[s.name for s in sources]} and targets {[t.name for t in targets]}"
+    out = _run(who, trait.compute_pairs, sources, targets)
+    if cls.outputs:
+        _keys_match(who, out, cls.outputs, "compute_pairs(...)")
+    else:
+        assert isinstance(out, dict) and out, f"{who}: compute_pairs returned {out!r}, not {{output: ...}}"
+    for name, table in out.items():
+        _keys_match(who, table, [s.name for s in sources], f"compute_pairs(...)[{name!r}]")
+        for s, row in table.items():
+            _keys_match(who, row, [t.name for t in targets], f"compute_pairs(...)[{name!r}][{s!r}]")
+            for t, value in row.items():
+                _checked(who, value, f"{name}[{s}][{t}]")
+    again = _run(who, trait.compute_pairs, sources, targets)
+    assert _close(again, out), (f"{who}: not deterministic: a second call gives {again!r}, the first {out!r}; "
+                                "seed every random choice from a parameter (e.g. seed: int = 0)")
+
+
+def check_trait_behaviour_run(trait, data) -> None:
+    """``compute_behaviour`` on synthetic per-sample records: (JSON-serialisable details, a summary
+    row of the declared outputs for every source, finite numbers or None); the same again."""
+    cls = type(trait)
+    who = f"{_who_trait(cls)} on synthetic evaluation records"
+    result = _run(who, trait.compute_behaviour, data)
+    assert isinstance(result, tuple) and len(result) == 2, (
+        f"{who}: compute_behaviour returned {type(result).__name__}, not a (details, summary) pair")
+    details, summary = result
+    try:
+        json.dumps(details)
+    except (TypeError, ValueError) as exc:
+        raise AssertionError(f"{who}: the details are not JSON-serialisable ({exc}); results.json holds them, so "
+                             "use dicts, lists, strings, numbers and None") from None
+    _keys_match(who, summary, data.sources, "the summary")
+    for s, row in summary.items():
+        _keys_match(who, row, cls.outputs, f"the summary of source {s!r}")
+        for key, value in row.items():
+            _checked(who, value, f"output {key!r} of source {s!r}")
+    again = _run(who, trait.compute_behaviour, data)
+    assert _close(again, result), (f"{who}: not deterministic: a second call gives different details or summary; "
+                                   "seed every random choice from a parameter (e.g. seed: int = 0)")
+
+
+def _run(who: str, method, *args):
+    try:
+        return method(*args)
+    except Exception as exc:  # noqa: BLE001 - in a run this is recorded as the trait's failure
+        raise AssertionError(f"{who}: {method.__name__} raised {type(exc).__name__}: {exc}") from exc
+
+
+def check_trait(trait_cls, /, *, tokenizer=None, model=None, **params) -> list[str]:
+    """Run every conformance check on the trait class ``trait_cls`` with ``params``; return the checks' names.
+
+    Raises AssertionError naming the trait and the first problem found. ``params`` are ``__init__``
+    arguments. A trait that requires ``"tokenizer"`` or ``"base_model"`` is run only when given
+    ``tokenizer=`` (and ``model=``); otherwise the run is skipped and the returned list says so.
+    Use it in a plugin's tests::
+
+        from harness.api import check_trait
+
+        def test_my_trait_conforms():
+            check_trait(MyTrait)
+            check_trait(MyTrait, min_words=3)
+
+    What is checked: ``name``, ``description``, ``version``; ``scope`` one of source, pair,
+    behaviour and the one of its base class (SourceTrait, PairTrait, BehaviourTrait); ``requires``
+    inside the inputs the harness provides and naming the scope's own; ``outputs`` a tuple of
+    unique names, non-empty for source and behaviour traits; the scope's method implemented;
+    arguments stored unchanged and ``get_params()`` round-tripping to a clone with the same cache
+    key; then a run: a source trait on 12 training examples of the built-in sentiment and
+    arithmetic tasks (exactly its outputs, finite numbers or None, the same twice and from the
+    clone); a pair trait on those two sources and their test examples as targets
+    (``{output: {source: {target: value}}}``); a behaviour trait on synthetic per-sample records of
+    the base model and both adapters, one cell missing (JSON details, a summary row per source).
+    """
+    from harness.api.traits import Trait
+
+    assert isinstance(trait_cls, type) and issubclass(trait_cls, Trait), (
+        f"{trait_cls!r} is not a subclass of harness.api.Trait")
+    check_trait_class(trait_cls)
+    done = ["check_trait_class"]
+    trait = check_trait_params(trait_cls, params)
+    done.append("check_trait_params")
+    needs = [(req, given) for req, given in (("tokenizer", tokenizer), ("base_model", model))
+             if req in trait_cls.requires]
+    absent = [req for req, given in needs if given is None]
+    if absent:
+        keywords = " and ".join({"tokenizer": "tokenizer=...", "base_model": "model=..."}[r] for r in absent)
+        done.append(f"check_trait_run skipped: requires {', '.join(map(repr, absent))}; pass check_trait(cls, "
+                    f"{keywords}) to run it")
+        return done
+    sources, targets = trait_sources(tokenizer, model)
+    if trait_cls.scope == "source":
+        check_trait_source_run(trait, sources)
+    elif trait_cls.scope == "pair":
+        check_trait_pair_run(trait, sources, targets)
+    else:
+        check_trait_behaviour_run(trait, trait_samples(targets))
+    done.append(f"check_trait_{trait_cls.scope}_run")
     return done

@@ -2,7 +2,7 @@
 
 The package (``harness-task-<name>`` or ``harness-trait-<name>``) holds a small working plugin, its
 ``register_*`` hook, the entry point that makes the harness find it once installed, a README and a
-test (for tasks, :func:`harness.authoring.conformance.check_task`). Edit the plugin, keep the test green,
+test (:func:`harness.authoring.conformance.check_task` or ``check_trait``). Edit the plugin, keep the test green,
 ``pip install`` it.
 """
 
@@ -203,12 +203,16 @@ What to change:
   ``source.model`` are then set); results are cached under exactly those inputs;
 * ``compute``: one number per output for one source; ``None`` where it does not apply. Never NaN:
   a trait that returns one is reported as failed, naming the plugin and the source.
+
+A trait of each (source, target) pair derives from ``PairTrait`` and implements
+``compute_pairs(sources, targets)``; one of the evaluation logs from ``BehaviourTrait`` and
+``compute_behaviour(data)`` (both in ``harness.api``).
 """
 
-from harness.api import SourceData, Trait, hookimpl
+from harness.api import SourceData, SourceTrait, hookimpl
 
 
-class {cls}(Trait):
+class {cls}(SourceTrait):
     """Share of a source's training prompts longer than ``min_words`` words."""
 
     name = "{name}"
@@ -232,9 +236,10 @@ def register_traits(register):
 '''
 
 TRAIT_TEST = '''\
-"""The trait computes what it says on a hand-made source, and registers under its name."""
+"""The trait computes what it says on a hand-made source, passes the conformance checks, and
+registers under its name."""
 
-from harness.api import Example, SourceData, Task, collect, make_plugin_manager
+from harness.api import Example, SourceData, Task, check_trait, collect, make_plugin_manager
 
 from {module} import trait as plugin
 from {module}.trait import {cls}
@@ -246,7 +251,10 @@ def test_share_of_long_prompts():
     assert out == {{"{name}_long_prompt_share": 0.5}}
 
 
-def test_plugin_registers_the_trait():
+def test_trait_conforms_and_registers():
+    # check_trait runs it on generated sources and checks outputs, values, determinism, parameters.
+    check_trait({cls})
+    check_trait({cls}, min_words=3)
     pm = make_plugin_manager(load_entrypoints=False)
     pm.register(plugin, name="{name}")
     assert collect(pm).get("trait", "{name}").obj is {cls}
@@ -266,6 +274,9 @@ harness plugins --kind trait  # lists `{name}` with distribution {dist}
 Name it in a registry (`traits: [class_distribution, {name}]`) and its outputs appear in
 `traits.csv` and `results.json`, from `harness run` and from `harness traits`.
 Edit `{module}/trait.py` (its docstring says what to change); `pip install -e ".[test]" && pytest`.
+`tests/test_trait.py` runs `check_trait` (from `harness.api`), the conformance checks every trait
+plugin must pass: exactly the declared outputs, finite numbers or None, the same on every run, and
+parameters that round-trip through `get_params()` (they enter cache keys).
 '''
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from harness.api import BehaviourData, Trait, hookimpl
+from harness.api import BehaviourData, BehaviourTrait, hookimpl
 
 BASE = "base"
 # What lm-eval's regex filter leaves when the answer regex matched nothing (its default fallback),
@@ -124,7 +124,7 @@ def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-class Behaviour(Trait):
+class Behaviour(BehaviourTrait):
     """How each adapter's predictions differ from the base model's, per target and on the whole.
 
     Read from the per-sample evaluation records of the base model (``"base"``) and of every
@@ -165,7 +165,6 @@ class Behaviour(Trait):
     """
 
     name = "behaviour"
-    scope = "behaviour"
     description = ("Prediction shifts of each adapter against the base model: label distribution (TV distance), "
                    "majority-label bias, output length and answer-format adherence.")
     requires = frozenset({"eval_samples"})

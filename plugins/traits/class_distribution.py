@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from harness.api import SourceData, Trait, hookimpl
+from harness.api import SourceData, SourceTrait, hookimpl
 
 
-class ClassDistribution(Trait):
+class ClassDistribution(SourceTrait):
     """Label entropy, normalised entropy, majority share, class count and imbalance ratio.
 
     Let ``n`` be the number of training examples that carry a label, ``c_i`` the number of them

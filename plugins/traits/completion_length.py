@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from harness.api import SourceData, Trait, hookimpl
+from harness.api import SourceData, SourceTrait, hookimpl
 
 
 def nearest_rank(values: list[int], q: float) -> float:
@@ -20,7 +20,7 @@ def nearest_rank(values: list[int], q: float) -> float:
     return float(ordered[rank - 1])
 
 
-class CompletionLength(Trait):
+class CompletionLength(SourceTrait):
     """Completion and prompt length in base-model tokens: mean, median and 90th percentile.
 
     Each text is counted as ``len(tokenizer(text, add_special_tokens=False)["input_ids"])`` with

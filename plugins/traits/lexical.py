@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from harness.api import SourceData, Trait, hookimpl
+from harness.api import SourceData, SourceTrait, hookimpl
 
 WORD = re.compile(r"[A-Za-z0-9']+")
 
@@ -22,7 +22,7 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.replace("\u2019", "'").lower())
 
 
-class Lexical(Trait):
+class Lexical(SourceTrait):
     """Type-token ratio, mean word length and hapax share over a source's prompts and completions.
 
     The tokens are the word tokens (module docstring) of every example's prompt and of its

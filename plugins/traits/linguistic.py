@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import string
 
-from harness.api import Example, SourceData, Trait, hookimpl
+from harness.api import Example, SourceData, SourceTrait, hookimpl
 from harness_plugins.traits.lexical import words
 
 NEGATIONS = frozenset({"not", "no", "never", "nobody", "nothing", "neither", "nor", "none", "cannot"})
@@ -66,7 +66,7 @@ def flesch_reading_ease(n_words: int, n_sentences: int, n_syllables: int) -> flo
     return 206.835 - 1.015 * (n_words / n_sentences) - 84.6 * (n_syllables / n_words)
 
 
-class Linguistic(Trait):
+class Linguistic(SourceTrait):
     """Negation rate, question rate, numeral share, punctuation density and Flesch reading ease.
 
     Over the example texts defined in the module docstring (prompt, plus completion for

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from harness.api import SourceData, Trait, hookimpl, pad_batch, tokenize_pairs
+from harness.api import SourceData, SourceTrait, hookimpl, pad_batch, tokenize_pairs
 
 
-class Quality(Trait):
+class Quality(SourceTrait):
     """Base-model completion perplexity, duplicate rates and a label-noise estimate.
 
     Parameters

