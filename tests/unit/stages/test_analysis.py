@@ -12,48 +12,8 @@ from harness.analysis.outcomes import collect
 from harness.api.plugins import catalog
 from harness.cli import main
 from harness.config.registry import AnalysisSettings, DecomposerUse
-from harness.stages.analyse import TransferData, analyse, cell_tests
-
-TARGETS = ["add", "words", "pos", "nli", "order"]
-ABILITIES = {"add": ("arithmetic",), "words": ("arithmetic", "reasoning"), "pos": ("sentiment",),
-             "nli": ("nlu",), "order": ("reasoning",)}
-
-
-def synthetic_run(n_sources=6, n_docs=120, seed=0):
-    """Binary per-sample outcomes: the base at fixed accuracies; each source gains on the targets of
-    its own ability, so the transfer matrix has two planted components (maths, language)."""
-    rng = np.random.default_rng(seed)
-    sources = [f"src{i}" for i in range(n_sources)]
-    base_acc = {"add": 0.3, "words": 0.2, "pos": 0.6, "nli": 0.4, "order": 0.4}
-    maths = np.linspace(0.0, 0.4, n_sources)
-    language = rng.permutation(np.linspace(0.0, 0.2, n_sources))
-    effect = {"add": maths, "words": 0.8 * maths, "pos": language, "nli": 0.9 * language, "order": 0.5 * maths}
-    samples = {"base": {}}
-    base_draws = {}
-    for t in TARGETS:
-        u = rng.random(n_docs)  # one uniform per document, shared: models agree where they can
-        base_draws[t] = u
-        samples["base"][t] = [{"doc_id": d, "correct": float(u[d] < base_acc[t])} for d in range(n_docs)]
-    for i, s in enumerate(sources):
-        samples[s] = {t: [{"doc_id": d, "correct": float(base_draws[t][d] < base_acc[t] + effect[t][i])}
-                          for d in range(n_docs)] for t in TARGETS}
-    mean = {m: {t: float(np.mean([r["correct"] for r in samples[m][t]])) for t in TARGETS} for m in samples}
-    transfer = {s: {t: mean[s][t] - mean["base"][t] for t in TARGETS} for s in sources}
-    traits = {s: {"maths_share": float(maths[i] + 0.02 * rng.normal()), "noise_a": float(rng.normal()),
-                  "noise_b": float(rng.normal())} for i, s in enumerate(sources)}
-    pairs = {"similarity": {s: {t: float(rng.random()) for t in TARGETS} for s in sources}}
-    cells = {m: {t: {"value": mean[m][t]} for t in TARGETS} for m in samples}
-    data = TransferData(sources=sources, targets=TARGETS, transfer=transfer, base=mean["base"],
-                        abilities=ABILITIES, traits=traits, source_trait_names=["maths_share", "noise_a", "noise_b"],
-                        pair_traits=pairs, outcomes=collect(samples, sources, TARGETS, cells))
-    return data, samples, mean, effect
-
-
-USES = [DecomposerUse(name="pca", n_components=2),
-        DecomposerUse(name="pca", alias="pca_ordinal", normalisation="ordinal", n_components=2),
-        DecomposerUse(name="factor_analysis", params={"rotation": "varimax"}, normalisation="zscore", n_components=2),
-        DecomposerUse(name="nmf", n_components=2, names={"C1": "maths"}),
-        DecomposerUse(name="ica", n_components="parallel", normalisation="relative")]
+from harness.stages.analyse import analyse, cell_tests
+from helpers import ABILITIES, TARGETS, USES, synthetic_run
 
 
 @pytest.fixture(scope="module")
