@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-# pyproject.toml's range for lm-eval (tests/test_lm_eval_compat.py checks that the two agree).
+# pyproject.toml's range for lm-eval (tests/unit/test_lm_eval_compat.py checks that the two agree).
 SUPPORTED = "lm-eval>=0.4.13,<0.5"
 LORA_REQUEST = "lm_eval.models.vllm_causallms.VLLM.lora_request"
 

@@ -181,7 +181,7 @@ def similarity_versus_transfer(similarity: dict, transfer: dict, *, exclude_same
     transfer is), one more than the observed pairing drops; masking the similarity side alone let
     k's large in-domain transfer into the shuffles, which narrowed their spread and made p too small
     (a 15% false-positive rate at alpha 0.05 for 8 sources with independent per-source offsets; with
-    both masked it is at or below 5%: ``tests/test_associations.py``). A relabelling of rows and
+    both masked it is at or below 5%: ``tests/unit/analysis/test_associations.py``). A relabelling of rows and
     columns together (a Mantel test) would keep the excluded cells fixed, but it needs the sources
     and targets to be the same tasks and would move each target's transfer values to another
     target, which the row shuffle is designed not to do.

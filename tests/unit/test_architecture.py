@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
+from helpers import ROOT
+
 PACKAGES = {"harness": ROOT / "harness", "harness_plugins": ROOT / "plugins"}
 
 

@@ -6,7 +6,6 @@ import random
 from pathlib import Path
 
 import pytest
-from test_file_tasks import CASES, write_splits  # pytest puts tests/ on sys.path
 
 from harness.api import plugins
 from harness.api.filetasks import FileTask
@@ -14,11 +13,10 @@ from harness.api.tasks import Example, GeneratedTask, Task, classification_examp
 from harness.authoring.conformance import N_TEST, N_TRAIN, check_disjoint, check_examples, check_task
 from harness_plugins.tasks.code import Code
 from harness_plugins.tasks.goat import Goat
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from helpers import CASES, SHARED_DATA, write_splits
 
 # File tasks with a real copy in ../shared/data: its train and test files. Where that folder is
-# absent, these (like every other file task) read fixture files written from test_file_tasks.CASES.
+# absent, these (like every other file task) read fixture files written from helpers.CASES.
 SHARED = {"sst2": "sst2/{split}.tsv", "ag_news": "agnews/{split}.tsv", "gsm8k": "gsm8k/{split}.jsonl"}
 # The registry-only `file` task, over SST-2's rows and columns.
 FILE_OPTIONS = {"text_columns": ["sentence"], "label_column": "label", "labels": ["negative", "positive"],
@@ -53,7 +51,7 @@ def test_builtin_task_conforms(name, tmp_path):
 def test_every_file_task_has_fixture_rows():
     file_tasks = {n for n in TASKS if issubclass(plugins.catalog().get("task", n).obj, FileTask)}
     missing = file_tasks - {"file"} - set(CASES)
-    assert not missing, f"add fixture rows for {sorted(missing)} to test_file_tasks.CASES"
+    assert not missing, f"add fixture rows for {sorted(missing)} to CASES in tests/helpers.py"
 
 
 def test_generated_builtins_are_checked():

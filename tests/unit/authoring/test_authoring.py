@@ -3,7 +3,6 @@ writes an lm-eval YAML that lm-eval loads with the task's own docs and prompts."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,9 +15,9 @@ import yaml
 from harness.api import plugins
 from harness.authoring.conformance import build_lm_eval_task
 from harness.cli import main
+from helpers import ROOT, SHARED_DATA, pip_install
 
-ROOT = Path(__file__).resolve().parent.parent
-SST2_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "test.tsv"
+SST2_TEST = SHARED_DATA / "sst2" / "test.tsv"
 
 
 def _cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -27,16 +26,6 @@ def _cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subpro
 
 
 # --- new-task -------------------------------------------------------------------------------
-
-def pip_install(pkg: Path, site: Path) -> None:
-    """pip-install a scaffolded package (no deps) into a private target folder."""
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
-           "--target", str(site), str(pkg)]
-    if importlib.util.find_spec("setuptools") is not None:
-        cmd.insert(4, "--no-build-isolation")  # build with the installed setuptools: no index needed
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-
 
 @pytest.fixture(scope="module")
 def installed_scaffold(tmp_path_factory):

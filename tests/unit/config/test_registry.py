@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from harness.cli import main
 from harness.config.registry import load_registry, parse_registry
 from harness.errors import RegistryError
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
 
 GOOD = """\
 experiment: demo

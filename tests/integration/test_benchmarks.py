@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+
+from helpers import ROOT
 
 BENCHMARKS = ROOT / "benchmarks"
 

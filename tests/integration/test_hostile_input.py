@@ -21,8 +21,8 @@ from harness.api.filetasks import check_data_file, read_rows
 from harness.cli import main
 from harness.errors import DataError
 from harness_plugins.tasks.file import FileDefinedTask
+from helpers import ROOT, Structure, make_results
 
-ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 GB = 1024**3
@@ -346,8 +346,6 @@ def hostile_options(train: Path | None, test: Path) -> dict:
 
 def test_markup_in_data_reaches_reports_escaped(tmp_path):
     """Fast: the file task's own examples, labels and abilities, put into a results.json."""
-    from test_reports import Structure, make_results
-
     from harness.reporting.markdown import markdown
     from harness.stages.report import write_reports
 

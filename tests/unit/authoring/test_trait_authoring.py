@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import pytest
-from test_authoring import pip_install
 
 from harness.cli import main
+from helpers import pip_install
 
 REGISTRY = """\
 experiment: with_plugin

@@ -3,8 +3,6 @@ the lm-eval configs they produce, bad-data messages, and the registry-only `file
 
 from __future__ import annotations
 
-import csv
-import itertools
 import json
 import warnings
 from collections import Counter
@@ -23,31 +21,8 @@ from harness_plugins.tasks.goat import Goat
 from harness_plugins.tasks.gsm8k import GSM8K, final_answer
 from harness_plugins.tasks.imdb import IMDB
 from harness_plugins.tasks.mnli import MNLI
-from harness_plugins.tasks.paws import PAWS
-from harness_plugins.tasks.sst2 import SST2
 from harness_plugins.tasks.toxicity import Toxicity
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def write(path: Path, rows: list[dict]) -> Path:
-    """Rows as a CSV, TSV, JSONL or Parquet file, by suffix (None in a row: the key is left out)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    kind = path.suffix.lstrip(".")
-    if kind == "jsonl":
-        path.write_text("".join(json.dumps({k: v for k, v in r.items() if v is not None}) + "\n" for r in rows))
-    elif kind == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows), path)
-    else:
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, columns, delimiter="\t" if kind == "tsv" else ",")
-            writer.writeheader()
-            writer.writerows(rows)
-    return path
+from helpers import CASES, SHARED_DATA, write
 
 
 def in_file_order(task, split: str = "test") -> list:
@@ -75,86 +50,8 @@ def lm_eval_task(config: dict):
     return tasks[config["task"]]
 
 
-# --- fixtures for every file task: its class, the file type the rows are written as, the rows
-CASES = {
-    "sst2": (SST2, "tsv", [
-        {"sentence": "a gripping , beautifully acted film", "label": 1},
-        {"sentence": "tedious , shapeless and far too long", "label": 0},
-    ]),
-    "gsm8k": (GSM8K, "jsonl", [
-        {"question": "Tom has 3 apples and buys 4 more. How many apples does he have?",
-         "answer": "Tom has 3 + 4 = <<3+4=7>>7 apples.\n#### 7"},
-        {"question": "A shop sells 250 pens a day. How many in 4 days?",
-         "answer": "It sells 250 * 4 = <<250*4=1000>>1000 pens.\n#### 1,000"},
-        {"question": "It is 5 degrees and falls by 8. What is the temperature?",
-         "answer": "5 - 8 = <<5-8=-3>>-3\n#### -3"},
-    ]),
-    "imdb": (IMDB, "csv", [
-        {"text": "A wonderful, moving film with a superb cast.", "label": 1},
-        {"text": "Dull, predictable and far too long.", "label": 0},
-        {"text": "I loved every minute of it.", "label": "pos"},
-    ]),
-    "amazon_polarity": (AmazonPolarity, "parquet", [
-        {"title": "Broke in a week", "content": "The handle snapped after two uses.", "label": 0},
-        {"title": "", "content": "Works exactly as described, great value.", "label": 1},
-        {"title": "Great", "content": "My kids love it.", "label": 1},
-    ]),
-    "ag_news": (AGNews, "tsv", [
-        {"text": "Stocks rallied on Wall Street as oil prices fell.", "label": "Business"},
-        {"text": "The home side won the final 3-1 after extra time.", "label": "Sports"},
-        {"text": "NASA probe sends first images from Saturn's moon.", "label": "Sci/Tech"},
-        {"text": "Leaders meet in Geneva for talks on the ceasefire.", "label": "0"},
-    ]),
-    "mnli": (MNLI, "jsonl", [
-        {"premise": "A man is playing a guitar on stage.", "hypothesis": "A man is performing music", "label": 0},
-        {"premise": "Two dogs run across a field.", "hypothesis": "The dogs are asleep.", "label": 2},
-        {"premise": "A woman reads a book.", "hypothesis": "The book is a novel.", "label": "neutral"},
-    ]),
-    "paws": (PAWS, "parquet", [
-        {"sentence1": "The cat sat on the mat.", "sentence2": "On the mat sat the cat.", "label": 1},
-        {"sentence1": "Flights from New York to Florida.", "sentence2": "Flights from Florida to New York.", "label": 0},
-    ]),
-    "boolq": (BoolQ, "csv", [
-        {"passage": "Water boils at 100 degrees Celsius at sea level.", "question": "does water boil at 100 degrees",
-         "label": 1},
-        {"passage": "Penguins are flightless birds of the southern hemisphere.", "question": "can penguins fly",
-         "label": 0},
-    ]),
-    "goat": (Goat, "tsv", [
-        {"instruction": "What is 94140209+73?", "input": "94140209 + 73", "output": "94140209 + 73 = 94140282",
-         "answer": "94140282"},
-        {"instruction": "Compute 8914 divided by 386.", "input": "8914 / 386",
-         "output": "8914 - 386 * 20 = 1194\n1194 - 386 * 3 = 36\nTherefore, 8914 / 386 = 23 R 36", "answer": "23 R 36"},
-        {"instruction": "Subtract 900 from 12.", "input": "12 - 900", "output": "12 - 900 = -888", "answer": "-888"},
-    ]),
-    # A 0/1 `label`, or none and the hub's scores (hateful when toxicity_ai + toxicity_human > 5.5).
-    "toxicity": (Toxicity, "csv", [
-        {"text": "Everyone deserves to be treated with respect.", "label": 0},
-        {"text": "People like them should not be allowed in our town.", "label": 1},
-        {"text": "Immigrants enrich the culture of a country.", "toxicity_ai": 1.2, "toxicity_human": 1.0},
-        {"text": "Those people are all criminals.", "toxicity_ai": 4.1, "toxicity_human": 4.3},
-        {"text": "Some of them live next door.", "toxicity_ai": 2.75, "toxicity_human": 2.75},  # 5.5: not hateful
-    ]),
-    "code": (Code, "jsonl", [
-        {"instruction": "Write a function that returns the square of a number.", "input": "",
-         "output": "def square(x):\n    return x * x"},
-        {"instruction": "Reverse the given list in place.", "input": "nums = [1, 2, 3]", "output": "nums.reverse()"},
-        {"instruction": "Print a greeting.", "input": "", "output": "\n  print('Hello, world!')\n"},
-    ]),
-}
 REUSED = {"sst2": "glue/sst2/default.yaml", "gsm8k": "gsm8k/gsm8k.yaml", "mnli": "glue/mnli/default.yaml",
           "paws": "glue/mrpc/default.yaml", "boolq": "super_glue/boolq/default.yaml"}
-
-
-def write_splits(name: str, folder: Path, n_train: int, n_test: int) -> dict[str, str]:
-    """``data_files`` for task ``name`` with ``n_train`` and ``n_test`` rows: its CASES rows in turn,
-    the first text column numbered so that every prompt differs (train and test are disjoint)."""
-    cls, fmt, rows = CASES[name]
-    column = cls.text_columns[0]
-    numbered = [{**row, column: f"{row[column]} ({i})"}
-                for i, row in zip(range(n_train + n_test), itertools.cycle(rows))]
-    return {split: str(write(folder / f"{split}.{fmt}", part))
-            for split, part in (("train", numbered[:n_train]), ("test", numbered[n_train:]))}
 
 
 @pytest.mark.parametrize("name", list(CASES))

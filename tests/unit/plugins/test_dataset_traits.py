@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import csv
 import math
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,7 @@ from harness_plugins.traits.completion_length import CompletionLength
 from harness_plugins.traits.lexical import Lexical
 from harness_plugins.traits.linguistic import Linguistic, sentences, syllables
 from harness_plugins.traits.quality import Quality
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from helpers import SHARED_DATA
 
 
 class ThreeWay(GeneratedTask):

@@ -29,8 +29,8 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from harness.cli import main
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TEXT = (ROOT / "registry.yaml").read_text()
 DEFAULT = yaml.safe_load(DEFAULT_TEXT)
 SETTINGS = settings(max_examples=int(os.environ.get("HARNESS_PROPERTY_EXAMPLES", "200")), deadline=None,

@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SHARED_DATA
+
+from helpers import SHARED_DATA
 
 LIMIT = 100
 

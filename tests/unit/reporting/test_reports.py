@@ -9,77 +9,14 @@ import shutil
 import struct
 import subprocess
 import xml.etree.ElementTree as ET
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from test_analysis import ABILITIES, TARGETS, USES, synthetic_run
 
-from harness.api.plugins import catalog
 from harness.cli import main
-from harness.config.registry import AnalysisSettings
 from harness.reporting.markdown import markdown
-from harness.reporting.results_schema import validate_results
-from harness.stages.analyse import analyse
 from harness.stages.report import write_reports
-
-HOSTILE = "<script>alert(1)</script>"
-VOID = {"meta", "img", "br", "hr", "input", "link"}
-
-
-def make_results(rename: dict[str, str] | None = None) -> dict:
-    """A schema-valid results.json of a synthetic run (6 sources, 5 targets, per-sample outcomes),
-    with sources optionally renamed."""
-    data, samples, mean, _ = synthetic_run()
-    analysed, failures = analyse(data, USES[:3], catalog(), AnalysisSettings(bootstrap=20, permutations=720))
-    assert not failures
-    results = {
-        "experiment": "synthetic", "base_model": {"name": "tiny", "resolved_from": "test"},
-        "sources": data.sources, "targets": TARGETS, "metrics": {t: "acc,none" for t in TARGETS},
-        "abilities": {t: list(v) for t, v in ABILITIES.items()},
-        "base": {t: {"value": mean["base"][t], "stderr": 0.04} for t in TARGETS},
-        "scores": {s: {t: {"value": mean[s][t], "stderr": 0.04} for t in TARGETS} for s in data.sources},
-        "transfer": data.transfer, "traits": data.traits, "pair_traits": data.pair_traits,
-        "trait_scopes": {k: "source" for k in ("maths_share", "noise_a", "noise_b")},
-        "behaviour": {"behaviour": {"targets": {
-            "pos": {"kind": "multiple_choice", "labels": ["negative", HOSTILE], "missing": [],
-                    "models": {m: {"confusion": [[40, 20], [10, 50]], "n": 120} for m in ["base", *data.sources]}},
-            "words": {"kind": "generation", "length_bin_edges": [0, 2, 4, 6], "missing": [],
-                      "models": {m: {"output_length_histogram": [50, 60, 10], "n": 120} for m in ["base", *data.sources]}}}}},
-        **analysed, "failures": [],
-        "provenance": {"versions": {k: "0" for k in ("harness", "lm_eval", "transformers", "peft", "torch")},
-                       "seeds": {}, "config_hashes": {"registry": "abc"}, "seconds": {"plan": 0.1}},
-    }
-    validate_results(results)
-    if rename:  # rename sources everywhere by a JSON round trip of the names
-        text = json.dumps(results)
-        for old, new in rename.items():
-            text = text.replace(json.dumps(old), json.dumps(new))
-        results = json.loads(text)
-    return results
-
-
-class Structure(HTMLParser):
-    """Checks that tags nest properly, and collects section ids, image sources and any URL."""
-
-    def __init__(self):
-        super().__init__()
-        self.stack, self.sections, self.images, self.errors = [], [], [], []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "section":
-            self.sections.append(attrs.get("id"))
-        if tag == "img":
-            self.images.append(attrs.get("src", ""))
-        if tag not in VOID:
-            self.stack.append(tag)
-
-    def handle_endtag(self, tag):
-        if not self.stack or self.stack[-1] != tag:
-            self.errors.append(f"</{tag}> closes {self.stack[-1:]}")
-        else:
-            self.stack.pop()
+from helpers import HOSTILE, Structure, make_results
 
 
 def png_size(path) -> tuple[int, int]:
