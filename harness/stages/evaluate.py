@@ -21,6 +21,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from harness.analysis.outcomes import MEAN_AGGREGATIONS
+from harness.api.lm_eval_tasks import RUN_ARGS, scoring_configs
 from harness.cache import entries
 from harness.cache.locks import claimed
 from harness.cache.store import Cache
@@ -177,6 +178,8 @@ def cell_result(target: str, metric: str, config: dict, out: dict, seed: int) ->
     so only the records of the metric's own filter (the part after the comma) are kept: the value,
     stderr, ``n`` and every statistic downstream read one record per document.
     """
+    if "group" in config:
+        return group_result(target, metric, config, out, seed)
     name = config["task"]
     metric_name, _, filter_name = metric.partition(",")
     filter_name = filter_name or "none"
@@ -189,6 +192,74 @@ def cell_result(target: str, metric: str, config: dict, out: dict, seed: int) ->
     samples = [_sample_record(smp, metric_name) for smp in logged if smp.get("filter", "none") == filter_name]
     value = float(row[metric])
     aggregation = aggregation_of(out.get("configs", {}).get(name, config), metric_name)
+    return CellResult(value, cell_stderr(samples, value, aggregation, seed), metric, len(samples), samples,
+                      aggregation)
+
+
+def calls(configs: dict[str, dict], num_fewshot: int) -> dict[tuple, dict[str, dict]]:
+    """Target configs grouped by the ``simple_evaluate`` call that scores them: lm-eval's ``limit``
+    and ``num_fewshot`` apply to every task of a call. Built-in targets (their data files hold
+    exactly their rows) go with the registry's shots and no limit; an lm-eval target's config
+    carries its own (``RUN_ARGS``, taken off here), so targets of one limit share one call."""
+    out: dict[tuple, dict[str, dict]] = {}
+    for target, config in configs.items():
+        args = config.get(RUN_ARGS) or {"limit": None, "num_fewshot": num_fewshot}
+        plain = {k: v for k, v in config.items() if k != RUN_ARGS}
+        out.setdefault((args["limit"], args["num_fewshot"]), {})[target] = plain
+    return out
+
+
+def _group_samples(target: str, config: dict, out: dict, metric_name: str, filter_name: str) -> list[dict]:
+    """A group's per-sample records: its subtasks' (lm-eval names them ``group::task``), each
+    doc id made unique as ``task:doc_id``."""
+    samples = []
+    for leaf in scoring_configs(config):
+        logged = out["samples"].get(f"{leaf_prefix(config, leaf)}") or []
+        short = leaf["task"]
+        for smp in logged:
+            if smp.get("filter", "none") == filter_name:
+                record = _sample_record(smp, metric_name)
+                record["doc_id"] = f"{short}:{record['doc_id']}"
+                samples.append(record)
+    return samples
+
+
+def leaf_prefix(config: dict, leaf: dict) -> str:
+    """lm-eval's name of group member ``leaf`` of the inline group ``config``: ``group::...::task``."""
+    def find(group: dict, prefix: str) -> str | None:
+        for member in group["task"]:
+            if "group" in member:
+                hit = find(member, f"{prefix}::{member['group']}")
+                if hit:
+                    return hit
+            elif member is leaf:
+                return f"{prefix}::{member['task']}"
+        return None
+
+    return find(config, config["group"]) or leaf["task"]
+
+
+def group_result(target: str, metric: str, config: dict, out: dict, seed: int) -> CellResult:
+    """A group's cell: lm-eval's aggregate of its subtasks where its aggregate_metric_list gives
+    one for ``metric``; else (a tag, or a group that aggregates other metrics) the mean over every
+    document of its subtasks, which is lm-eval's size-weighted mean of a mean metric."""
+    metric_name, _, filter_name = metric.partition(",")
+    filter_name = filter_name or "none"
+    samples = _group_samples(target, config, out, metric_name, filter_name)
+    leaves = scoring_configs(config)
+    aggregations = {aggregation_of(leaf, metric_name) for leaf in leaves}
+    if not samples:
+        raise ValueError(f"target {target!r}: lm-eval logged no samples for {metric!r} in group {config['group']!r}")
+    row = out["results"].get(config["group"], {})
+    if metric in row and isinstance(row[metric], (int, float)):
+        value = float(row[metric])
+    elif aggregations <= set(MEAN_AGGREGATIONS):
+        value = sum(smp["correct"] for smp in samples) / len(samples)
+    else:
+        raise ValueError(f"target {target!r}: group {config['group']!r} has no aggregate of {metric!r} and its "
+                         f"subtasks aggregate it by {sorted(aggregations)}, not a mean; set expand: true to score "
+                         "each subtask as its own target")
+    aggregation = "mean" if len(aggregations) != 1 else aggregations.pop()
     return CellResult(value, cell_stderr(samples, value, aggregation, seed), metric, len(samples), samples,
                       aggregation)
 
@@ -226,14 +297,17 @@ class Evaluator:
         from lm_eval import simple_evaluate
 
         s = self.settings
-        with captured_stderr(), no_environment_report():
-            out = simple_evaluate(
-                model=self.lm, tasks=list(configs.values()), num_fewshot=s.num_fewshot,
-                log_samples=True, cache_requests=False, bootstrap_iters=0, verbosity="ERROR",
-                random_seed=s.seed, numpy_random_seed=s.seed, torch_random_seed=s.seed,
-                fewshot_random_seed=s.seed, task_manager=self.task_manager)
-        return {target: cell_result(target, metrics[target], config, out, s.seed)
-                for target, config in configs.items()}
+        results = {}
+        for (limit, num_fewshot), batch in calls(configs, s.num_fewshot).items():
+            with captured_stderr(), no_environment_report():
+                out = simple_evaluate(
+                    model=self.lm, tasks=list(batch.values()), num_fewshot=num_fewshot, limit=limit,
+                    log_samples=True, cache_requests=False, bootstrap_iters=0, verbosity="ERROR",
+                    random_seed=s.seed, numpy_random_seed=s.seed, torch_random_seed=s.seed,
+                    fewshot_random_seed=s.seed, task_manager=self.task_manager)
+            results.update({target: cell_result(target, metrics[target], config, out, s.seed)
+                            for target, config in batch.items()})
+        return {target: results[target] for target in configs}
 
 
 class VLLMEvaluator(Evaluator):
