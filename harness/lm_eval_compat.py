@@ -48,10 +48,11 @@ def _attribute(module_name: str, attribute: str) -> Any:
     return getattr(module, attribute)
 
 
-def load_yaml(path) -> dict:
+def load_yaml(path, resolve_func: bool = True) -> dict:
     """The task YAML at ``path`` read by lm-eval's private ``lm_eval.tasks._yaml_loader.load_yaml``,
-    which resolves ``include`` and ``!function`` as lm-eval's own task loading does."""
-    return _attribute("lm_eval.tasks._yaml_loader", "load_yaml")(path)
+    which resolves ``include`` and (with ``resolve_func``) ``!function`` as lm-eval's own task
+    loading does."""
+    return _attribute("lm_eval.tasks._yaml_loader", "load_yaml")(path, resolve_func=resolve_func)
 
 
 @contextlib.contextmanager

@@ -79,7 +79,7 @@ def resolve(spec: str, include_path: str | None = None, overrides: dict | None =
         if not Path(include_path).is_dir():
             raise LmEvalTaskError("include_path", f"{include_path}: no such folder; give a folder of lm-eval task YAML files")
         folders = (str(include_path),)
-    defaults = not is_path
+    defaults, raw = not is_path, {}
     if is_path:
         path = Path(spec)
         if not path.is_file():
@@ -125,6 +125,9 @@ def resolve(spec: str, include_path: str | None = None, overrides: dict | None =
         return {"group": item.name, "aggregate_metric_list": aggregates, "task": [walk(child) for child in item]}
 
     tree = walk(built)
+    if isinstance(tree, dict) and not isinstance(tree["group"], str):
+        # lm-eval names a group read from a file by its `task:` list when that comes first.
+        tree["group"] = str(raw.get("group")) if is_path else str(spec)
     name = tree if isinstance(tree, str) else tree["group"]
     if isinstance(tree, dict):
         tags = [name, *[t for t in tags if t != name]]
@@ -294,14 +297,17 @@ def choose_metric(resolved: Resolved, metric: str | None) -> str:
     """The metric key scored: ``metric`` (its filter completed with the first one) checked
     against every leaf, or the first leaf's first metric."""
     first = next(iter(resolved.leaves.values()))
+    given = metric is not None
     if metric is None:
-        return first_metric(first)
-    if "," not in metric:
+        metric = first_metric(first)
+    elif "," not in metric:
         metric = f"{metric},{filter_names(first)[0]}"
     for leaf, config in resolved.leaves.items():
         known = metrics_of(config)
         if metric not in known:
-            raise LmEvalTaskError("metric", f"lm-eval task {leaf!r} reports no {metric!r}; it reports "
+            fix = ("" if given else f"{resolved.name!r} is a group whose subtasks report different metrics: set "
+                   "expand: true to score each subtask as a column of its own, or metric: to one they all report; ")
+            raise LmEvalTaskError("metric", f"{fix}lm-eval task {leaf!r} reports no {metric!r}; it reports "
                                             f"{', '.join(known) or 'no metric'}")
     return metric
 
@@ -397,23 +403,22 @@ def render_examples(config: dict, limit: int, labels: tuple[str, ...]) -> list[E
 
 def target_config(key: str, resolved: Resolved, limit: int, num_fewshot: int | None) -> dict:
     """The config lm-eval scores target ``key`` with: the leaf renamed to the target's name (two
-    targets of one task, other overrides, never collide), or an inline group named ``key`` whose
-    members lm-eval names ``key::leaf``. ``RUN_ARGS`` holds lm-eval's ``limit`` and ``num_fewshot``
-    for the call (the evaluator takes it off)."""
+    targets of one task, other overrides, never collide), or for a group ``{"group": key,
+    "aggregate_metric_list", "task": [members]}`` whose leaves are named ``key::task``: the
+    evaluator hands lm-eval the leaves and aggregates them as lm-eval aggregates a group (its
+    inline groups merge the group's own keys into every member). ``RUN_ARGS`` holds lm-eval's
+    ``limit`` and ``num_fewshot`` for the call (the evaluator takes it off)."""
     run_args = {RUN_ARGS: {"limit": limit, "num_fewshot": num_fewshot}}
     if resolved.tree is None:
         (leaf,) = resolved.leaves.values()
         return {**leaf, "task": key, **run_args}
 
-    def inline(tree: dict, name: str) -> dict:
-        members = [inline(t, t["group"].split("::")[-1]) if isinstance(t, dict) else dict(resolved.leaves[t])
+    def inline(tree: dict) -> dict:
+        members = [inline(t) if isinstance(t, dict) else {**resolved.leaves[t], "task": f"{key}::{t}"}
                    for t in tree["task"]]
-        group = {"group": name, "task": members}
-        if tree.get("aggregate_metric_list"):
-            group["aggregate_metric_list"] = tree["aggregate_metric_list"]
-        return group
+        return {"group": tree["group"], "aggregate_metric_list": tree.get("aggregate_metric_list"), "task": members}
 
-    return {**inline(resolved.tree, key), **run_args}
+    return {**inline(resolved.tree), "group": key, **run_args}
 
 
 def expanded(resolved: Resolved, leaf: str) -> Resolved:
@@ -442,7 +447,6 @@ def lm_eval_targets(spec: str, *, alias: str | None = None, include_path: str | 
     per subtask of a group. Raises :class:`LmEvalTaskError` for an unknown task, a metric it does
     not report, or (``check_data``) data that is not on this machine."""
     resolved = resolve(spec, include_path, overrides, is_path=is_path)
-    chosen = choose_metric(resolved, metric)
     # evaluation.num_fewshot is lm_eval's --num_fewshot; overrides.num_fewshot pins the task's own.
     shots = None if "num_fewshot" in (overrides or {}) else num_fewshot
     parts = ([(column_name(alias, leaf), expanded(resolved, leaf)) for leaf in resolved.leaves]
@@ -455,5 +459,5 @@ def lm_eval_targets(spec: str, *, alias: str | None = None, include_path: str | 
                 if problem:
                     raise LmEvalTaskError("overrides" if overrides else "lm_eval", problem)
         config = target_config(name, part, limit, shots)
-        out.append((name, LmEvalTarget(name, part, config, chosen, abilities, limit), config))
+        out.append((name, LmEvalTarget(name, part, config, choose_metric(part, metric), abilities, limit), config))
     return out

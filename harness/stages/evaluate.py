@@ -209,57 +209,48 @@ def calls(configs: dict[str, dict], num_fewshot: int) -> dict[tuple, dict[str, d
     return out
 
 
-def _group_samples(target: str, config: dict, out: dict, metric_name: str, filter_name: str) -> list[dict]:
-    """A group's per-sample records: its subtasks' (lm-eval names them ``group::task``), each
-    doc id made unique as ``task:doc_id``."""
-    samples = []
-    for leaf in scoring_configs(config):
-        logged = out["samples"].get(f"{leaf_prefix(config, leaf)}") or []
-        short = leaf["task"]
-        for smp in logged:
-            if smp.get("filter", "none") == filter_name:
-                record = _sample_record(smp, metric_name)
-                record["doc_id"] = f"{short}:{record['doc_id']}"
-                samples.append(record)
-    return samples
+def _leaf_cell(leaf: dict, metric: str, out: dict, seed: int) -> CellResult:
+    """One subtask of a group, as a cell of its own (its doc ids made ``task:doc_id``)."""
+    result = cell_result(leaf["task"], metric, leaf, out, seed)
+    short = leaf["task"].split("::")[-1]
+    for record in result.samples:
+        record["doc_id"] = f"{short}:{record['doc_id']}"
+    return result
 
 
-def leaf_prefix(config: dict, leaf: dict) -> str:
-    """lm-eval's name of group member ``leaf`` of the inline group ``config``: ``group::...::task``."""
-    def find(group: dict, prefix: str) -> str | None:
-        for member in group["task"]:
-            if "group" in member:
-                hit = find(member, f"{prefix}::{member['group']}")
-                if hit:
-                    return hit
-            elif member is leaf:
-                return f"{prefix}::{member['task']}"
-        return None
-
-    return find(config, config["group"]) or leaf["task"]
+def _aggregate(group: dict, metric: str, out: dict, seed: int) -> tuple[float, list[dict], set[str]]:
+    """(value, per-sample records, aggregations) of a group, as lm-eval aggregates one: by its
+    aggregate_metric_list entry for ``metric`` (mean over its members, weighted by their sizes
+    unless weight_by_size is false); without one (a tag), the mean over all its documents, which
+    is the size-weighted mean of its subtasks."""
+    metric_name, _, filter_name = metric.partition(",")
+    parts = []
+    for member in group["task"]:
+        if "group" in member:
+            parts.append(_aggregate(member, metric, out, seed))
+        else:
+            cell = _leaf_cell(member, metric, out, seed)
+            parts.append((cell.value, cell.samples, {cell.aggregation}))
+    samples = [smp for _, part, _ in parts for smp in part]
+    aggregations = set().union(*(a for _, _, a in parts))
+    if not samples:
+        raise ValueError(f"group {group['group']!r}: lm-eval logged no samples for {metric!r}")
+    entry = next((e for e in group.get("aggregate_metric_list") or ()
+                  if e.get("metric") == metric_name and filter_name in (e.get("filter_list") or [filter_name])), None)
+    if entry is not None and not entry.get("weight_by_size", True):
+        return sum(v for v, _, _ in parts) / len(parts), samples, aggregations
+    if not aggregations <= set(MEAN_AGGREGATIONS):
+        raise ValueError(f"group {group['group']!r}: its subtasks aggregate {metric!r} by {sorted(aggregations)}, "
+                         "not a mean, so they have no mean over the group; set expand: true to score each "
+                         "subtask as its own target")
+    return sum(len(part) * v for v, part, _ in parts) / len(samples), samples, aggregations
 
 
 def group_result(target: str, metric: str, config: dict, out: dict, seed: int) -> CellResult:
-    """A group's cell: lm-eval's aggregate of its subtasks where its aggregate_metric_list gives
-    one for ``metric``; else (a tag, or a group that aggregates other metrics) the mean over every
-    document of its subtasks, which is lm-eval's size-weighted mean of a mean metric."""
-    metric_name, _, filter_name = metric.partition(",")
-    filter_name = filter_name or "none"
-    samples = _group_samples(target, config, out, metric_name, filter_name)
-    leaves = scoring_configs(config)
-    aggregations = {aggregation_of(leaf, metric_name) for leaf in leaves}
-    if not samples:
-        raise ValueError(f"target {target!r}: lm-eval logged no samples for {metric!r} in group {config['group']!r}")
-    row = out["results"].get(config["group"], {})
-    if metric in row and isinstance(row[metric], (int, float)):
-        value = float(row[metric])
-    elif aggregations <= set(MEAN_AGGREGATIONS):
-        value = sum(smp["correct"] for smp in samples) / len(samples)
-    else:
-        raise ValueError(f"target {target!r}: group {config['group']!r} has no aggregate of {metric!r} and its "
-                         f"subtasks aggregate it by {sorted(aggregations)}, not a mean; set expand: true to score "
-                         "each subtask as its own target")
-    aggregation = "mean" if len(aggregations) != 1 else aggregations.pop()
+    """A group's cell: the aggregate of its subtasks (:func:`_aggregate`), with the per-sample
+    records of them all, their doc ids made unique as ``task:doc_id``."""
+    value, samples, aggregations = _aggregate(config, metric, out, seed)
+    aggregation = aggregations.pop() if len(aggregations) == 1 else "mean"
     return CellResult(value, cell_stderr(samples, value, aggregation, seed), metric, len(samples), samples,
                       aggregation)
 
@@ -301,7 +292,8 @@ class Evaluator:
         for (limit, num_fewshot), batch in calls(configs, s.num_fewshot).items():
             with captured_stderr(), no_environment_report():
                 out = simple_evaluate(
-                    model=self.lm, tasks=list(batch.values()), num_fewshot=num_fewshot, limit=limit,
+                    model=self.lm, tasks=[leaf for config in batch.values() for leaf in scoring_configs(config)],
+                    num_fewshot=num_fewshot, limit=limit,
                     log_samples=True, cache_requests=False, bootstrap_iters=0, verbosity="ERROR",
                     random_seed=s.seed, numpy_random_seed=s.seed, torch_random_seed=s.seed,
                     fewshot_random_seed=s.seed, task_manager=self.task_manager)
