@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import __version__
+from harness.api.lm_eval_tasks import RUN_ARGS
 from harness.api.plugins import Catalog
 from harness.api.tasks import Task
 from harness.cache.store import Cache
 from harness.config.registry import BASE, Registry
-from harness.api.lm_eval_tasks import RUN_ARGS
 from harness.errors import DataError, ModelNotFound
 from harness.files import stable_hash
 from harness.model import loading

@@ -11,9 +11,9 @@ import subprocess
 import sys
 
 import pytest
-from helpers import SHARED_DATA
 
 from harness.reporting.results_schema import validate_results
+from helpers import SHARED_DATA
 
 ARC = SHARED_DATA / "arc_easy"
 pytestmark = pytest.mark.skipif(not (ARC / "test.jsonl").is_file(), reason=f"no ARC-Easy rows at {ARC}")
