@@ -162,3 +162,62 @@ def test_claimed_now_holds_every_free_lock_and_defers_the_held_ones(tmp_path):
                     assert not got
     with other.lock("cells", "a", blocking=False) as got:
         assert got  # released when the block ends
+
+
+MC_YAML = """\
+task: colour_mc
+dataset_path: json
+dataset_kwargs: {{data_files: {{test: {data}}}}}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Is {{{{thing}}}} warm or cold?\\nAnswer:"
+doc_to_choice: ["cold", "warm"]
+doc_to_target: label
+metric_list: [{{metric: acc, aggregation: mean, higher_is_better: true}}]
+"""
+GEN_YAML = """\
+task: add_gen
+dataset_path: json
+dataset_kwargs: {{data_files: {{test: {data}}}}}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{a}}}} plus {{{{b}}}} is"
+doc_to_target: "{{{{answer}}}}"
+generation_kwargs: {{until: ["\\n"], max_gen_toks: 4, do_sample: false}}
+metric_list: [{{metric: exact_match, aggregation: mean, higher_is_better: true}}]
+"""
+
+
+def test_lm_eval_targets_share_a_call_only_with_targets_of_their_limit(tiny_model, tiny_model_dir, tmp_path,
+                                                                       monkeypatch):
+    """lm-eval's ``limit`` is call-wide: built-in targets (their files hold their rows) share one
+    call, each lm-eval target goes with the targets of its own limit; every cell as scored alone."""
+    import json
+
+    things = [("fire", 1), ("ice", 0), ("sun", 1), ("snow", 0), ("tea", 1), ("frost", 0)]
+    (tmp_path / "colours.jsonl").write_text("".join(json.dumps({"thing": t, "label": y}) + "\n" for t, y in things))
+    sums = [(a, b) for a in range(1, 4) for b in range(1, 3)]
+    (tmp_path / "sums.jsonl").write_text("".join(json.dumps({"a": a, "b": b, "answer": str(a + b)}) + "\n"
+                                                 for a, b in sums))
+    (tmp_path / "mc.yaml").write_text(MC_YAML.format(data=tmp_path / "colours.jsonl"))
+    (tmp_path / "gen.yaml").write_text(GEN_YAML.format(data=tmp_path / "sums.jsonl"))
+    registry = Registry.model_validate({
+        "experiment": "limits", "base_model": {"path": str(tiny_model_dir)},
+        "sources": [{"task": "sentiment", "n_train": 8}],
+        "targets": [{"task": "sentiment", "limit": 6}, {"lm_eval": str(tmp_path / "mc.yaml"), "limit": 5},
+                    {"task": "nli", "limit": 4}, {"lm_eval": str(tmp_path / "gen.yaml"), "limit": 3}],
+        "evaluation": {"batch_size": 4}, "traits": []})
+    cache = Cache(tmp_path / "cache")
+    plan = make_plan(registry, catalog(), cache, ModelLocation(key="tiny", how="test"), compute={"device": "cpu"})
+    plan.cells = [c for c in plan.cells if c.model == BASE]
+    calls = count_calls(monkeypatch)
+    assert score_all(plan, registry, cache, tiny_model) == []
+    assert calls == [["sentiment", "nli"], ["colour_mc"], ["add_gen"]]
+    model, tok = tiny_model
+    single = evaluate.Evaluator(model, tok, registry.evaluation)
+    for cell in plan.cells:
+        stored = entries.read_cell(cache, cell.key)
+        alone = evaluate.score_cell(single, plan, cell.target)
+        assert (stored["value"], stored["n"]) == (alone.value, alone.n)
+    assert {c.target: entries.read_cell(cache, c.key)["n"] for c in plan.cells} == {
+        "sentiment": 6, "colour_mc": 5, "nli": 4, "add_gen": 3}
