@@ -15,6 +15,11 @@ test rows:
   --limit L [--batch_size B]`` -- with lm_eval's default batch size (what you get without
   ``--batch_size``: 1) and with the harness's batch size, the two settings alternating model by model.
 
+Full runs also time a one-row lm_eval command (before and after the others): the fixed cost every
+command pays. Per model, the harness's evaluate-stage seconds are compared with lm_eval's in-command
+scoring (a command's wall time less that fixed cost): ``per_model_ratio`` (target <= 1.15), beside
+the whole-run speedup at the same batch size (target >= 3).
+
 Wall and CPU seconds (user + system of the processes, all threads) are both reported: CPU time moves
 far less than wall time when other work shares the machine. Every (model, target) score must be
 identical on both sides (|difference| <= 1e-9); any difference is printed and the script exits 1.
@@ -31,6 +36,33 @@ import _common as c  # noqa: E402
 
 TARGETS = ("arithmetic", "sentiment", "nli", "ordering")
 TOLERANCE = 1e-9
+
+
+def benchmark_registry(out_dir: Path, run_cache: Path, base_model: dict, sources: list[dict], targets, limit: int,
+                       lora: dict, evaluation: dict, default, adapter_dirs: dict[str, Path],
+                       yamls: dict[str, str]) -> dict:
+    """The registry each timed `harness run` scores: the one place that says what the harness side is.
+
+    Today: sources trained here (``task:``; their adapters are already in the linked setup cache,
+    so the run only scores) and built-in targets (``task:`` with ``limit``).
+
+    LEAD, after merging brought adapters and lm-eval targets (issue 16, items 1 and 2), switch to
+    the form the Done-when names -- 4 brought adapters on 4 lm-eval YAML targets, the very folders
+    and YAML files the lm_eval commands get -- by returning instead::
+
+        "sources": [{"alias": name, "adapter": str(path)} for name, path in adapter_dirs.items()],
+        "targets": [{"lm_eval": yamls[t]} for t in targets],   # rows and limit are in the YAML
+
+    Keep the aliases equal to the source names and the targets' names equal to the exported
+    tasks' names (``t``): the score comparison looks cells up by them.
+    """
+    del adapter_dirs, yamls  # used by the brought-adapter form above
+    return {"experiment": "eval_vs_lm_eval", "output_dir": str(out_dir), "cache_dir": str(run_cache),
+            "base_model": base_model, "sources": sources,
+            "targets": [{"task": t, "limit": limit} for t in targets], "lora": lora,
+            "evaluation": evaluation, "traits": [],
+            "decomposers": [d.model_dump(mode="json", exclude_none=True) for d in default.decomposers],
+            "analysis": default.analysis.model_dump(mode="json")}
 
 
 def main(argv=None) -> int:
@@ -86,16 +118,24 @@ def main(argv=None) -> int:
         adapter_dirs = c.ensure_adapters(c.registry_from(setup), setup_root, c.log)
         adapter_dirs = {s["task"]: adapter_dirs[s["task"]] for s in sources}
 
+        # The targets as lm-eval YAML (and their rows), written by `harness export-task`: what the
+        # lm_eval commands score (and, in the brought-adapter form below, the harness too).
+        from harness.api.plugins import catalog
+
+        cat = catalog()
+        yamls = {}
+        for t in targets:
+            out = work / "export" / f"{t}.yaml"
+            c.harness_cli("export-task", t, "-o", str(out), "--limit", str(limit))
+            yamls[t] = str(out)
+        metrics = {t: cat.get("task", t).obj().metric() for t in targets}
+
         def harness_side(i: int) -> dict:
             """One `harness run` into a fresh cache that links the trained adapters."""
             run_cache = work / f"run-cache-{i}"
             c.link_setup(setup_root, run_cache)
-            registry = {"experiment": "eval_vs_lm_eval", "output_dir": str(work / f"out-{i}"),
-                        "cache_dir": str(run_cache), "base_model": base_model, "sources": sources,
-                        "targets": [{"task": t, "limit": limit} for t in targets], "lora": lora,
-                        "evaluation": evaluation, "traits": [],
-                        "decomposers": [d.model_dump(mode="json", exclude_none=True) for d in default.decomposers],
-                        "analysis": default.analysis.model_dump(mode="json")}
+            registry = benchmark_registry(work / f"out-{i}", run_cache, base_model, sources, targets, limit, lora,
+                                          evaluation, default, adapter_dirs, yamls)
             reg_path = c.write_registry(work / f"registry-{i}.yaml", registry)
             c.log(f"harness run {i}: {k + 1} models x {len(targets)} targets (limit {limit}, batch size {eval_bs})")
             summary, wall, cpu = c.harness_run(reg_path)
@@ -106,21 +146,20 @@ def main(argv=None) -> int:
             scores = {("base", t): results["base"][t]["value"] for t in targets}
             for s in adapter_dirs:
                 scores.update({(s, t): results["scores"][s][t]["value"] for t in targets})
-            return {"seconds": wall, "cpu_seconds": cpu, "stages": summary["seconds"], "scores": scores}
+            # Each cell's seconds as filed in the cache (a joint lm-eval call's time split over its
+            # cells by request count): summed per model, they are that model's scoring time.
+            cell_seconds: dict[str, float] = {}
+            for cell, key in results["provenance"]["config_hashes"]["cells"].items():
+                model = cell.split("/")[0]  # "base" (the base model) or a source
+                record = json.loads((run_cache / "cells" / key / "cell.json").read_text())
+                cell_seconds[model] = cell_seconds.get(model, 0.0) + record["seconds"]
+            return {"seconds": wall, "cpu_seconds": cpu, "stages": summary["seconds"], "scores": scores,
+                    "cell_seconds": cell_seconds}
 
         runs = [harness_side(1)]
         ours = runs[0]["scores"]
 
         # --- lm_eval: one command per model, on the exported targets ---------------------------
-        from harness.api.plugins import catalog
-
-        cat = catalog()
-        yamls = []
-        for t in targets:
-            out = work / "export" / f"{t}.yaml"
-            c.harness_cli("export-task", t, "-o", str(out), "--limit", str(limit))
-            yamls.append(str(out))
-        metrics = {t: cat.get("task", t).obj().metric() for t in targets}
         models = [("base", None)] + list(adapter_dirs.items())
         if args.lm_eval_models != "all":
             wanted = {m.strip() for m in args.lm_eval_models.split(",")}
@@ -142,13 +181,18 @@ def main(argv=None) -> int:
             (result_file,) = out_dir.rglob("results_*.json")
             return json.loads(result_file.read_text())["results"], wall, cpu
 
-        floor = None
-        if not quick:
+        floors = []
+
+        def measure_floor() -> None:
             # What every lm_eval command costs before it scores much: imports, lm_eval's index of its
             # bundled tasks, the model, the dataset. One row of the first target, base model.
             c.log("lm_eval: one row, to measure a command's fixed cost")
-            _, wall, cpu = lm_eval("base", None, eval_bs, work / "lm_eval" / "floor", yamls[:1], 1)
-            floor = {"seconds": wall, "cpu_seconds": cpu}
+            _, wall, cpu = lm_eval("base", None, eval_bs, work / "lm_eval" / f"floor-{len(floors)}",
+                                   [yamls[targets[0]]], 1)
+            floors.append({"seconds": wall, "cpu_seconds": cpu})
+
+        if not quick:  # measured before and after the commands, like the harness runs
+            measure_floor()
 
         lm_runs = {label: {"batch_size": bs if bs is not None else 1, "passed_batch_size": bs is not None,
                            "per_model_seconds": {}, "per_model_cpu_seconds": {}, "scores": {}}
@@ -157,10 +201,15 @@ def main(argv=None) -> int:
             order = bs_runs if i % 2 == 0 else bs_runs[::-1]  # alternate which setting goes first
             for label, bs in order:
                 c.log(f"lm_eval ({'default batch size' if bs is None else f'--batch_size {bs}'}): {name}")
-                row, wall, cpu = lm_eval(name, adapter, bs, work / "lm_eval" / f"bs-{label}" / name, yamls, limit)
+                row, wall, cpu = lm_eval(name, adapter, bs, work / "lm_eval" / f"bs-{label}" / name,
+                                        list(yamls.values()), limit)
                 r = lm_runs[label]
                 r["per_model_seconds"][name], r["per_model_cpu_seconds"][name] = wall, cpu
                 r["scores"].update({(name, t): row[t][metrics[t]] for t in targets})
+        if not quick:
+            measure_floor()
+        floor = ({key: sum(f[key] for f in floors) / len(floors) for key in ("seconds", "cpu_seconds")}
+                 if floors else None)
         for r in lm_runs.values():
             r["seconds"] = sum(r["per_model_seconds"].values())
             r["cpu_seconds"] = sum(r["per_model_cpu_seconds"].values())
@@ -199,6 +248,7 @@ def main(argv=None) -> int:
     for label, r in lm_runs.items():
         print(f"lm_eval [{label}] wall seconds per command: "
               + ", ".join(f"{m} {s:.1f}" for m, s in r["per_model_seconds"].items()))
+    per_model = per_model_comparison(runs, lm_runs.get("harness"), floor, [m for m, _ in models], k + 1)
     score_rows = [[f"{m}/{t}", v] + [lm_runs[label]["scores"].get((m, t)) for label in lm_runs]
                   for (m, t), v in ours.items()]
     c.table(["model/target", "harness"] + [f"lm_eval [{label}]" for label in lm_runs], score_rows,
@@ -235,12 +285,65 @@ def main(argv=None) -> int:
                                  "differences": r["differences"]} for label, r in lm_runs.items()},
         "lm_eval_one_row_command_seconds": round(floor["seconds"], 3) if floor else None,
         "lm_eval_one_row_command_cpu_seconds": round(floor["cpu_seconds"], 3) if floor else None,
+        "lm_eval_one_row_command_runs": floors,
+        "per_model": per_model,
+        "per_model_ratio": per_model["ratio"] if per_model else None,
+        "targets_met": ({"whole_run_speedup_same_bs>=3": (speedup("harness", "seconds", h_wall) or 0) >= 3,
+                         "per_model_ratio<=1.15": per_model["ratio"] <= 1.15} if per_model and complete else None),
         "scores_identical": identical,
         "max_abs_score_difference": max([abs(d) for r in lm_runs.values() for d in r["differences"].values()] or [0.0]),
         "machine": c.machine(),
     }
     c.emit(result)
     return 0 if identical else 1
+
+
+def per_model_comparison(runs: list[dict], same_bs: dict | None, floor: dict | None, models: list[str],
+                         n_models: int) -> dict | None:
+    """Per model: the harness's evaluate-stage seconds against lm_eval's in-command scoring seconds
+    at the same batch size -- a command's wall time less the fixed cost every command pays (the
+    one-row command's wall time: imports, lm_eval's task index, the model load, one dataset).
+    Printed as a table; returned for the JSON line. None without the one-row command (--quick) or
+    the same-batch-size lm_eval run.
+
+    harness: the evaluate stage of `harness run` (provenance seconds; mean over the harness runs)
+    over the number of models -- lm-eval's model object, every adapter switched in, every cell
+    scored and filed; the model load is outside it, as it is inside lm_eval's fixed cost. Per model
+    the cells' own seconds (cell.json) are shown too: a model's scoring without its adapter swap.
+    The stage timer records wall seconds only, so the per-model ratio is over wall seconds; CPU
+    seconds of lm_eval's in-command scoring are shown beside them, and the whole-run ratio above
+    has both.
+    """
+    if floor is None or same_bs is None:
+        return None
+    stage = sum(r["stages"].get("evaluate", 0.0) for r in runs) / len(runs)
+    harness_per_model = stage / n_models
+    rows, lm_wall, lm_cpu = [], [], []
+    for m in models:
+        wall = same_bs["per_model_seconds"][m] - floor["seconds"]
+        cpu = same_bs["per_model_cpu_seconds"][m] - floor["cpu_seconds"]
+        cells = sum(r["cell_seconds"].get(m, 0.0) for r in runs) / len(runs)
+        lm_wall.append(wall)
+        lm_cpu.append(cpu)
+        rows.append([m, cells, wall, cpu, c.ratio(cells, wall)])
+    lm_mean = sum(lm_wall) / len(lm_wall)
+    lm_cpu_mean = sum(lm_cpu) / len(lm_cpu)
+    rows.append(["per model (harness: evaluate stage / models)", harness_per_model, lm_mean, lm_cpu_mean,
+                 c.ratio(harness_per_model, lm_mean)])
+    c.table(["model", "harness cells s", "lm_eval in-command s", "lm_eval in-command cpu s", "ratio (wall)"],
+            rows, title=f"Per model, batch size {same_bs['batch_size']}: harness scoring vs lm_eval's in-command "
+                        f"scoring (command wall - one-row command's {floor['seconds']:.1f}s)")
+    ratio = c.ratio(harness_per_model, lm_mean)
+    print(f"per-model ratio harness / lm_eval = {c.fmt(ratio)} (target <= 1.15: "
+          f"{'met' if ratio is not None and ratio <= 1.15 else 'not met'})")
+    return {"harness_evaluate_stage_seconds": round(stage, 3),
+            "harness_evaluate_seconds_per_model": round(harness_per_model, 3),
+            "harness_cell_seconds_per_model": {m: round(r[1], 3) for m, r in zip(models, rows)},
+            "lm_eval_in_command_seconds_per_model": {m: round(v, 3) for m, v in zip(models, lm_wall)},
+            "lm_eval_in_command_cpu_seconds_per_model": {m: round(v, 3) for m, v in zip(models, lm_cpu)},
+            "lm_eval_in_command_seconds_mean": round(lm_mean, 3),
+            "lm_eval_in_command_cpu_seconds_mean": round(lm_cpu_mean, 3),
+            "ratio": ratio}
 
 
 if __name__ == "__main__":

@@ -64,3 +64,20 @@ def claimed(cache: Cache, kind: str, jobs: list, console, what):
                 job.cached = True
                 continue
             yield job
+
+
+@contextlib.contextmanager
+def claimed_now(cache: Cache, kind: str, jobs: list) -> Iterator[tuple[list, list]]:
+    """``(mine, later)``: the jobs this run can compute now, all their locks held inside the block
+    (so they can be computed together, as one call), and the ones another run holds, to go
+    through :func:`claimed` afterwards. A job found finished is marked cached and in neither."""
+    mine, later = [], []
+    with contextlib.ExitStack() as stack:
+        for job in jobs:
+            if not stack.enter_context(cache.lock(kind, job.key, blocking=False)):
+                later.append(job)
+            elif cache.has(kind, job.key):
+                job.cached = True
+            else:
+                mine.append(job)
+        yield mine, later

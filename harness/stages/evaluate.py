@@ -23,7 +23,7 @@ from rich.markup import escape
 from harness.analysis.outcomes import MEAN_AGGREGATIONS
 from harness.api.lm_eval_tasks import RUN_ARGS, scoring_configs
 from harness.cache import entries
-from harness.cache.locks import claimed
+from harness.cache.locks import claimed, claimed_now
 from harness.cache.store import Cache
 from harness.config.registry import BASE, EvaluationSettings, Registry
 from harness.errors import ExecutorError, failure_record
@@ -283,21 +283,27 @@ class Evaluator:
         # bundled one (lm-eval ships an "arithmetic") can never be merged with it.
         self.task_manager = TaskManager(include_defaults=False)
 
-    def evaluate(self, configs: dict[str, dict], metrics: dict[str, str]) -> dict[str, CellResult]:
-        """Score every config (target name -> inline lm-eval dict); return a result per target."""
+    def call(self, configs: dict[str, dict], limit: int | None, num_fewshot: int) -> dict:
+        """One ``simple_evaluate`` call on target configs of one ``(limit, num_fewshot)`` (a batch
+        of :func:`calls`): its raw output. lm-eval pools the requests of all the call's tasks by
+        type and batches them together, as its own ``lm_eval --tasks A B C`` command does."""
         from lm_eval import simple_evaluate
 
         s = self.settings
+        with captured_stderr(), no_environment_report():
+            return simple_evaluate(
+                model=self.lm, tasks=[leaf for config in configs.values() for leaf in scoring_configs(config)],
+                num_fewshot=num_fewshot, limit=limit,
+                log_samples=True, cache_requests=False, bootstrap_iters=0, verbosity="ERROR",
+                random_seed=s.seed, numpy_random_seed=s.seed, torch_random_seed=s.seed,
+                fewshot_random_seed=s.seed, task_manager=self.task_manager)
+
+    def evaluate(self, configs: dict[str, dict], metrics: dict[str, str]) -> dict[str, CellResult]:
+        """Score every config (target name -> inline lm-eval dict); return a result per target."""
         results = {}
-        for (limit, num_fewshot), batch in calls(configs, s.num_fewshot).items():
-            with captured_stderr(), no_environment_report():
-                out = simple_evaluate(
-                    model=self.lm, tasks=[leaf for config in batch.values() for leaf in scoring_configs(config)],
-                    num_fewshot=num_fewshot, limit=limit,
-                    log_samples=True, cache_requests=False, bootstrap_iters=0, verbosity="ERROR",
-                    random_seed=s.seed, numpy_random_seed=s.seed, torch_random_seed=s.seed,
-                    fewshot_random_seed=s.seed, task_manager=self.task_manager)
-            results.update({target: cell_result(target, metrics[target], config, out, s.seed)
+        for (limit, num_fewshot), batch in calls(configs, self.settings.num_fewshot).items():
+            out = self.call(batch, limit, num_fewshot)
+            results.update({target: cell_result(target, metrics[target], config, out, self.settings.seed)
                             for target, config in batch.items()})
         return {target: results[target] for target in configs}
 
@@ -361,39 +367,67 @@ def evaluate_cells(plan: Plan, registry: Registry, cache: Cache, host, model, to
     evaluator = (vllm_evaluator(plan, registry, cache, model, model_dir) if vllm
                  else Evaluator(model, tokenizer, registry.evaluation))
     # One model at a time (each adapter is switched in once), in plan order.
-    order = {name: i for i, name in enumerate(dict.fromkeys(c.model for c in scorable))}
-    scorable.sort(key=lambda c: order[c.model])
+    by_model: dict[str, list] = {}
+    for cell in scorable:
+        by_model.setdefault(cell.model, []).append(cell)
     active = None
+
+    def switch_to(model_name: str) -> None:
+        nonlocal active
+        if model_name == active:
+            return
+        if model_name != BASE:
+            job = adapters[model_name]
+            if vllm:
+                evaluator.activate(adapter_name(job), cache.path("adapters", job.key))
+            else:
+                host.load(adapter_name(job), cache.path("adapters", job.key))
+        elif vllm:
+            evaluator.activate(None)
+        active = model_name
+
+    def failed(cell, exc) -> None:
+        nonlocal active
+        active = None  # switch the model in again for the next cell
+        failures.append(failure_record("evaluate", exc, source=cell.model, target=cell.target))
+        console.log(f"[red]scoring {cell.model} on {cell.target} failed:[/] {escape(str(exc))}")
+        free_accelerator_memory()
+
     with make_progress(console) as progress:
         bar = progress.add_task("evaluate", total=len(scorable))
-        for cell in claimed(cache, "cells", scorable, console, lambda c: f"scoring {c.model} on {c.target}"):
-            model_name = cell.model
-            progress.update(bar, description=f"evaluate {model_name} on {cell.target}")
+
+        def score(model_name: str, cells: list) -> None:
+            """Score one model's cells (their locks held), filing each as its result comes."""
+            progress.update(bar, description=f"evaluate {model_name} on {', '.join(c.target for c in cells)}")
+            left = list(cells)
             try:
-                if model_name != active:
-                    if model_name != BASE:
-                        job = adapters[model_name]
-                        if vllm:
-                            evaluator.activate(adapter_name(job), cache.path("adapters", job.key))
+                switch_to(model_name)
+                only_base = host.base_only() if model_name == BASE and not vllm else contextlib.nullcontext()
+                with only_base:
+                    for cell, result, seconds in score_cells(evaluator, plan, cells, console):
+                        left.remove(cell)
+                        if isinstance(result, Exception):  # one cell failing must not cost the others
+                            failed(cell, result)
                         else:
-                            host.load(adapter_name(job), cache.path("adapters", job.key))
-                    elif vllm:
-                        evaluator.activate(None)
-                    active = model_name
-                start = time.perf_counter()
-                if model_name == BASE and not vllm:
-                    with host.base_only():
-                        result = score_cell(evaluator, plan, cell.target)
-                else:
-                    result = score_cell(evaluator, plan, cell.target)
-                entries.store_cell(cache, cell, result, time.perf_counter() - start)
-                cell.done_here = True
-            except Exception as exc:  # one cell failing (out of memory, a task bug) must not cost the others
-                active = None  # switch the model in again for the next cell
-                failures.append(failure_record("evaluate", exc, source=model_name, target=cell.target))
-                console.log(f"[red]scoring {model_name} on {cell.target} failed:[/] {escape(str(exc))}")
-                free_accelerator_memory()
-            progress.advance(bar)
+                            try:
+                                entries.store_cell(cache, cell, result, seconds)
+                                cell.done_here = True
+                            except Exception as exc:
+                                failed(cell, exc)
+                        progress.advance(bar)
+            except Exception as exc:  # the model could not be switched in (or scoring ran out of memory)
+                for cell in left:
+                    failed(cell, exc)
+                    progress.advance(bar)
+
+        later = []
+        for model_name, cells in by_model.items():
+            with claimed_now(cache, "cells", cells) as (mine, held):
+                if mine:
+                    score(model_name, mine)
+            later += held  # cells another run sharing the cache is scoring: waited for at the end
+        for cell in claimed(cache, "cells", later, console, lambda c: f"scoring {c.model} on {c.target}"):
+            score(cell.model, [cell])
         progress.update(bar, completed=len(scorable))  # cells another run scored meanwhile
 
 
@@ -430,3 +464,67 @@ def check_backend(registry: Registry) -> None:
 def score_cell(evaluator, plan: Plan, target: str):
     task = plan.tasks[target]
     return evaluator.evaluate({target: plan.target_configs[target]}, {target: task.metric()})[target]
+
+
+def request_count(out: dict, config: dict) -> int:
+    """The requests a target (``config``: a task, or a group of them) sent the model in a
+    ``simple_evaluate`` output. lm-eval logs every document once per filter, with the same
+    requests: one filter's log is counted."""
+    count = 0
+    for leaf in scoring_configs(config):
+        logged = (out.get("samples") or {}).get(leaf["task"]) or []
+        first = logged[0].get("filter") if logged else None
+        count += sum(len(smp.get("arguments") or ()) for smp in logged if smp.get("filter") == first)
+    return count
+
+
+def score_cells(evaluator, plan: Plan, cells: list, console=None):
+    """Yield ``(cell, CellResult or the exception that stopped it, seconds)`` for every cell of the
+    model the evaluator scores now.
+
+    The cells go in as few ``simple_evaluate`` calls as lm-eval allows (:func:`calls`: one per
+    ``limit`` and ``num_fewshot``; every built-in target is in the one with no limit): lm-eval
+    builds the call's tasks, pools their requests by type and batches them together (fuller
+    batches, one pass of its per-call setup), exactly as one ``lm_eval --tasks A B C`` command
+    does, so the scores are that command's. If a joint call fails, its cells are scored one call
+    each, so one broken target costs only its own cell.
+    """
+    by_target = {c.target: c for c in cells}
+    configs = {c.target: plan.target_configs[c.target] for c in cells}
+    for (limit, num_fewshot), batch in calls(configs, evaluator.settings.num_fewshot).items():
+        group = [by_target[t] for t in batch]
+        if len(group) > 1:
+            start = time.perf_counter()
+            try:
+                out = evaluator.call(batch, limit, num_fewshot)
+            except Exception as exc:
+                free_accelerator_memory()
+                if console is not None:
+                    console.log(f"[yellow]scoring {group[0].model} on {', '.join(batch)} in one lm-eval call "
+                                f"failed ({escape(str(exc)[:200])}); scoring them one by one")
+            else:
+                seconds = time.perf_counter() - start
+                # The requests of all the call's tasks run in shared batches, so a cell's own time
+                # cannot be measured: the call's seconds are split over its cells by their share
+                # of its requests (an estimate per cell: a generation request costs more than a
+                # loglikelihood one; the sum is the call's measured time).
+                requests = {t: request_count(out, config) for t, config in batch.items()}
+                total = sum(requests.values())
+                for cell in group:
+                    share = seconds * (requests[cell.target] / total if total else 1 / len(group))
+                    try:
+                        result = cell_result(cell.target, plan.tasks[cell.target].metric(), batch[cell.target],
+                                             out, evaluator.settings.seed)
+                    except Exception as exc:
+                        yield cell, exc, share
+                    else:
+                        yield cell, result, share
+                continue
+        for cell in group:
+            start = time.perf_counter()
+            try:
+                result = score_cell(evaluator, plan, cell.target)
+            except Exception as exc:  # one cell failing (out of memory, a task bug) must not cost the others
+                yield cell, exc, time.perf_counter() - start
+            else:
+                yield cell, result, time.perf_counter() - start
