@@ -311,7 +311,9 @@ class Registry(_Config):
     output_dir: str = Field("runs", description="Where run folders go (relative to the registry file).")
     cache_dir: str | None = Field(None, description="Content-addressed cache (default: $HARNESS_CACHE_DIR or ~/.cache/transfer-harness).")
     base_model: ModelConfig
-    sources: list[SourceConfig] = Field(min_length=1)
+    sources: list[SourceConfig] = Field(default_factory=list, description="Datasets to fine-tune on. May be empty: "
+                                        "a suite of targets that scores the base model (and any --checkpoint or "
+                                        "--adapter given to `harness run`) with no training; the analysis then skips.")
     targets: list[TargetConfig] = Field(min_length=1)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
