@@ -59,7 +59,7 @@ def run_params(results: dict) -> dict[str, str]:
     """What identifies the run, as short strings (MLflow params, W&B config)."""
     versions = results.get("provenance", {}).get("versions", {})
     return {"experiment": results["experiment"], "base_model": results["base_model"]["name"],
-            "base_model_key": results["base_model"]["key"], "sources": ",".join(results["sources"]),
+            "base_model_key": results["base_model"].get("key", ""), "sources": ",".join(results["sources"]),
             "targets": ",".join(results["targets"]),
             **{metric_name("metric", t): m for t, m in results["metrics"].items()},
             **{metric_name("version", k): v for k, v in versions.items()}}
@@ -100,7 +100,7 @@ def log_mlflow(settings: MlflowSettings, results: dict, run_dir: Path, here: Pat
     experiment = client.get_experiment_by_name(name)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
     tags = {"harness.version": __version__, "harness.run_dir": str(run_dir),
-            "harness.registry_hash": results["provenance"]["config_hashes"]["registry"], **settings.tags}
+            "harness.registry_hash": results["provenance"]["config_hashes"].get("registry", ""), **settings.tags}
     run = client.create_run(experiment_id, run_name=settings.run_name or f"{results['experiment']} "
                             f"{time.strftime('%Y-%m-%d %H:%M:%S')}", tags=tags)
     run_id = run.info.run_id
