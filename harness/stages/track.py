@@ -123,8 +123,8 @@ def log_mlflow(settings: MlflowSettings, results: dict, run_dir: Path, here: Pat
 
 
 def log_wandb(settings: WandbSettings, results: dict, run_dir: Path, here: Path) -> dict:
-    """One W&B run: the cells in its summary (one value each, not a history), the parameters in
-    its config, the run folder as an artifact of type ``harness-run``. Silent: the harness says
+    """One W&B run: the cells logged once (one step, so its summary holds each value), the parameters
+    in its config, the run folder as an artifact of type ``harness-run``. Silent: the harness says
     where the run went in one line of its own."""
     import wandb
 
