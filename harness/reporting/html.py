@@ -9,7 +9,7 @@ import html
 import json
 from pathlib import Path
 
-from harness.analysis.applicability import NO_SOURCES, describe, skipped_analyses
+from harness.analysis.applicability import describe, skipped_analyses
 from harness.reporting.numbers import fixed, signed
 
 CSS = """
@@ -89,6 +89,8 @@ def _provenance(results: dict) -> str:
 
 def _transfer(results: dict, plots) -> str:
     if not results["sources"]:
+        from harness.analysis.applicability import NO_SOURCES
+
         return f'<p class="muted">No transfer to show: {esc(NO_SOURCES)}.</p>'
     tests = results.get("cell_tests") or {}
     rows = []
