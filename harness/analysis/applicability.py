@@ -13,6 +13,9 @@ from __future__ import annotations
 # +-1, a leave-one-source-out fit over two keeps one training row per fold (prediction: two, and a
 # two-point Spearman), and a refit without one source has a single row left.
 MIN_SOURCES = 3
+# Why every analysis is skipped in a run without sources (a CI suite: targets, the base model, nothing else).
+NO_SOURCES = ("no sources: only the base model was scored (a suite of targets); add sources, or bring a model "
+              "with harness run --checkpoint NAME=DIR")
 
 
 class NotApplicable(ValueError):

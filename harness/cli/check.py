@@ -25,6 +25,7 @@ def add_parser(sub) -> None:
 
 def main(args, err) -> int:
     from harness.reporting.check import CheckError, compare, load_results, to_json, to_junit, to_markdown
+    from harness.reporting.text import md_escape
 
     try:
         current = load_results(args.run_dir, role="current run")
@@ -40,10 +41,27 @@ def main(args, err) -> int:
         except OSError as exc:
             print(f"error: cannot write {args.junit}: {exc.strerror}", file=sys.stderr)
             return 2
-    text = json.dumps(to_json(result), indent=2) if args.json else to_markdown(result)
-    print(text)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary and not args.json:  # shows up on the GitHub Actions job page
-        with open(summary, "a", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+    markdown = to_markdown(result)
+    print(json.dumps(to_json(result), indent=2) if args.json else markdown)
+    write_step_summary(f"### harness check: {md_escape(args.run_dir)} against {md_escape(args.baseline)}\n\n"
+                       f"{markdown}\n", err)
     return 0 if result.passed else 1
+
+
+def write_step_summary(markdown: str, err) -> bool:
+    """Append ``markdown`` to the file ``$GITHUB_STEP_SUMMARY`` names, when it is set: GitHub Actions
+    shows it on the job's page (other steps append theirs too, so never truncate). A summary that
+    cannot be written is a warning, not a failed gate: the verdict is the exit code."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not summary:
+        return False
+    try:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(markdown)
+    except OSError as exc:
+        from rich.markup import escape
+
+        err.print(f"[yellow]warning:[/] cannot append the diff to $GITHUB_STEP_SUMMARY ({escape(summary)}): "
+                  f"{escape(exc.strerror or str(exc))}", highlight=False)
+        return False
+    return True

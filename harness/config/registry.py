@@ -365,6 +365,77 @@ class AnalysisSettings(_Config):
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of every resampling in the analysis (0 to 2^32 - 1).")
 
 
+TRACKING_INSTALL = 'pip install "transfer-harness[tracking]"'
+
+
+def _installed(module: str, section: str) -> None:
+    """A tracking section names an optional library: refuse it at validate time, not after the run."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(f"tracking.{section} needs the {module} package, which is not installed here; install the "
+                         f"tracking extra ({TRACKING_INSTALL}), or remove tracking.{section}")
+
+
+class MlflowSettings(_Config):
+    """Log the run to MLflow: every cell as a metric, the run folder as artifacts (MlflowClient, so an
+    active ``mlflow.start_run`` of the calling process is left alone)."""
+
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI: http(s)://host for a tracking server, "
+                                     "sqlite:///file.db, or a local file store, file:./mlruns or a plain folder "
+                                     "(relative to the registry file; works offline). Empty: $MLFLOW_TRACKING_URI, "
+                                     "else MLflow's own default.")
+    experiment: str | None = Field(None, description="MLflow experiment (created when missing); empty: the registry's "
+                                   "experiment name.")
+    run_name: str | None = Field(None, description="Name of the MLflow run; empty: the experiment name and the time.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on the MLflow run, e.g. {commit: abc123}.")
+    artifacts: bool = Field(True, description="Upload the run folder (results.json, report.html, matrix.csv, "
+                            "per-sample logs, ...) as the run's artifacts.")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _check_uri(cls, value):
+        return _path_text(value)
+
+    @model_validator(mode="after")
+    def _library(self):
+        _installed("mlflow", "mlflow")
+        return self
+
+
+class WandbSettings(_Config):
+    """Log the run to Weights & Biases: every cell in the run summary, the run folder as an artifact."""
+
+    mode: Literal["online", "offline", "disabled"] = Field(
+        "online", description="online: sync to the W&B server (needs `wandb login` or WANDB_API_KEY); offline: write "
+                              "the run under `dir` only, for a later `wandb sync`; disabled: log nothing.")
+    project: str | None = Field(None, description="W&B project; empty: the registry's experiment name.")
+    entity: str | None = Field(None, description="W&B team or user; empty: your default entity.")
+    run_name: str | None = Field(None, description="Display name of the W&B run; empty: W&B picks one.")
+    dir: str | None = Field(None, description="Folder W&B writes its run files under (relative to the registry "
+                            "file); empty: $WANDB_DIR, else ./wandb.")
+    tags: list[str] = Field(default_factory=list, description="Tags on the W&B run.")
+    artifacts: bool = Field(True, description="Log the run folder as a W&B artifact of type harness-run.")
+
+    @field_validator("dir")
+    @classmethod
+    def _check_dir(cls, value):
+        return _expandable(value)
+
+    @model_validator(mode="after")
+    def _library(self):
+        _installed("wandb", "wandb")
+        return self
+
+
+class TrackingSettings(_Config):
+    """Where a finished run's results are also sent, after the report is written. Optional (the
+    tracking extra); a tracking failure is recorded in results' failures, and the run folder stays."""
+
+    mlflow: MlflowSettings | None = Field(None, description="Log to MLflow (see MlflowSettings).")
+    wandb: WandbSettings | None = Field(None, description="Log to Weights & Biases (see WandbSettings).")
+
+
 class Registry(_Config):
     """One experiment: a base model, sources to fine-tune on, targets to score, and the analysis."""
 
@@ -372,7 +443,9 @@ class Registry(_Config):
     output_dir: str = Field("runs", description="Where run folders go (relative to the registry file).")
     cache_dir: str | None = Field(None, description="Content-addressed cache (default: $HARNESS_CACHE_DIR or ~/.cache/transfer-harness).")
     base_model: ModelConfig
-    sources: list[SourceConfig] = Field(min_length=1)
+    sources: list[SourceConfig] = Field(default_factory=list, description="Datasets to fine-tune on. May be empty: "
+                                        "a suite of targets that scores the base model (and any --checkpoint or "
+                                        "--adapter given to `harness run`) with no training; the analysis then skips.")
     targets: list[TargetConfig] = Field(min_length=1)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
@@ -386,6 +459,8 @@ class Registry(_Config):
                                            "`harness recommend` predicts their transfer from their traits.")
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings, description="Where jobs run: `local` "
                                        "(default) or `ray` (see ExecutorSettings); `harness run --executor` overrides it.")
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings, description="Also send the results to "
+                                       "MLflow or Weights & Biases (see TrackingSettings); none by default.")
 
     @field_validator("output_dir")
     @classmethod

@@ -1,4 +1,4 @@
-"""The run, stage by stage: plan -> fine-tune -> evaluate -> matrix -> traits -> analyse -> report.
+"""The run, stage by stage: plan -> fine-tune -> evaluate -> matrix -> traits -> analyse -> report (-> track).
 
 Each stage reads what the one before produced; adapters and scored cells go through the cache, so
 a re-run with nothing changed loads no model at all.
@@ -22,7 +22,7 @@ from harness.execution.executors import make_executor
 from harness.files import write_json_atomic
 from harness.model import loading
 from harness.reporting import console as console_report
-from harness.stages import analyse, matrix, report, traits
+from harness.stages import analyse, matrix, report, track, traits
 from harness.stages import plan as plan_stage
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
     results["provenance"]["seconds"] = timer.seconds
     write_json_atomic(run_dir / "results.json", results)
     console_report.print_summary(results, console)
+    failures += track.track_stage(registry, results, run_dir, registry_path, console)  # MLflow, W&B: after all else
     return RunOutcome(run_dir, results, failures)
 
 

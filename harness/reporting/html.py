@@ -88,6 +88,10 @@ def _provenance(results: dict) -> str:
 
 
 def _transfer(results: dict, plots) -> str:
+    if not results["sources"]:
+        from harness.analysis.applicability import NO_SOURCES
+
+        return f'<p class="muted">No transfer to show: {esc(NO_SOURCES)}.</p>'
     tests = results.get("cell_tests") or {}
     rows = []
     for s in results["sources"]:

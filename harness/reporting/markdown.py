@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.analysis.applicability import describe, skipped_analyses
+from harness.analysis.applicability import NO_SOURCES, describe, skipped_analyses
 from harness.reporting.check import difference_stderr
 from harness.reporting.numbers import fixed, signed
 from harness.reporting.text import md_escape
@@ -19,13 +19,16 @@ def markdown(results: dict) -> str:
         score = "failed" if cell is None else f"{cell['value']:.3f} ± {cell['stderr'] or 0:.3f}"
         out.append(f"| {md_escape(t)} | {md_escape(results['metrics'][t])} | {score} |")
     tests = results.get("cell_tests") or {}
-    out += ["", "## Transfer (adapter − base)", "",
-            ("Marked `*` where the paired test of adapter against base on the same documents (McNemar, or a "
-             "paired bootstrap) is significant after Benjamini-Hochberg correction over the matrix."
-             if tests else "Marked `*` where |change| exceeds twice its standard error, √(adapter stderr² + base "
-                           "stderr²) (no paired test was run; ignoring the pairing makes this conservative)."), "",
-            "| source | " + " | ".join(md_escape(t) for t in targets) + " |",
-            "|---|" + "---|" * len(targets)]
+    out += ["", "## Transfer (adapter − base)", ""]
+    if not sources:
+        out.append(f"No transfer to show: {md_escape(NO_SOURCES)}.")
+    else:
+        out += [("Marked `*` where the paired test of adapter against base on the same documents (McNemar, or a "
+                 "paired bootstrap) is significant after Benjamini-Hochberg correction over the matrix."
+                 if tests else "Marked `*` where |change| exceeds twice its standard error, √(adapter stderr² + base "
+                               "stderr²) (no paired test was run; ignoring the pairing makes this conservative)."), "",
+                "| source | " + " | ".join(md_escape(t) for t in targets) + " |",
+                "|---|" + "---|" * len(targets)]
     for s in sources:
         cells = []
         for t in targets:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.analysis.applicability import NotApplicable, entry, require
+from harness.analysis.applicability import NO_SOURCES, NotApplicable, entry, require
 from harness.analysis.decompose import complete_submatrix, decompose
 from harness.analysis.outcomes import Outcomes
 from harness.config.registry import BASE
@@ -36,7 +36,7 @@ class TransferData:
 
     def array(self) -> np.ndarray:
         return np.array([[np.nan if self.transfer[s][t] is None else self.transfer[s][t] for t in self.targets]
-                         for s in self.sources], dtype=float)
+                         for s in self.sources], dtype=float).reshape(len(self.sources), len(self.targets))  # (0, n) without sources
 
     def source_traits(self) -> dict[str, dict[str, float | None]]:
         keep = self.source_trait_names
@@ -69,6 +69,13 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
         except Exception as exc:
             failures.append(_failure(stage, plugin, exc))
         return None
+
+    if not data.sources:  # a suite: say once per analysis why it is absent, rather than how it is too small
+        parts = [*(("decompose", use.key) for use in decomposers), ("target_trait_tests", None),
+                 *(("similarity_test", name) for name in data.pair_traits), ("cell_tests", None), ("prediction", None)]
+        return {"decompositions": {}, "correlations": [], "trait_tests": {}, "target_correlations": [],
+                "similarity_test": {}, "cell_tests": None, "prediction": None,
+                "skipped": [entry(analysis, NO_SOURCES, plugin) for analysis, plugin in parts]}, []
 
     X = data.array()
     keep_rows, keep_cols = complete_submatrix(X)

@@ -24,7 +24,7 @@ class Matrix:
     def array(self) -> np.ndarray:
         """Transfer as an array of shape (n_sources, n_targets); NaN where a cell is missing."""
         return np.array([[np.nan if self.transfer[s][t] is None else self.transfer[s][t]
-                          for t in self.targets] for s in self.sources], dtype=float)
+                          for t in self.targets] for s in self.sources], dtype=float).reshape(len(self.sources), len(self.targets))  # (0, n) without sources
 
 
 def assemble(plan: Plan, cache: Cache) -> Matrix:

@@ -52,8 +52,9 @@ def provenance(registry: Registry, plan: Plan, cache: Cache, location, executor,
         "versions": library_versions(),
         "seeds": {"lora": registry.lora.seed, "evaluation": registry.evaluation.seed,
                   "tasks": {name: t.options.seed for name, t in plan.tasks.items()}},
-        # Where jobs ran is not part of the experiment: the same registry hashes the same on any executor.
-        "config_hashes": {"registry": stable_hash(registry.model_dump(mode="json", exclude={"executor"})),
+        # Where jobs ran, and where results are sent, are not part of the experiment: the same registry
+        # hashes the same on any executor, tracked or not.
+        "config_hashes": {"registry": stable_hash(registry.model_dump(mode="json", exclude={"executor", "tracking"})),
                           "base_model": location.key,
                           "adapters": {a.source: a.key for a in plan.adapters},
                           "cells": {f"{c.model}/{c.target}": c.key for c in plan.cells}},
