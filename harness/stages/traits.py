@@ -48,7 +48,7 @@ def not_applicable(adapters, scopes) -> list[dict]:
         if job.task is None:
             for scope in (s for s in ("source", "pair") if s in scopes):
                 out.append(entry(f"{scope}_traits", f"source {job.source} brings weights ({job.kind}) without a "
-                                 f"`task`: {scope} traits n/a; give the task it was trained on to compute them",
+                                 f"task: {scope} traits n/a; give the task it was trained on to compute them",
                                  job.source))
     return out
 

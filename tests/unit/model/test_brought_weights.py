@@ -7,11 +7,11 @@ import json
 import shutil
 
 import pytest
-from helpers import save_adapter, save_checkpoint
 
 from harness.config.registry import ModelConfig
 from harness.model import brought
 from harness.model.loading import ModelLocation
+from helpers import save_adapter, save_checkpoint
 
 
 @pytest.fixture(scope="module")
