@@ -96,6 +96,14 @@ def test_one_registry_scores_trained_brought_and_checkpoint_sources(brought_run)
     assert all(lls(m) != base for m in ("lora4", "lora16", "tuned")) and lls("lora4") != lls("lora16")
 
 
+def test_cache_prune_keeps_what_brought_sources_use(brought_run):
+    root, _, _ = brought_run
+    out = harness("cache", "prune", "--keep", "registry.yaml", "--dry-run", "--json", cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert result["selected"] == [] and result["protected"] >= 10  # every cell, the trained adapter, the traits
+
+
 def test_source_traits_are_na_without_task_and_say_why(brought_run):
     root, _, _ = brought_run
     results = _results(root)
