@@ -273,9 +273,10 @@ def pip_install(pkg: Path, site: Path) -> None:
 
 # --- brought weights: peft adapters and checkpoints made in the test ------------------------------
 
-def save_adapter(base_dir: Path, out: Path, peft_config, seed: int = 0) -> Path:
+def save_adapter(base_dir: Path, out: Path, peft_config, seed: int = 0, scale: float = 0.5) -> Path:
     """A peft adapter of ``peft_config`` on the model in ``base_dir``, with random (non-zero)
-    weights so that it changes what the model computes, saved as peft's save_pretrained does."""
+    weights of standard deviation ``scale`` so that it changes what the model computes, saved as
+    peft's save_pretrained does."""
     import torch
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
@@ -285,7 +286,7 @@ def save_adapter(base_dir: Path, out: Path, peft_config, seed: int = 0) -> Path:
     with torch.no_grad():
         for name, param in model.named_parameters():
             if param.requires_grad:  # the adapter's own tensors
-                param.copy_(torch.randn_like(param) * 0.5 + (1.0 if "ia3" in name else 0.0))
+                param.copy_(torch.randn_like(param) * scale + (1.0 if "ia3" in name else 0.0))
     model.save_pretrained(out)
     return out
 
