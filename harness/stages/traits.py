@@ -40,17 +40,17 @@ def with_data(adapters) -> list:
 
 
 def not_applicable(adapters, scopes) -> list[dict]:
-    """A ``skipped`` entry per source without data, for each trait scope that needs the data."""
+    """A ``skipped`` entry per source without data, when some trait of a scope that reads the data
+    (source, pair) is to be computed: ``source_traits`` (or ``pair_traits`` when only those are)."""
     from harness.analysis.applicability import entry
 
-    out = []
-    for job in adapters:
-        if job.task is None:
-            for scope in (s for s in ("source", "pair") if s in scopes):
-                out.append(entry(f"{scope}_traits", f"source {job.source} brings weights ({job.kind}) without a "
-                                 f"task: {scope} traits n/a; give the task it was trained on to compute them",
-                                 job.source))
-    return out
+    need = [s for s in ("source", "pair") if s in scopes]
+    if not need:
+        return []
+    what = " and ".join(need) + " traits"
+    return [entry(f"{need[0]}_traits", f"source {job.source} brings weights ({job.kind}) without a task: {what} "
+                  "n/a; give the task it was trained on to compute them", job.source)
+            for job in adapters if job.task is None]
 
 
 def source_trait_key(trait: Trait, task: Task, n_examples: int, model_key: str) -> str:

@@ -112,12 +112,12 @@ def test_source_traits_are_na_without_task_and_say_why(brought_run):
     assert "class_entropy" not in traits["lora4"] and "class_entropy" not in traits["tuned"]
     assert any(k.startswith("behaviour") for k in traits["lora4"])  # behaviour traits still work
     skipped = {(i["analysis"], i.get("plugin")) for i in results["skipped"]}
-    assert {("source_traits", "lora4"), ("source_traits", "tuned"), ("pair_traits", "lora4")} <= skipped
+    assert {("source_traits", "lora4"), ("source_traits", "tuned")} <= skipped
     assert "lora16" not in {p for _, p in skipped}
     for pair in results["pair_traits"].values():
         assert "lora4" not in pair and "lora16" in pair
     report = (root / "out" / "brought" / "report.md").read_text()
-    assert "source lora4 brings weights (adapter) without a task: source traits n/a" in report
+    assert "source lora4 brings weights (adapter) without a task: source and pair traits n/a" in report
 
 
 def test_moving_a_folder_reuses_every_cell_and_a_changed_weight_rescores_only_that_model(brought_run, tiny_model_dir,
