@@ -88,6 +88,12 @@ def test_one_registry_scores_trained_brought_and_checkpoint_sources(brought_run)
         for t in results["targets"]:
             assert results["scores"][s][t] is not None, (s, t)
     assert summary["computed"] == {"adapters": 1, "cells": 10} and not summary["failures"]
+    report = (root / "out" / "brought" / "report.md").read_text()
+    assert "Brought in, not trained here: lora4 (adapter), lora16 (adapter), tuned (checkpoint)." in report
+    for s in results["sources"]:  # a row of the transfer table each, with a number in every cell
+        row = next(line for line in report.splitlines() if line.startswith(f"| {s} | "))  # the transfer table
+        assert "n/a" not in row, row
+    assert "tuned (checkpoint)" in (root / "out" / "brought" / "report.html").read_text()
 
     def lls(model):
         rows = (root / "out" / "brought" / "samples" / model / "sentiment.jsonl").read_text().splitlines()
