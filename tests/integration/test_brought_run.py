@@ -24,6 +24,7 @@ sources:
   - {{adapter: adapters/lora4, alias: lora4}}
   - {{adapter: adapters/lora16, task: nli, n_train: 16, alias: lora16}}
   - {{checkpoint: checkpoint, alias: tuned}}
+  - {{adapter: adapters/ia3, alias: ia3}}
 targets:
   - {{task: sentiment, limit: 6}}
   - {{task: arithmetic, limit: 3}}
@@ -39,13 +40,15 @@ def harness(*args, cwd):
 
 @pytest.fixture(scope="module")
 def weights(tiny_model_dir, tmp_path_factory):
-    from peft import LoraConfig
+    from peft import IA3Config, LoraConfig
 
     root = tmp_path_factory.mktemp("weights")
     return {
         "lora4": save_adapter(tiny_model_dir, root / "lora4", LoraConfig(r=4, target_modules=["q_proj", "v_proj"])),
         "lora16": save_adapter(tiny_model_dir, root / "lora16", LoraConfig(
             r=16, lora_alpha=32, target_modules=["k_proj", "o_proj", "up_proj"]), seed=1),
+        "ia3": save_adapter(tiny_model_dir, root / "ia3", IA3Config(target_modules=["k_proj", "down_proj"],
+                                                                     feedforward_modules=["down_proj"])),
         "checkpoint": save_checkpoint(tiny_model_dir, root / "checkpoint", noise=0.1),
         "vocab": save_checkpoint(tiny_model_dir, root / "vocab", extra_tokens=["<made-up-token>"]),
     }
@@ -53,7 +56,7 @@ def weights(tiny_model_dir, tmp_path_factory):
 
 def _lay_out(root, weights, model):
     (root / "adapters").mkdir(parents=True, exist_ok=True)
-    for name in ("lora4", "lora16"):
+    for name in ("lora4", "lora16", "ia3"):
         shutil.copytree(weights[name], root / "adapters" / name, dirs_exist_ok=True)
     shutil.copytree(weights["checkpoint"], root / "checkpoint", dirs_exist_ok=True)
     (root / "registry.yaml").write_text(REGISTRY.format(model=model))
@@ -79,7 +82,7 @@ def test_one_registry_scores_trained_brought_and_checkpoint_sources(brought_run)
     assert "bring" in dry.stdout and "a second model load" in dry.stdout and "1 of 1 adapters" in dry.stdout
     results = _results(root)
     validate_results(results)
-    assert results["sources"] == ["sentiment", "lora4", "lora16", "tuned"]
+    assert results["sources"] == ["sentiment", "lora4", "lora16", "tuned", "ia3"]
     kinds = results["source_weights"]
     assert kinds["sentiment"] == {"kind": "trained", "task": "sentiment"}
     assert kinds["lora4"] == {"kind": "adapter", "task": None, "path": str(root / "adapters" / "lora4")}
@@ -87,9 +90,9 @@ def test_one_registry_scores_trained_brought_and_checkpoint_sources(brought_run)
     for s in results["sources"]:
         for t in results["targets"]:
             assert results["scores"][s][t] is not None, (s, t)
-    assert summary["computed"] == {"adapters": 1, "cells": 10} and not summary["failures"]
+    assert summary["computed"] == {"adapters": 1, "cells": 12} and not summary["failures"]
     report = (root / "out" / "brought" / "report.md").read_text()
-    assert "Brought in, not trained here: lora4 (adapter), lora16 (adapter), tuned (checkpoint)." in report
+    assert "Brought in, not trained here: lora4 (adapter), lora16 (adapter), tuned (checkpoint), ia3 (adapter)." in report
     for s in results["sources"]:  # a row of the transfer table each, with a number in every cell
         row = next(line for line in report.splitlines() if line.startswith(f"| {s} | "))  # the transfer table
         assert "n/a" not in row, row
@@ -99,7 +102,8 @@ def test_one_registry_scores_trained_brought_and_checkpoint_sources(brought_run)
         rows = (root / "out" / "brought" / "samples" / model / "sentiment.jsonl").read_text().splitlines()
         return [json.loads(r)["loglikelihoods"] for r in rows]
     base = lls("base")  # every brought model computes something else than the base
-    assert all(lls(m) != base for m in ("lora4", "lora16", "tuned")) and lls("lora4") != lls("lora16")
+    # (an IA3 adapter after LoRA ones: one peft model holds one type, so the host swaps the kind too)
+    assert all(lls(m) != base for m in ("lora4", "lora16", "tuned", "ia3")) and lls("lora4") != lls("lora16")
 
 
 def test_cache_prune_keeps_what_brought_sources_use(brought_run):
@@ -107,7 +111,7 @@ def test_cache_prune_keeps_what_brought_sources_use(brought_run):
     out = harness("cache", "prune", "--keep", "registry.yaml", "--dry-run", "--json", cwd=root)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
-    assert result["selected"] == [] and result["protected"] >= 10  # every cell, the trained adapter, the traits
+    assert result["selected"] == [] and result["protected"] >= 12  # every cell, the trained adapter, the traits
 
 
 def test_source_traits_are_na_without_task_and_say_why(brought_run):
@@ -138,7 +142,7 @@ def test_moving_a_folder_reuses_every_cell_and_a_changed_weight_rescores_only_th
     again = harness("run", "registry.yaml", "--json", cwd=moved)
     assert again.returncode == 0, again.stderr[-3000:]
     summary = json.loads(again.stdout)
-    assert summary["computed"] == {"adapters": 0, "cells": 0} and summary["reused"] == {"adapters": 1, "cells": 10}
+    assert summary["computed"] == {"adapters": 0, "cells": 0} and summary["reused"] == {"adapters": 1, "cells": 12}
     # One bit of one weight of lora16: only its 2 cells are scored again.
     file = moved / "elsewhere" / "lora16" / "adapter_model.safetensors"
     data = bytearray(file.read_bytes())
@@ -147,13 +151,13 @@ def test_moving_a_folder_reuses_every_cell_and_a_changed_weight_rescores_only_th
     changed = harness("run", "registry.yaml", "--json", cwd=moved)
     assert changed.returncode == 0, changed.stderr[-3000:]
     summary = json.loads(changed.stdout)
-    assert summary["computed"] == {"adapters": 0, "cells": 2} and summary["reused"]["cells"] == 8
+    assert summary["computed"] == {"adapters": 0, "cells": 2} and summary["reused"]["cells"] == 10
     before, after = _results(root), json.loads((moved / "out" / "brought" / "results.json").read_text())
     keys = lambda r: r["provenance"]["config_hashes"]["cells"]  # noqa: E731
     assert {k for k in keys(after) if keys(after)[k] != keys(before)[k]} == {"lora16/sentiment", "lora16/arithmetic"}
 
 
-def test_command_line_sources_join_the_registry(brought_run, weights):
+def test_command_line_sources_join_the_registry(brought_run, weights, tmp_path):
     root, _, _ = brought_run
     out = harness("run", "registry.yaml", "--json", "--out", "extra", "--adapter", f"again={weights['lora4']}",
                   "--checkpoint", f"tuned2={weights['checkpoint']}", cwd=root)
@@ -163,6 +167,12 @@ def test_command_line_sources_join_the_registry(brought_run, weights):
     results = json.loads((root / "extra" / "brought" / "results.json").read_text())
     assert results["sources"][-2:] == ["again", "tuned2"]
     assert results["scores"]["again"] == results["scores"]["lora4"]
+    # A new checkpoint: only its cells to score, on it alone; the base model is not even loaded.
+    fresh = save_checkpoint(weights["checkpoint"], tmp_path / "fresh", noise=0.1, seed=3)
+    out = harness("run", "registry.yaml", "--json", "--out", "fresh", "--checkpoint", f"fresh={fresh}", cwd=root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout)["computed"] == {"adapters": 0, "cells": 2}
+    assert "Loading checkpoint fresh" in out.stderr and "Loading base model" not in out.stderr
     clash = harness("run", "registry.yaml", "--adapter", f"lora4={weights['lora4']}", cwd=root)
     assert clash.returncode == 2 and "--adapter lora4: the name 'lora4' is already taken by sources[1]" in clash.stderr
     bad = harness("run", "registry.yaml", "--checkpoint", "nothing", cwd=root)

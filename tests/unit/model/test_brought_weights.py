@@ -139,3 +139,31 @@ def test_hub_adapter_offline_says_both_ways_out(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(brought.WeightsProblem, match="HF_HUB_OFFLINE=0"):
         brought.resolve_hub_adapter("someone/some-adapter", None, download=True)
+
+
+def test_every_peft_type_loads_onto_the_one_base_and_swaps(made, tiny_model):
+    """AdapterHost.load takes any adapter peft can put on the base: LoRA of two ranks, IA3, LoHa,
+    one after another on the same model object, each changing its output, the base unchanged."""
+    import torch
+
+    from harness.model.adapters import AdapterHost
+
+    model, tokenizer = tiny_model
+    ids = tokenizer("a gripping , beautifully acted film", return_tensors="pt").input_ids
+    host = AdapterHost(model)
+
+    def logits():
+        with torch.no_grad():
+            return (host.peft or model)(ids).logits
+
+    base = logits()
+    outputs = {}
+    for name in ("lora4", "lora16", "ia3", "loha"):
+        host.load(f"adapter_{name}", made[name])
+        outputs[name] = logits()
+        assert not torch.allclose(outputs[name], base), name
+        with host.base_only():
+            assert torch.equal(logits(), base)
+    assert not torch.allclose(outputs["lora4"], outputs["lora16"])
+    host.load("adapter_lora4", made["lora4"])  # switched back: the same numbers as the first time
+    assert torch.equal(logits(), outputs["lora4"])
