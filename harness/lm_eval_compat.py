@@ -48,10 +48,11 @@ def _attribute(module_name: str, attribute: str) -> Any:
     return getattr(module, attribute)
 
 
-def load_yaml(path) -> dict:
+def load_yaml(path, resolve_func: bool = True) -> dict:
     """The task YAML at ``path`` read by lm-eval's private ``lm_eval.tasks._yaml_loader.load_yaml``,
-    which resolves ``include`` and ``!function`` as lm-eval's own task loading does."""
-    return _attribute("lm_eval.tasks._yaml_loader", "load_yaml")(path)
+    which resolves ``include`` and (with ``resolve_func``) ``!function`` as lm-eval's own task
+    loading does."""
+    return _attribute("lm_eval.tasks._yaml_loader", "load_yaml")(path, resolve_func=resolve_func)
 
 
 @contextlib.contextmanager
@@ -80,3 +81,53 @@ def set_lora_request(lm, request) -> None:
     if not hasattr(lm, "lora_request"):
         raise missing(LORA_REQUEST)
     lm.lora_request = request
+
+
+class RecordedTask:
+    """What lm-eval's task factory would have built a task from: its full config (``include``s
+    and ``!function``s resolved, overrides applied) and its tags, with no dataset loaded."""
+
+    def __init__(self, config: dict, tags=None):
+        self.config, self.task_name = config, config["task"]
+        self.tags = [tags] if isinstance(tags, str) else list(tags or ())
+
+
+@contextlib.contextmanager
+def recorded_tasks() -> Iterator[None]:
+    """Make lm-eval's task factory record task configs instead of building tasks (which loads
+    each dataset): inside the block, a task, group or tag loads as :class:`RecordedTask` leaves,
+    groups staying lm-eval's ``Group`` objects. Groups, tags, includes and overrides are then
+    resolved by lm-eval's own code, and nothing is downloaded.
+
+    Patches ``lm_eval.tasks._factory.TaskFactory._build_task`` (which uses the private
+    ``_load_full_config``) and ``lm_eval.tasks._factory.ConfigurableTask`` (inline group members).
+    """
+    factory = _attribute("lm_eval.tasks._factory", "TaskFactory")
+    _attribute("lm_eval.tasks._factory", "ConfigurableTask")
+    for name in ("_build_task", "_load_full_config"):
+        if not hasattr(factory, name):
+            raise missing(f"lm_eval.tasks._factory.TaskFactory.{name}")
+    import lm_eval.tasks._factory as module
+
+    def build_task(self, entry, overrides):
+        config = self._load_full_config(entry, overrides)
+        tags = config.get("tag")
+        for key in ("tag", "group", "task_list"):  # what _build_task drops before building
+            config.pop(key, None)
+        return RecordedTask(config, tags)
+
+    saved = factory._build_task, module.ConfigurableTask
+    factory._build_task = build_task
+    module.ConfigurableTask = lambda config: RecordedTask(config)
+    try:
+        yield
+    finally:
+        factory._build_task, module.ConfigurableTask = saved
+
+
+def load_spec(task_manager, spec: str):
+    """``TaskManager._load_spec``: one name (task, group or tag) or YAML path, built as a Task,
+    a Group or a list of tasks (a tag). Raises KeyError for a name lm-eval does not know."""
+    if not hasattr(task_manager, "_load_spec"):
+        raise missing("lm_eval.tasks.TaskManager._load_spec")
+    return task_manager._load_spec(spec)

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.api.lm_eval_tasks import RUN_ARGS
 from harness.cache.admin import KINDS, Entry, Scan, disk_usage, human_age, human_size, removable, remove_entry, scan
 from harness.cli.common import print_problem
 from harness.errors import describe
@@ -79,7 +80,8 @@ def needed_keys(registry_path: Path) -> Needed:
                              f"keeping every cell scored on {target!r}")
             continue
         out.keys["cells"] |= {c.key for c in plan.cells if c.target == target}
-        out.keys["data"] |= {Path(p).name for p in config["dataset_kwargs"]["data_files"].values()}
+        if RUN_ARGS not in config:  # an lm-eval target reads its own data, never files in the cache
+            out.keys["data"] |= {Path(p).name for p in config["dataset_kwargs"]["data_files"].values()}
     # Source traits, keyed as in harness.stages.traits.compute_all, for the sources and the candidates
     # (`harness recommend` caches theirs the same way). ``n`` is n_train: a task gives exactly that
     # many training examples or fails, and a failed trait caches nothing.

@@ -183,10 +183,71 @@ class SourceConfig(_TaskUse):
         return Problem(path, self._lines.get(field) or self._lines.get(""), message)
 
 
-class TargetConfig(_TaskUse):
-    """A task to score every model on."""
+LM_EVAL_ONLY = ("include_path", "overrides", "metric", "expand")
 
-    limit: int = Field(100, ge=1, le=100_000, description="Number of test examples evaluated (at most 100000).")
+
+class TargetConfig(_TaskUse):
+    """A task to score every model on: a task plugin (``task``) or any lm-eval task (``lm_eval``)."""
+
+    task: str | None = Field(None, description="Name of a registered task plugin (see `harness plugins --kind "
+                             "task`). Give task or lm_eval, not both.")
+    lm_eval: str | None = Field(None, description="A task, group or tag of lm-eval's own library (arc_easy, mmlu, "
+                                "...), a task of include_path, or the path of an lm-eval task YAML (relative to the "
+                                "registry's folder).")
+    include_path: str | None = Field(None, description="A folder of lm-eval task YAML files whose tasks lm_eval may "
+                                     "name (relative to the registry's folder).")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="lm-eval task config overrides (dataset_path, "
+                                      "dataset_kwargs, num_fewshot, generation_kwargs, doc_to_text, ...), applied to "
+                                      "every task of a group; relative dataset_kwargs.data_files are resolved against "
+                                      "the registry's folder.")
+    metric: str | None = Field(None, description="The lm-eval metric scored, 'acc' or 'acc,none' (metric,filter); "
+                               "default: the task's first metric with its first filter.")
+    expand: bool = Field(False, description="A group's subtasks as target columns of their own, instead of one "
+                         "column holding the group's aggregate.")
+    abilities: list[str] | None = Field(None, description="Ability tags naming decomposition components; default: "
+                                        "the task's own (a plugin's abilities, an lm-eval task's group and tag names).")
+    _lm_eval_name: str | None = PrivateAttr(None)  # a YAML file's `task:`, set when the registry is read
+    limit: int = Field(100, ge=1, le=100_000, description="Number of test examples evaluated (at most 100000); an "
+                       "lm-eval task scores its first `limit` documents (lm_eval --limit), each subtask of a group.")
+
+    @field_validator("lm_eval", "include_path")
+    @classmethod
+    def _check_lm_eval_paths(cls, value):
+        return _expandable(value)
+
+    @model_validator(mode="after")
+    def _task_or_lm_eval(self):
+        if (self.task is None) == (self.lm_eval is None):
+            raise ValueError("give either task (a task plugin) or lm_eval (an lm-eval task, group, tag or YAML "
+                             "file), not " + ("both" if self.task else "neither"))
+        if self.task is not None:
+            given = [f for f in LM_EVAL_ONLY if f in self.model_fields_set]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for lm_eval targets; a task plugin takes options")
+        elif self.options:
+            raise ValueError("options are for task plugins; an lm_eval target takes overrides (lm-eval config "
+                             "keys such as dataset_path, dataset_kwargs, num_fewshot)")
+        if self.metric is not None and not re.fullmatch(r"[^,\s]+(,[^,\s]+)?", self.metric):
+            raise ValueError(f"metric {self.metric!r}: write an lm-eval metric, optionally with its filter: "
+                             "'acc' or 'acc,none'")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The name in results: alias, else the task plugin's name, else the lm-eval task's
+        (for a YAML file its ``task:``, read once its path is resolved; the file's stem before)."""
+        if self.alias or self.task:
+            return self.alias or self.task
+        return self._lm_eval_name or lm_eval_default_name(self.lm_eval)
+
+
+def lm_eval_is_path(spec: str) -> bool:
+    """Whether an ``lm_eval:`` value names a YAML file rather than a task, group or tag."""
+    return spec.endswith((".yaml", ".yml")) or "/" in spec or os.sep in spec
+
+
+def lm_eval_default_name(spec: str) -> str:
+    return Path(spec).stem if lm_eval_is_path(spec) else spec
 
 
 class LoraSettings(_Config):
@@ -603,9 +664,11 @@ def parse_registry(text: str, filename: str = "<registry>", base_dir: Path | Non
     found = []
     if base_dir is not None:
         _absolute_data_files(registry, base_dir)
+        _absolute_lm_eval_paths(registry, base_dir)
         found += _folder_problems(registry, base_dir)
     found += _weights_problems(registry, base_dir or Path.cwd())
     found += _plugin_problems(registry)
+    found += _lm_eval_problems(registry)
     problems = [Problem(path, _line_of(lines, loc) if loc[:2] not in {("sources", i) for i in origins} else None, msg)
                 for loc, path, msg in found]
     if problems:
@@ -681,6 +744,67 @@ def _absolute_data_files(registry: Registry, base_dir: Path) -> None:
                                          for split, p in files.items()}
 
 
+def _absolute_lm_eval_paths(registry: Registry, base_dir: Path) -> None:
+    """An lm_eval target's files relative to the registry's folder: its YAML, include_path, and
+    the local data of its overrides (dataset_kwargs.data_files; a dataset_path that is a folder here)."""
+    def absolute(value):
+        if isinstance(value, str) and "\0" not in value and "://" not in value:
+            return str((base_dir / os.path.expanduser(value)).resolve())
+        if isinstance(value, list):
+            return [absolute(v) for v in value]
+        if isinstance(value, dict):
+            return {k: absolute(v) for k, v in value.items()}
+        return value
+
+    for use in registry.targets:
+        if use.lm_eval is None:
+            continue
+        if lm_eval_is_path(use.lm_eval):
+            use.lm_eval = absolute(use.lm_eval)
+        if use.include_path:
+            use.include_path = absolute(use.include_path)
+        kwargs = use.overrides.get("dataset_kwargs")
+        if isinstance(kwargs, dict) and "data_files" in kwargs:
+            use.overrides["dataset_kwargs"] = {**kwargs, "data_files": absolute(kwargs["data_files"])}
+        path = use.overrides.get("dataset_path")
+        if isinstance(path, str) and path and (base_dir / os.path.expanduser(path)).exists():
+            use.overrides["dataset_path"] = absolute(path)
+
+
+def _lm_eval_problems(registry: Registry):
+    """lm_eval targets resolved by lm-eval (its library's index built only when one names a
+    library task): unknown names, metrics a task does not report, data not on this machine
+    (checked cheaply: files exist, a hub dataset is in the cache). Yields (loc, path, message)."""
+    from harness.api.lm_eval_tasks import LmEvalTaskError, lm_eval_targets
+
+    names: dict[str, int] = {}
+    for i, use in enumerate(registry.targets):
+        if use.task is not None:
+            names.setdefault(use.key, i)
+            continue
+        try:
+            built = lm_eval_targets(**lm_eval_arguments(use, registry.evaluation.num_fewshot))
+        except LmEvalTaskError as exc:
+            loc = ("targets", i, exc.field)
+            yield loc, _path_str(loc), str(exc)
+            continue
+        if lm_eval_is_path(use.lm_eval) and not use.expand:
+            use._lm_eval_name = built[0][0]
+        for name, _, _ in built:
+            if name in names and names[name] != i:
+                loc = ("targets", i)
+                yield loc, _path_str(loc), (f"{name!r} is also the name of entry {names[name]}; give one an `alias` "
+                                            "(results are keyed by it)")
+            names.setdefault(name, i)
+
+
+def lm_eval_arguments(use: TargetConfig, num_fewshot: int) -> dict:
+    """The keyword arguments of :func:`harness.api.lm_eval_tasks.lm_eval_targets` for an lm_eval target."""
+    return {"spec": use.lm_eval, "alias": use.alias, "include_path": use.include_path, "overrides": use.overrides,
+            "metric": use.metric, "expand": use.expand, "abilities": use.abilities, "limit": use.limit,
+            "is_path": lm_eval_is_path(use.lm_eval), "num_fewshot": num_fewshot}
+
+
 def _folder_problems(registry: Registry, base_dir: Path):
     """output_dir and cache_dir must be folders, or creatable as folders: no part of them a file."""
     for field in ("output_dir", "cache_dir"):
@@ -709,7 +833,7 @@ def _plugin_problems(registry: Registry):
     cat = catalog()
     for section in ("sources", "targets", "candidates"):
         for i, use in enumerate(getattr(registry, section)):
-            if use.task is None:  # weights brought without the data they were trained on
+            if use.task is None:  # an lm_eval target (_lm_eval_problems), or weights brought without their data
                 continue
             if use.task not in cat.entries["task"]:
                 loc = (section, i, "task")

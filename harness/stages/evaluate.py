@@ -21,6 +21,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from harness.analysis.outcomes import MEAN_AGGREGATIONS
+from harness.api.lm_eval_tasks import RUN_ARGS, scoring_configs
 from harness.cache import entries
 from harness.cache.locks import claimed
 from harness.cache.store import Cache
@@ -177,6 +178,8 @@ def cell_result(target: str, metric: str, config: dict, out: dict, seed: int) ->
     so only the records of the metric's own filter (the part after the comma) are kept: the value,
     stderr, ``n`` and every statistic downstream read one record per document.
     """
+    if "group" in config:
+        return group_result(target, metric, config, out, seed)
     name = config["task"]
     metric_name, _, filter_name = metric.partition(",")
     filter_name = filter_name or "none"
@@ -189,6 +192,65 @@ def cell_result(target: str, metric: str, config: dict, out: dict, seed: int) ->
     samples = [_sample_record(smp, metric_name) for smp in logged if smp.get("filter", "none") == filter_name]
     value = float(row[metric])
     aggregation = aggregation_of(out.get("configs", {}).get(name, config), metric_name)
+    return CellResult(value, cell_stderr(samples, value, aggregation, seed), metric, len(samples), samples,
+                      aggregation)
+
+
+def calls(configs: dict[str, dict], num_fewshot: int) -> dict[tuple, dict[str, dict]]:
+    """Target configs grouped by the ``simple_evaluate`` call that scores them: lm-eval's ``limit``
+    and ``num_fewshot`` apply to every task of a call. Built-in targets (their data files hold
+    exactly their rows) go with the registry's shots and no limit; an lm-eval target's config
+    carries its own (``RUN_ARGS``, taken off here), so targets of one limit share one call."""
+    out: dict[tuple, dict[str, dict]] = {}
+    for target, config in configs.items():
+        args = config.get(RUN_ARGS) or {"limit": None, "num_fewshot": num_fewshot}
+        plain = {k: v for k, v in config.items() if k != RUN_ARGS}
+        out.setdefault((args["limit"], args["num_fewshot"]), {})[target] = plain
+    return out
+
+
+def _leaf_cell(leaf: dict, metric: str, out: dict, seed: int) -> CellResult:
+    """One subtask of a group, as a cell of its own (its doc ids made ``task:doc_id``)."""
+    result = cell_result(leaf["task"], metric, leaf, out, seed)
+    short = leaf["task"].split("::")[-1]
+    for record in result.samples:
+        record["doc_id"] = f"{short}:{record['doc_id']}"
+    return result
+
+
+def _aggregate(group: dict, metric: str, out: dict, seed: int) -> tuple[float, list[dict], set[str]]:
+    """(value, per-sample records, aggregations) of a group, as lm-eval aggregates one: by its
+    aggregate_metric_list entry for ``metric`` (mean over its members, weighted by their sizes
+    unless weight_by_size is false); without one (a tag), the mean over all its documents, which
+    is the size-weighted mean of its subtasks."""
+    metric_name, _, filter_name = metric.partition(",")
+    parts = []
+    for member in group["task"]:
+        if "group" in member:
+            parts.append(_aggregate(member, metric, out, seed))
+        else:
+            cell = _leaf_cell(member, metric, out, seed)
+            parts.append((cell.value, cell.samples, {cell.aggregation}))
+    samples = [smp for _, part, _ in parts for smp in part]
+    aggregations = set().union(*(a for _, _, a in parts))
+    if not samples:
+        raise ValueError(f"group {group['group']!r}: lm-eval logged no samples for {metric!r}")
+    entry = next((e for e in group.get("aggregate_metric_list") or ()
+                  if e.get("metric") == metric_name and filter_name in (e.get("filter_list") or [filter_name])), None)
+    if entry is not None and not entry.get("weight_by_size", True):
+        return sum(v for v, _, _ in parts) / len(parts), samples, aggregations
+    if not aggregations <= set(MEAN_AGGREGATIONS):
+        raise ValueError(f"group {group['group']!r}: its subtasks aggregate {metric!r} by {sorted(aggregations)}, "
+                         "not a mean, so they have no mean over the group; set expand: true to score each "
+                         "subtask as its own target")
+    return sum(len(part) * v for v, part, _ in parts) / len(samples), samples, aggregations
+
+
+def group_result(target: str, metric: str, config: dict, out: dict, seed: int) -> CellResult:
+    """A group's cell: the aggregate of its subtasks (:func:`_aggregate`), with the per-sample
+    records of them all, their doc ids made unique as ``task:doc_id``."""
+    value, samples, aggregations = _aggregate(config, metric, out, seed)
+    aggregation = aggregations.pop() if len(aggregations) == 1 else "mean"
     return CellResult(value, cell_stderr(samples, value, aggregation, seed), metric, len(samples), samples,
                       aggregation)
 
@@ -226,14 +288,18 @@ class Evaluator:
         from lm_eval import simple_evaluate
 
         s = self.settings
-        with captured_stderr(), no_environment_report():
-            out = simple_evaluate(
-                model=self.lm, tasks=list(configs.values()), num_fewshot=s.num_fewshot,
-                log_samples=True, cache_requests=False, bootstrap_iters=0, verbosity="ERROR",
-                random_seed=s.seed, numpy_random_seed=s.seed, torch_random_seed=s.seed,
-                fewshot_random_seed=s.seed, task_manager=self.task_manager)
-        return {target: cell_result(target, metrics[target], config, out, s.seed)
-                for target, config in configs.items()}
+        results = {}
+        for (limit, num_fewshot), batch in calls(configs, s.num_fewshot).items():
+            with captured_stderr(), no_environment_report():
+                out = simple_evaluate(
+                    model=self.lm, tasks=[leaf for config in batch.values() for leaf in scoring_configs(config)],
+                    num_fewshot=num_fewshot, limit=limit,
+                    log_samples=True, cache_requests=False, bootstrap_iters=0, verbosity="ERROR",
+                    random_seed=s.seed, numpy_random_seed=s.seed, torch_random_seed=s.seed,
+                    fewshot_random_seed=s.seed, task_manager=self.task_manager)
+            results.update({target: cell_result(target, metrics[target], config, out, s.seed)
+                            for target, config in batch.items()})
+        return {target: results[target] for target in configs}
 
 
 class VLLMEvaluator(Evaluator):

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import __version__
+from harness.api.lm_eval_tasks import RUN_ARGS
 from harness.api.plugins import Catalog
 from harness.api.tasks import Task
 from harness.cache.store import Cache
 from harness.config.registry import BASE, Registry
-from harness.errors import ModelNotFound
+from harness.errors import DataError, ModelNotFound
 from harness.files import stable_hash
 from harness.model import loading
 from harness.model.compute import compute_setup
@@ -127,7 +128,6 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
     (Ray workers); default :func:`compute_setup` here.
     """
     from harness.api.filetasks import FileTask
-    from harness.errors import DataError
 
     versions = library_versions()
     lora = registry.lora.model_dump(mode="json")
@@ -150,8 +150,17 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
         plan.adapters.append(AdapterJob(use.key, task, use.n_train, key, cache.has("adapters", key)))
 
     evaluation = registry.evaluation.model_dump(mode="json")
+    target_keys: dict[str, dict] = {}  # lm-eval targets: what their cells' keys hold instead of the config
     for use in registry.targets:
+        if use.lm_eval is not None:
+            for name, task, config in lm_eval_plan_targets(use, registry, dry_run, plan.missing):
+                plan.tasks[name], plan.target_configs[name] = task, config
+                target_keys[name] = {"lm_eval": task.fingerprint(), "limit": use.limit,
+                                     "run_args": config.get(RUN_ARGS)}
+            continue
         task = catalog.get("task", use.task).obj(**use.options)
+        if use.abilities is not None:
+            task.abilities = tuple(use.abilities)
         plan.tasks[use.key] = task
         try:
             if dry_run and isinstance(task, FileTask) and task.data_file("test") is None:
@@ -170,12 +179,30 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
     models = [(BASE, model.key, "none")] + [(a.source, *cell_model(a, model.key)) for a in plan.adapters]
     for model_name, model_key, adapter_key in models:
         for target, config in plan.target_configs.items():
-            key = stable_hash({"model": model_key, "adapter": adapter_key, "target": _config_for_key(config),
+            described = target_keys.get(target) or _config_for_key(config)
+            key = stable_hash({"model": model_key, "adapter": adapter_key, "target": described,
                                "metric": plan.tasks[target].metric(), "evaluation": evaluation,
                                "compute": compute, "lm_eval": versions["lm_eval"],
                                "scorer": EVALUATION_VERSION})
             plan.cells.append(CellJob(model_name, target, key, cache.has("cells", key)))
     return plan
+
+
+def lm_eval_plan_targets(use, registry: Registry, dry_run: bool, missing: list[str]):
+    """An lm_eval target's ``(name, task, config)`` entries. Data not on this machine stops the
+    plan (a DataError naming the dataset and both ways out); a dry run notes it in ``missing``
+    and still plans the target, whose cells' keys do not depend on the data being here."""
+    from harness.api.lm_eval_tasks import lm_eval_targets
+    from harness.config.registry import lm_eval_arguments
+
+    arguments = lm_eval_arguments(use, registry.evaluation.num_fewshot)
+    try:
+        return lm_eval_targets(**arguments)
+    except DataError as exc:
+        if not dry_run:
+            raise
+        missing.append(f"target {use.key}: {exc}")
+        return lm_eval_targets(**arguments, check_data=False)
 
 
 def plan_run(registry: Registry, catalog: Catalog, cache: Cache, executor, dry_run: bool = False):

@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.api.lm_eval_tasks import RUN_ARGS, LmEvalTarget
 from harness.api.tasks import Example, Task
 from harness.api.traits import BehaviourData, SourceData, TargetData, Trait, checked
 from harness.cache.entries import TRAIT_PAIRS, TRAIT_VALUES, cached_trait, read_samples
@@ -68,10 +69,19 @@ def pair_trait_key(trait: Trait, adapters, target_configs: dict[str, dict], task
     its task and its written test file, whose name carries the data's hash."""
     return stable_hash({"trait": trait.name, "version": trait.version, "params": trait.get_params(),
                         "sources": [[job.source, job.task.fingerprint(), job.n_train] for job in with_data(adapters)],
-                        "targets": [[name, tasks[name].fingerprint(),
-                                     Path(config.get("dataset_kwargs", {}).get("data_files", {}).get("test", "")).name]
+                        "targets": [[name, tasks[name].fingerprint(), _test_file_name(config)]
                                     for name, config in target_configs.items()],
                         "model": model_key if trait.requires & {"tokenizer", "base_model"} else None})
+
+
+def _test_file_name(config: dict) -> str:
+    """The name of a built-in target's written test file (it carries the data's hash); for an
+    lm-eval target its limit (its fingerprint holds its data's hashes)."""
+    if RUN_ARGS in config:
+        return f"limit {config[RUN_ARGS]['limit']}"
+    files = (config.get("dataset_kwargs") or {}).get("data_files")
+    test = files.get("test", "") if isinstance(files, dict) else ""
+    return Path(test).name if isinstance(test, str) else ""
 
 
 def trait_is_cached(trait: Trait, plan, cache) -> bool:
@@ -149,7 +159,10 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
 
 
 def target_examples(task: Task, config: dict) -> list[Example]:
-    """The test examples a target is scored on: as many as its written data file holds."""
+    """The test examples a target is scored on: as many as its written data file holds (an
+    lm-eval target: its documents as lm-eval renders them)."""
+    if isinstance(task, LmEvalTarget):
+        return task.test_examples()
     path = config.get("dataset_kwargs", {}).get("data_files", {}).get("test")
     if not path or not Path(path).is_file():
         return []

@@ -197,7 +197,9 @@ class Behaviour(BehaviourTrait):
                 entry["length_bin_edges"] = edges
                 stats = {m: generation_stats(recs, edges) for m, recs in present.items()}
             else:
-                entry["skipped"] = f"no behaviour statistics for kind {task.kind!r} without labels"
+                entry["skipped"] = ("n/a: the choices differ per document (no fixed label set), so label shares "
+                                    "do not apply" if task.kind == "multiple_choice"
+                                    else f"no behaviour statistics for kind {task.kind!r} without labels")
                 stats = {}
             entry["models"] = stats
             details["targets"][target] = entry
