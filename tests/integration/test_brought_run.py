@@ -94,7 +94,8 @@ def test_one_registry_scores_trained_brought_and_checkpoint_sources(brought_run)
     report = (root / "out" / "brought" / "report.md").read_text()
     assert "Brought in, not trained here: lora4 (adapter), lora16 (adapter), tuned (checkpoint), ia3 (adapter)." in report
     for s in results["sources"]:  # a row of the transfer table each, with a number in every cell
-        row = next(line for line in report.splitlines() if line.startswith(f"| {s} | "))  # the transfer table
+        transfer = report[report.index("## Transfer"):].splitlines()
+        row = next(line for line in transfer if line.startswith(f"| {s} | "))
         assert "n/a" not in row, row
     assert "tuned (checkpoint)" in (root / "out" / "brought" / "report.html").read_text()
 
@@ -215,3 +216,83 @@ def test_refusals_exit_2_before_any_work(case, tiny_model_dir, weights, tmp_path
         assert message in out.stderr and "registry.yaml:7: sources[2]" in out.stderr, out.stderr[-2000:]
         assert "Traceback" not in out.stderr
     assert not (tmp_path / "cache" / "adapters").exists() and not (tmp_path / "cache" / "cells").exists()
+
+
+COLOURS_YAML = """\
+task: colour_mc
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Is {{{{thing}}}} warm or cold?\\nAnswer:"
+doc_to_choice: ["cold", "warm"]
+doc_to_target: label
+metric_list:
+  - metric: acc
+"""
+
+ALL_KINDS = """\
+experiment: all_kinds
+output_dir: out
+cache_dir: cache
+base_model: {{path: {model}}}
+sources:
+  - {{adapter: {lora4}, alias: lora4}}
+  - {{adapter: {lora16}, task: nli, n_train: 16, alias: lora16}}
+  - {{task: sentiment, n_train: 16}}
+  - {{checkpoint: {checkpoint}, alias: tuned}}
+targets:
+  - {{task: sentiment, limit: 5}}
+  - {{lm_eval: {colours}, limit: 6}}
+  - lm_eval: arc_easy
+    alias: arc
+    limit: 4
+    overrides:
+      dataset_path: json
+      dataset_name: null
+      dataset_kwargs: {{data_files: {{train: {arc}/train.jsonl, test: {arc}/test.jsonl}}}}
+      validation_split: null
+      doc_to_text: "Question: {{{{question.stem}}}}\\nAnswer:"
+      doc_to_choice: "{{{{question.choices | map(attribute='text') | list}}}}"
+      doc_to_target: "{{{{(question.choices | map(attribute='label') | list).index(answerKey)}}}}"
+lora: {{steps: 2, batch_size: 4, target_modules: [q_proj, v_proj]}}
+evaluation: {{batch_size: 8}}
+analysis: {{bootstrap: 0, permutations: 100}}
+"""
+
+
+def test_brought_and_trained_sources_on_builtin_yaml_and_bundled_lm_eval_targets(tiny_model_dir, weights, tmp_path):
+    """The issue's registry: 2 brought adapters, 1 source trained here and 1 checkpoint, scored on a
+    built-in task, an lm-eval YAML file and lm-eval's bundled arc_easy over local rows."""
+    from helpers import SHARED_DATA
+
+    arc = SHARED_DATA / "arc_easy"
+    if not (arc / "test.jsonl").is_file():
+        pytest.skip(f"no ARC-Easy rows at {arc}")
+    things = [("fire", 1), ("ice", 0), ("the sun", 1), ("snow", 0), ("soup", 1), ("a glacier", 0)]
+    (tmp_path / "colours.jsonl").write_text("".join(json.dumps({"thing": t, "label": y}) + "\n" for t, y in things))
+    (tmp_path / "colour_mc.yaml").write_text(COLOURS_YAML.format(data=tmp_path / "colours.jsonl"))
+    (tmp_path / "registry.yaml").write_text(ALL_KINDS.format(
+        model=tiny_model_dir, lora4=weights["lora4"], lora16=weights["lora16"], checkpoint=weights["checkpoint"],
+        colours=tmp_path / "colour_mc.yaml", arc=arc))
+    out = harness("run", "registry.yaml", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout)["computed"] == {"adapters": 1, "cells": 15}
+    run_dir = tmp_path / "out" / "all_kinds"
+    results = json.loads((run_dir / "results.json").read_text())
+    validate_results(results)
+    assert results["targets"] == ["sentiment", "colour_mc", "arc"]
+    assert [results["source_weights"][s]["kind"] for s in results["sources"]] == [
+        "adapter", "adapter", "trained", "checkpoint"]
+    for t in results["targets"]:
+        assert results["base"][t] is not None
+        for s in results["sources"]:
+            assert results["scores"][s][t] is not None and results["transfer"][s][t] is not None, (s, t)
+            assert (run_dir / "samples" / s / f"{t}.jsonl").is_file()
+    report = (run_dir / "report.md").read_text()
+    for s in results["sources"]:
+        row = next(line for line in report[report.index("## Transfer"):].splitlines() if line.startswith(f"| {s} | "))
+        assert row.count("|") == 5 and "n/a" not in row, row
+    assert "colour_mc" in (run_dir / "report.html").read_text()
