@@ -19,7 +19,10 @@ from pathlib import Path
 from harness.files import file_sha256, stable_hash
 
 ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# Pickled weights (adapter_model.bin, pytorch_model.bin) are never read: unpickling runs code.
+SAFETENSORS_FIX = ("convert them once (load the model with its library and save_pretrained(DIR, "
+                   "safe_serialization=True), which writes safetensors)")
 # vLLM accepts these values of max_lora_rank (vllm.config.lora.MaxLoRARanks, vLLM 0.10 and later;
 # read from vLLM itself when it is installed): an adapter's rank must be at most the largest.
 VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -35,11 +38,13 @@ class WeightsProblem(ValueError):
 
 def adapter_files(folder: Path) -> list[Path]:
     """The files peft reads from an adapter folder: its config and its weights."""
-    config = folder / ADAPTER_CONFIG
-    weights = next((folder / name for name in ADAPTER_WEIGHTS if (folder / name).is_file()), None)
-    if not config.is_file() or weights is None:
+    config, weights = folder / ADAPTER_CONFIG, folder / ADAPTER_WEIGHTS
+    if config.is_file() and not weights.is_file() and (folder / "adapter_model.bin").is_file():
+        raise WeightsProblem(f"{folder} holds its weights pickled (adapter_model.bin), which the harness does not "
+                             f"unpickle (that can run code); {SAFETENSORS_FIX}")
+    if not config.is_file() or not weights.is_file():
         missing = " and ".join(n for n, ok in ((ADAPTER_CONFIG, config.is_file()),
-                                              (" or ".join(ADAPTER_WEIGHTS), weights is not None)) if not ok)
+                                              (ADAPTER_WEIGHTS, weights.is_file())) if not ok)
         raise WeightsProblem(f"{folder} has no {missing}: not a peft adapter folder. Give the folder that "
                              "peft's save_pretrained wrote (model.save_pretrained(DIR) on a PeftModel)")
     return [config, weights]
@@ -53,9 +58,12 @@ def checkpoint_files(folder: Path) -> list[Path]:
                              "that save_pretrained wrote (model.save_pretrained(DIR); tokenizer.save_pretrained(DIR))")
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and not p.name.startswith(".") and p.suffix.lower() != ".md")
-    if not any(p.suffix in (".safetensors", ".bin", ".pt", ".pth") for p in files):
-        raise WeightsProblem(f"{folder} has a config.json but no weights (*.safetensors or *.bin); save the model "
-                             "with model.save_pretrained(DIR)")
+    if not any(p.suffix == ".safetensors" for p in files):
+        if any(p.suffix in (".bin", ".pt", ".pth") for p in files):
+            raise WeightsProblem(f"{folder} holds its weights pickled (*.bin), which the harness does not unpickle "
+                                 f"(that can run code); {SAFETENSORS_FIX}")
+        raise WeightsProblem(f"{folder} has a config.json but no weights (*.safetensors); save the model with "
+                             "model.save_pretrained(DIR)")
     return files
 
 
@@ -81,7 +89,7 @@ def resolve_hub_adapter(spec: str, revision: str | None, download: bool) -> Path
     offline, or ``download`` is off: a dry run never waits on the network)."""
     from huggingface_hub import snapshot_download
 
-    patterns = [ADAPTER_CONFIG, *ADAPTER_WEIGHTS]
+    patterns = [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
     try:
         return Path(snapshot_download(spec, revision=revision, local_files_only=True, allow_patterns=patterns))
     except Exception:  # not in the cache (LocalEntryNotFoundError, or an OSError)
@@ -144,16 +152,11 @@ def name_problem(named: str | None, cfg, location) -> str | None:
 
 
 def _tensor_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
-    """Every tensor's shape in an adapter's weights file, without reading the tensors' data."""
-    if weights.suffix == ".safetensors":
-        from safetensors import safe_open
+    """Every tensor's shape in an adapter's safetensors file, without reading the tensors' data."""
+    from safetensors import safe_open
 
-        with safe_open(str(weights), "pt") as fh:
-            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
-    import torch
-
-    state = torch.load(weights, map_location="meta", weights_only=True)
-    return {k: tuple(v.shape) for k, v in state.items()}
+    with safe_open(str(weights), "pt") as fh:
+        return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
 
 
 def expected_shapes(config, peft_config, trust_remote_code: bool = False) -> dict[str, tuple[int, ...]]:

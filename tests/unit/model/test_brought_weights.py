@@ -167,3 +167,14 @@ def test_every_peft_type_loads_onto_the_one_base_and_swaps(made, tiny_model):
     assert not torch.allclose(outputs["lora4"], outputs["lora16"])
     host.load("adapter_lora4", made["lora4"])  # switched back: the same numbers as the first time
     assert torch.equal(logits(), outputs["lora4"])
+
+
+def test_pickled_weights_are_refused_with_the_fix(made, tmp_path):
+    adapter = shutil.copytree(made["lora4"], tmp_path / "pickled-adapter")
+    (adapter / "adapter_model.safetensors").rename(adapter / "adapter_model.bin")
+    with pytest.raises(brought.WeightsProblem, match=r"pickled \(adapter_model.bin\).*safe_serialization=True"):
+        brought.weights_key("adapter", adapter)
+    model = shutil.copytree(made["checkpoint"], tmp_path / "pickled-model")
+    (model / "model.safetensors").rename(model / "pytorch_model.bin")
+    with pytest.raises(brought.WeightsProblem, match=r"pickled \(\*\.bin\)"):
+        brought.weights_key("checkpoint", model)
