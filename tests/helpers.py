@@ -269,3 +269,43 @@ def pip_install(pkg: Path, site: Path) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
 
+
+
+# --- brought weights: peft adapters and checkpoints made in the test ------------------------------
+
+def save_adapter(base_dir: Path, out: Path, peft_config, seed: int = 0, scale: float = 0.5) -> Path:
+    """A peft adapter of ``peft_config`` on the model in ``base_dir``, with random (non-zero)
+    weights of standard deviation ``scale`` so that it changes what the model computes, saved as
+    peft's save_pretrained does."""
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), peft_config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.requires_grad:  # the adapter's own tensors
+                param.copy_(torch.randn_like(param) * scale + (1.0 if "ia3" in name else 0.0))
+    model.save_pretrained(out)
+    return out
+
+
+def save_checkpoint(base_dir: Path, out: Path, noise: float = 0.05, extra_tokens: list[str] = (), seed: int = 0) -> Path:
+    """The model in ``base_dir`` with its weights perturbed, saved with its tokenizer (to which
+    ``extra_tokens`` are added: a checkpoint whose vocabulary differs from the base's)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * noise)
+    if extra_tokens:
+        tokenizer.add_tokens(list(extra_tokens))
+        model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

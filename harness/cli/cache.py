@@ -70,7 +70,7 @@ def needed_keys(registry_path: Path) -> Needed:
         plan = make_plan(registry, cat, scratch_cache, location, dry_run=True)
     if location.how == "gguf":
         out.keys["models"].add(location.key)
-    out.keys["adapters"] = {a.key for a in plan.adapters}
+    out.keys["adapters"] = {a.key for a in plan.adapters if not a.brought}  # brought ones live in their folders
     for target, config in plan.target_configs.items():
         if "unavailable" in config:
             # Its data is not readable here (a hub dataset in a dry run): its cell keys cannot be
@@ -87,6 +87,8 @@ def needed_keys(registry_path: Path) -> Needed:
     # many training examples or fails, and a failed trait caches nothing.
     extractors = [cat.get("trait", use.name).obj(**use.params) for use in registry.traits]
     for use in [*registry.sources, *registry.candidates]:
+        if use.task is None:  # brought weights without their data: no source traits
+            continue
         task = cat.get("task", use.task).obj(**use.options)
         for trait in extractors:
             if trait.scope != "source":

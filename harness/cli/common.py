@@ -49,8 +49,8 @@ def load_registry_or_report(args):
     """The registry of ``args.registry``, or None after printing every problem it has."""
     from harness.config.registry import load_registry
 
-    try:
-        return load_registry(args.registry)
+    try:  # sources given on the command line (harness run --adapter/--checkpoint) join the file's
+        return load_registry(args.registry, getattr(args, "extra_sources", ()))
     except RegistryError as exc:
         print_problem(exc)
         return None

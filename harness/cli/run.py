@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from harness.cli.common import on_registry, print_problem
@@ -21,13 +22,39 @@ def add_parser(sub) -> None:
                      "\"transfer-harness[ray]\").")
     run.add_argument("--address", metavar="ADDR", help="Ray cluster to run on: 'auto' (the cluster `ray start` "
                      "started on this node) or HEAD:PORT; implies --executor ray. Default: a Ray instance on this machine.")
+    run.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH", help="Also score this peft "
+                     "adapter folder (or hub id), named NAME in results, as a source of the registry (repeatable).")
+    run.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH", help="Also score this full "
+                     "model folder, named NAME in results, as a source of the registry (repeatable).")
     run.add_argument("--watch", action="store_true", help="After the run, wait; run again each time the registry "
                      "file (or a data file it names) changes, with the base model kept loaded, until Ctrl-C. With "
                      "--json, one summary line per run.")
     run.set_defaults(handler=main)
 
 
+def extra_sources(args) -> list[tuple[str, dict]]:
+    """``--adapter`` and ``--checkpoint`` as registry sources: (origin, entry) pairs, relative
+    paths made absolute against the current folder. Raises ValueError for one not NAME=PATH."""
+    from harness.config.registry import HUB_ID
+
+    out = []
+    for field in ("adapter", "checkpoint"):
+        for value in getattr(args, field, None) or []:
+            name, sep, path = value.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"--{field} {value!r}: give NAME=PATH, e.g. --{field} mine=./my-{field}")
+            local = Path(path).expanduser()
+            hub = field == "adapter" and not local.exists() and HUB_ID.fullmatch(path) and not path.startswith(".")
+            out.append((f"--{field} {name}", {"alias": name, field: path if hub else str(local.absolute())}))
+    return out
+
+
 def main(args, err) -> int:
+    try:
+        args.extra_sources = extra_sources(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return on_registry(args, err, lambda registry: _watch(args, registry, err) if args.watch else run_once(args, registry, err),
                        prepare=lambda registry: override_executor(registry, args) if args.executor or args.address else None)
 
@@ -40,7 +67,7 @@ def _watch(args, registry, err) -> int:
     from harness.execution.watch import watch
 
     def load():
-        registry = load_registry(args.registry)
+        registry = load_registry(args.registry, args.extra_sources)
         problem = override_executor(registry, args) if args.executor or args.address else None
         if problem:
             raise ExecutorError(problem)

@@ -106,10 +106,81 @@ class _TaskUse(_Config):
 
 
 class SourceConfig(_TaskUse):
-    """A dataset to fine-tune on."""
+    """A source: a dataset to fine-tune on (``task``), or weights brought from elsewhere
+    (``adapter`` or ``checkpoint``), with ``task`` then naming the data they were trained on."""
 
+    task: str | None = Field(None, description="Name of a registered task plugin (see `harness plugins --kind "
+                             "task`): the data an adapter is trained on here, or, beside `adapter`/`checkpoint`, "
+                             "the data those weights were trained on (source traits then apply). Required unless "
+                             "`adapter` or `checkpoint` is given.")
+    adapter: str | None = Field(None, description="A peft adapter brought from elsewhere, scored instead of "
+                                "training one: a folder with adapter_config.json and adapter_model.safetensors "
+                                "(relative to the registry file), or a hub id (with `revision`) where the hub is "
+                                "reachable. Swapped onto the one loaded base model like a trained adapter.")
+    checkpoint: str | None = Field(None, description="A full fine-tuned model folder (config.json, weights and its "
+                                   "tokenizer, whose vocabulary must be the base model's), relative to the registry "
+                                   "file. Scored as its own model: a second model load, no adapter swap.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of `adapter` when it is a "
+                                 "hub id.")
     n_train: int = Field(400, ge=1, le=1_000_000, description="Number of training examples drawn from the task's "
                          "train split (at most 1000000).")
+    # Where the entry came from, for problems found after parsing (at plan time): its field path
+    # ("sources[2]" or "--adapter NAME"), the registry file, and the line of each of its fields.
+    _origin: str | None = PrivateAttr(None)
+    _filename: str = PrivateAttr("<registry>")
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @field_validator("revision")
+    @classmethod
+    def _check_revision(cls, value):
+        return _refuse_nul(value)
+
+    @field_validator("adapter", "checkpoint")
+    @classmethod
+    def _check_weights_path(cls, value):
+        return _expandable(value)
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if self.adapter and self.checkpoint:
+            raise ValueError("give `adapter` or `checkpoint`, not both: an adapter is swapped onto the base model, a "
+                             "checkpoint is a whole model of its own; make them two sources")
+        if not (self.task or self.adapter or self.checkpoint):
+            raise ValueError("give `task` (a dataset to fine-tune on), or `adapter`/`checkpoint` (weights brought "
+                             "from elsewhere)")
+        if not self.task and not self.alias:
+            field = "adapter" if self.adapter else "checkpoint"
+            raise ValueError(f"a source with `{field}` and no `task` needs an `alias`: the name it has in results")
+        if not self.task and ("options" in self.model_fields_set or "n_train" in self.model_fields_set):
+            raise ValueError("`options` and `n_train` describe a `task`'s data; give the task the weights were "
+                             "trained on, or remove them")
+        if self.revision and not self.adapter:
+            raise ValueError("`revision` is the hub revision of `adapter`; remove it, or give `adapter` a hub id")
+        return self
+
+    @property
+    def kind(self) -> Literal["trained", "adapter", "checkpoint"]:
+        """trained: an adapter trained here on ``task``; adapter, checkpoint: weights brought in."""
+        return "adapter" if self.adapter else "checkpoint" if self.checkpoint else "trained"
+
+    @property
+    def weights(self) -> str | None:
+        """The brought adapter's or checkpoint's folder (or hub id), or None for a trained source."""
+        return self.adapter or self.checkpoint
+
+    def origin(self, index: int) -> str:
+        """The entry's field path in problems: ``sources[index]``, or the command-line option it came from."""
+        return self._origin or f"sources[{index}]"
+
+    @property
+    def filename(self) -> str:
+        """The registry file the entry was read from (``<registry>`` when made in code)."""
+        return self._filename
+
+    def problem(self, index: int, field: str, message: str) -> Problem:
+        """A problem of this entry (``sources[index]``) found after parsing: at plan time."""
+        path = self.origin(index) + (f".{field}" if field and not self._origin else "")
+        return Problem(path, self._lines.get(field) or self._lines.get(""), message)
 
 
 LM_EVAL_ONLY = ("include_path", "overrides", "metric", "expand")
@@ -501,6 +572,15 @@ class Registry(_Config):
                 raise ValueError(f"decomposer {key!r} is listed twice; give one an `alias` (results are keyed by it)")
         return uses
 
+    @field_validator("candidates")
+    @classmethod
+    def _candidates_are_datasets(cls, uses):
+        for i, use in enumerate(uses):
+            if use.kind != "trained":
+                raise ValueError(f"entry {i}: a candidate is a dataset (`task`) not fine-tuned on; weights brought "
+                                 f"in (`{use.kind}`) are scored as a source: move the entry to sources")
+        return uses
+
     @model_validator(mode="after")
     def _candidates_are_new(self):
         tuned = {use.key for use in self.sources}
@@ -595,11 +675,17 @@ def did_you_mean(name: str, known: list[str]) -> str:
     return f"{hint} Known: {', '.join(known) or 'none'}."
 
 
-def parse_registry(text: str, filename: str = "<registry>", base_dir: Path | None = None) -> Registry:
+def parse_registry(text: str, filename: str = "<registry>", base_dir: Path | None = None,
+                   extra_sources: list[tuple[str, dict]] = ()) -> Registry:
     """Parse and check registry text; raise :class:`RegistryError` listing every problem.
 
     Relative ``options.data_files`` paths are made absolute against ``base_dir`` (the registry
-    file's folder), so a registry means the same thing whatever directory it is run from.
+    file's folder), so a registry means the same thing whatever directory it is run from; so are
+    relative ``adapter`` and ``checkpoint`` folders.
+
+    ``extra_sources``: (origin, entry) pairs appended to the file's sources before anything is
+    checked, so the same problems are found in them (``harness run --adapter NAME=PATH`` gives
+    ("--adapter NAME", {"alias": NAME, "adapter": PATH})); problems name them by their origin.
     """
     # Safe loading only: tags such as !!python/object are refused, never constructed.
     try:
@@ -619,6 +705,13 @@ def parse_registry(text: str, filename: str = "<registry>", base_dir: Path | Non
         raise RegistryError(filename, [Problem("", 1, "expected a mapping with keys experiment, "
                                                       "base_model, sources, targets, ...")])
     lines = _line_map(node)
+    n_listed = len(data["sources"]) if isinstance(data.get("sources"), list) else 0
+    if extra_sources:
+        clashes = _extra_clashes(data, extra_sources, lines)
+        if clashes:
+            raise RegistryError(filename, clashes)
+        data = {**data, "sources": [*(data.get("sources") or []), *(entry for _, entry in extra_sources)]}
+    origins = {n_listed + i: origin for i, (origin, _) in enumerate(extra_sources)}
     try:
         registry = Registry.model_validate(data)
     except ValidationError as exc:
@@ -636,19 +729,84 @@ def parse_registry(text: str, filename: str = "<registry>", base_dir: Path | Non
             elif err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == SAFE_NAME:
                 shown = repr(err["input"]) if len(err["input"]) <= 60 else repr(err["input"][:57]) + "..."
                 msg = f"{shown} is not a plain name: use {SAFE_NAME_RULE}"
+            if len(loc) > 1 and loc[0] == "sources" and loc[1] in origins:  # a command-line source
+                rest = _path_str(("x", *loc[2:]))[1:]  # ".adapter", "[0]", or "" for the entry itself
+                problems.append(Problem(origins[loc[1]] + rest, None, msg))
+                continue
             problems.append(Problem(_path_str(loc), _line_of(lines, loc), msg))
         raise RegistryError(filename, problems) from None
+    _note_origins(registry, filename, lines, origins)
     found = []
     if base_dir is not None:
         _absolute_data_files(registry, base_dir)
         _absolute_lm_eval_paths(registry, base_dir)
         found += _folder_problems(registry, base_dir)
+    found += _weights_problems(registry, base_dir or Path.cwd())
     found += _plugin_problems(registry)
     found += _lm_eval_problems(registry)
-    problems = [Problem(path, _line_of(lines, loc), msg) for loc, path, msg in found]
+    problems = [Problem(path, _line_of(lines, loc) if loc[:2] not in {("sources", i) for i in origins} else None, msg)
+                for loc, path, msg in found]
     if problems:
         raise RegistryError(filename, problems)
     return registry
+
+
+def _extra_clashes(data: dict, extra_sources, lines) -> list[Problem]:
+    """A command-line source whose name a source of the file (or an earlier one) already has."""
+    seen: dict[str, tuple[str, int | None]] = {}
+    for i, entry in enumerate(data.get("sources") or []):
+        if isinstance(entry, dict) and isinstance(entry.get("alias") or entry.get("task"), str):
+            seen.setdefault(entry.get("alias") or entry.get("task"), (f"sources[{i}]", lines.get(("sources", i))))
+    problems = []
+    for origin, entry in extra_sources:
+        name = entry.get("alias")
+        if name in seen:
+            where, line = seen[name]
+            problems.append(Problem(origin, None, f"the name {name!r} is already taken by {where}"
+                                    + (f" (line {line})" if line else "") + "; choose another NAME"))
+        seen.setdefault(name, (origin, None))
+    return problems
+
+
+def _note_origins(registry: Registry, filename: str, lines: dict, origins: dict[int, str]) -> None:
+    """Tell each source where it came from, for problems found later (at plan time)."""
+    for i, use in enumerate(registry.sources):
+        use._filename = filename
+        if i in origins:
+            use._origin = origins[i]
+        else:
+            use._lines = {str(loc[2]): line for loc, line in lines.items()
+                          if len(loc) == 3 and loc[:2] == ("sources", i)} | {"": lines.get(("sources", i))}
+
+
+def _weights_problems(registry: Registry, base_dir: Path):
+    """Brought weights must be there: an adapter folder (or a hub id), a checkpoint folder.
+    Relative folders are made absolute against ``base_dir`` (command-line ones already are)."""
+    for i, use in enumerate(registry.sources):
+        field = "adapter" if use.adapter else "checkpoint" if use.checkpoint else None
+        if field is None:
+            continue
+        value = getattr(use, field)
+        folder = (base_dir / os.path.expanduser(value)).resolve()
+        loc = ("sources", i, field)
+        path = use.origin(i) if use._origin else _path_str(loc)
+        if folder.is_dir():
+            setattr(use, field, str(folder))
+            continue
+        if folder.exists():
+            yield loc, path, f"{folder} is a file; give the folder that holds it"
+            continue
+        if field == "adapter" and HUB_ID.fullmatch(value) and not value.startswith((".", "~")):
+            continue  # a hub id: fetched (or found in the Hugging Face cache) at plan time
+        hub = (" (not a hub id either: those read owner/name)" if field == "adapter" else "")
+        what = ("a peft adapter folder (adapter_config.json and adapter_model.safetensors, as peft's "
+                "save_pretrained writes them)" if field == "adapter"
+                else "a model folder (config.json, weights, tokenizer, as save_pretrained writes them)")
+        yield loc, path, (f"no folder {folder}{hub}; give the path of {what}, absolute or relative to the "
+                          + ("registry file" if use._origin is None else "current folder"))
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def _absolute_data_files(registry: Registry, base_dir: Path) -> None:
@@ -750,8 +908,8 @@ def _plugin_problems(registry: Registry):
     cat = catalog()
     for section in ("sources", "targets", "candidates"):
         for i, use in enumerate(getattr(registry, section)):
-            if section == "targets" and use.task is None:
-                continue  # an lm_eval target: _lm_eval_problems
+            if use.task is None:  # an lm_eval target (_lm_eval_problems), or weights brought without their data
+                continue
             if use.task not in cat.entries["task"]:
                 loc = (section, i, "task")
                 yield loc, _path_str(loc), f"unknown task {use.task!r}" + did_you_mean(use.task, cat.names("task"))
@@ -788,8 +946,8 @@ def _plugin_problems(registry: Registry):
                 yield loc, _path_str(loc) + ".params", f"bad parameters for {kind} {use.name!r}: {describe(exc)}"
 
 
-def load_registry(path: str | Path) -> Registry:
-    """Read, parse and check a registry file."""
+def load_registry(path: str | Path, extra_sources: list[tuple[str, dict]] = ()) -> Registry:
+    """Read, parse and check a registry file (``extra_sources``: see :func:`parse_registry`)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -803,4 +961,4 @@ def load_registry(path: str | Path) -> Registry:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise RegistryError(str(path), [Problem("", line, f"not UTF-8 text (byte 0x{raw[exc.start]:02x}: "
                                                           f"{exc.reason}); re-save the file as UTF-8")]) from None
-    return parse_registry(text, str(path), base_dir=path.resolve().parent)
+    return parse_registry(text, str(path), base_dir=path.resolve().parent, extra_sources=extra_sources)

@@ -34,7 +34,7 @@ from harness.cache.store import Cache
 from harness.config.registry import BASE, ExecutorSettings, Registry
 from harness.errors import ExecutorError, describe
 from harness.model.kept import KeptModel
-from harness.stages.plan import Plan
+from harness.stages.plan import Plan, weights_path
 
 RAY_INSTALL = 'pip install "transfer-harness[ray]"'
 # Environment the Ray workers need whatever shell started their node: no third-party progress
@@ -86,7 +86,7 @@ class LocalExecutor:
     def run_jobs(self, plan: Plan, registry: Registry, cache: Cache, location, timer, failures: list[dict]) -> None:
         from harness.stages import evaluate
 
-        needs_model = bool(plan.todo_adapters or plan.todo_cells)  # else nothing is loaded at all
+        needs_model = plan.needs_base  # else the base model is not loaded at all
         path = None
         if plan.todo_cells:
             evaluate.check_backend(registry)
@@ -271,12 +271,16 @@ class RayExecutor:
                 ref = train.remote(**common, key=name.key, adapter=adapter_name_of(name), source=name.source,
                                    pairs=pairs[name.source], kind=name.task.kind, lora=registry.lora)
                 return ref, item
-            adapter = None
+            adapter, model = None, {}
             if name != BASE:
                 job = adapters[name]
-                adapter = (adapter_name_of(job), str(cache.path("adapters", job.key)))
+                if job.kind == "checkpoint":  # a model of its own, loaded from its folder instead of the base
+                    model = {"model_dir": str(job.path)}
+                else:  # trained (in the cache) or brought (in its own folder)
+                    adapter = (adapter_name_of(job), str(weights_path(job, cache)))
             cells = [(c, plan.target_configs[c.target], plan.tasks[c.target].metric()) for c in todo_cells[name]]
-            ref = evaluate.remote(**common, settings=registry.evaluation, model_name=name, adapter=adapter, cells=cells)
+            ref = evaluate.remote(**{**common, **model}, settings=registry.evaluation, model_name=name,
+                                  adapter=adapter, cells=cells)
             return ref, item
 
         n_cells = sum(len(c) for c in todo_cells.values())
@@ -386,7 +390,7 @@ def _prepare_worker(model_dir: str, model_cfg, compute: dict, threads: int, cach
 
     torch.set_num_threads(threads)
     node = _node()
-    for what, path in (("the cache", cache_root), ("the base model", model_dir)):
+    for what, path in (("the cache", cache_root), ("the model", model_dir)):
         if not Path(path).exists():
             raise RuntimeError(f"{what} at {path} is not visible on Ray node {node}: every node must see it at the "
                                "same path (a shared filesystem; set cache_dir to it)")
@@ -438,7 +442,10 @@ def evaluate_job(model_dir, model_cfg, compute, threads, cache_root, settings, m
         from harness.model.adapters import AdapterHost
         from harness.stages.evaluate import Evaluator
 
-        _prepare_worker(model_dir, model_cfg, compute, threads, cache_root)
+        node = _prepare_worker(model_dir, model_cfg, compute, threads, cache_root)
+        if adapter is not None and not Path(adapter[1]).exists():
+            raise RuntimeError(f"the adapter of {model_name} at {adapter[1]} is not visible on Ray node {node}: "
+                               "every node must see it at the same path (a shared filesystem)")
         model, tokenizer = models.load(Path(model_dir), model_cfg)
         host = AdapterHost(model)
         if adapter is not None:

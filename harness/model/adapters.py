@@ -29,9 +29,15 @@ class AdapterHost:
         self.peft.set_adapter(name)
 
     def load(self, name: str, path: Path) -> None:
-        """Load a saved adapter (inference only) and make it active."""
-        from peft import PeftModel
+        """Load a saved adapter (inference only) and make it active: a LoRA adapter, or any other
+        type peft loads onto the base (IA3, LoHa, ...)."""
+        from peft import PeftConfig, PeftModel
 
+        if self.peft is not None and name not in self.peft.peft_config:
+            # One peft model holds adapters of one type only: to put an IA3 adapter where LoRA ones
+            # are, take those out first (each is loaded again from its folder when next needed).
+            if PeftConfig.from_pretrained(str(path)).peft_type != self.peft.peft_type:
+                self.clear()
         if self.peft is None:
             self.peft = PeftModel.from_pretrained(self.base, str(path), adapter_name=name)
         elif name not in self.peft.peft_config:

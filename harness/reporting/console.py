@@ -102,12 +102,30 @@ def print_plan(plan: Plan, console: Console, run_dir: Path, cache: Cache) -> Non
                   f"{escape(plan.model.how)}")
     table = Table("job", "what", "status")
     for a in plan.adapters:
-        table.add_row("train", a.source, "cached" if a.cached else "[yellow]would run")
+        if a.brought:
+            table.add_row("bring", escape(f"{a.kind} {a.source} from {a.path}"), "ready")
+        else:
+            table.add_row("train", a.source, "cached" if a.cached else "[yellow]would run")
     for c in plan.cells:
         what = f"{'base' if c.model == BASE else c.model} on {c.target}"
         table.add_row("score", what, "cached" if c.cached else "[yellow]would run")
     console.print(table)
-    console.print(f"{len(plan.todo_adapters)} of {len(plan.adapters)} adapters and "
+    trained = [a for a in plan.adapters if not a.brought]
+    console.print(f"{len(plan.todo_adapters)} of {len(trained)} adapters and "
                   f"{len(plan.todo_cells)} of {len(plan.cells)} cells would run.")
+    for line in checkpoint_costs(plan):
+        console.print(line, highlight=False)
     for note in plan.missing:
         console.print(f"[yellow]not available here:[/] {escape(note)}", highlight=False)
+
+
+def checkpoint_costs(plan: Plan) -> list[str]:
+    """What scoring the plan's checkpoints costs: each is a model of its own, loaded beside the base."""
+    todo = {c.model for c in plan.todo_cells}
+    out = []
+    for a in plan.adapters:
+        if a.kind == "checkpoint" and a.source in todo:
+            cells = sum(c.model == a.source and not c.cached for c in plan.cells)
+            out.append(f"checkpoint {escape(a.source)}: a second model load (its own weights and tokenizer, no "
+                       f"adapter swap) for its {cells} cell(s); freed once they are scored")
+    return out

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from harness.analysis.applicability import describe, skipped_analyses
+from harness.reporting.markdown import brought_sources
 from harness.reporting.numbers import fixed, signed
 
 CSS = """
@@ -68,6 +69,7 @@ def _provenance(results: dict) -> str:
     rows = [["experiment", esc(results.get("experiment"))], ["base model", esc(model.get("name"))],
             ["resolved from", esc(model.get("resolved_from", ""))],
             ["sources × targets", f"{len(results['sources'])} × {len(results['targets'])}"],
+            ["brought in, not trained here", esc(", ".join(brought_sources(results)) or "none")],
             ["adapters / cells computed", esc(prov.get("computed", ""))], ["reused from cache", esc(prov.get("reused", ""))],
             ["registry hash", f"<code>{esc(prov.get('config_hashes', {}).get('registry', ''))}</code>"],
             ["seeds", f"<code>{esc(json.dumps(prov.get('seeds', {})))}</code>"]]

@@ -8,11 +8,21 @@ from harness.reporting.numbers import fixed, signed
 from harness.reporting.text import md_escape
 
 
+def brought_sources(results: dict) -> list[str]:
+    """``name (kind)`` of every source whose weights were brought in rather than trained here."""
+    return [f"{s} ({w['kind']})" for s, w in (results.get("source_weights") or {}).items() if w["kind"] != "trained"]
+
+
+def brought_line(results: dict) -> str:
+    brought = brought_sources(results)
+    return f" Brought in, not trained here: {md_escape(', '.join(brought))}." if brought else ""
+
+
 def markdown(results: dict) -> str:
     targets, sources = results["targets"], results["sources"]
     out = [f"# Transfer report: {md_escape(results['experiment'])}", "",
            f"Base model: `{md_escape(results['base_model']['name'])}`. "
-           f"{len(sources)} sources x {len(targets)} targets.", ""]
+           f"{len(sources)} sources x {len(targets)} targets." + brought_line(results), ""]
     out += ["## Base scores", "", "| target | metric | score |", "|---|---|---|"]
     for t in targets:
         cell = results["base"][t]

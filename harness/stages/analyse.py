@@ -224,4 +224,6 @@ def analyse_run(registry, plan, mat, trait_results, behaviour, catalog) -> tuple
         pair_traits=trait_results.pairs,
         outcomes=collect(behaviour.samples, mat.sources, mat.targets, {BASE: mat.base, **mat.scores}),
         metrics=mat.metrics)
-    return analyse(data, registry.decomposers, catalog, registry.analysis)
+    out, failures = analyse(data, registry.decomposers, catalog, registry.analysis)
+    out["skipped"] = [*trait_results.skipped, *out.get("skipped", [])]  # traits a source had no data for
+    return out, failures

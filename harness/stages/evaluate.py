@@ -30,7 +30,7 @@ from harness.errors import ExecutorError, failure_record
 from harness.lm_eval_compat import no_environment_report, set_lora_request
 from harness.model.compute import free_accelerator_memory
 from harness.reporting.progress import make_progress
-from harness.stages.plan import Plan, adapter_name
+from harness.stages.plan import Plan, adapter_name, weights_path
 
 
 @dataclass
@@ -364,27 +364,39 @@ def evaluate_cells(plan: Plan, registry: Registry, cache: Cache, host, model, to
             scorable.append(cell)
     if not scorable:
         return
-    evaluator = (vllm_evaluator(plan, registry, cache, model, model_dir) if vllm
-                 else Evaluator(model, tokenizer, registry.evaluation))
+    evaluator = None  # of the base model, made when a cell needs it (a run of checkpoints only never does)
+    checkpoint = None  # (name, Evaluator) of the checkpoint loaded now: one at a time, freed after its cells
     # One model at a time (each adapter is switched in once), in plan order.
     by_model: dict[str, list] = {}
     for cell in scorable:
         by_model.setdefault(cell.model, []).append(cell)
     active = None
 
-    def switch_to(model_name: str) -> None:
-        nonlocal active
-        if model_name == active:
-            return
-        if model_name != BASE:
-            job = adapters[model_name]
-            if vllm:
-                evaluator.activate(adapter_name(job), cache.path("adapters", job.key))
-            else:
-                host.load(adapter_name(job), cache.path("adapters", job.key))
-        elif vllm:
-            evaluator.activate(None)
-        active = model_name
+    def switch_to(model_name: str):
+        """Make ``model_name`` the model scored; return the evaluator that scores it."""
+        nonlocal active, evaluator, checkpoint
+        job = adapters.get(model_name)
+        if job is not None and job.kind == "checkpoint":
+            if checkpoint is None or checkpoint[0] != model_name:
+                checkpoint = None  # the previous one's memory goes before the next loads
+                console.log(f"Loading checkpoint {escape(model_name)} (a model of its own: no adapter swap)")
+                checkpoint = (model_name, checkpoint_evaluator(job, registry))
+            active = model_name
+            return checkpoint[1]
+        checkpoint = None
+        if evaluator is None:
+            evaluator = (vllm_evaluator(plan, registry, cache, model, model_dir) if vllm
+                         else Evaluator(model, tokenizer, registry.evaluation))
+        if model_name != active:
+            if model_name != BASE:
+                if vllm:
+                    evaluator.activate(adapter_name(job), weights_path(job, cache))
+                else:
+                    host.load(adapter_name(job), weights_path(job, cache))
+            elif vllm:
+                evaluator.activate(None)
+            active = model_name
+        return evaluator
 
     def failed(cell, exc) -> None:
         nonlocal active
@@ -401,10 +413,11 @@ def evaluate_cells(plan: Plan, registry: Registry, cache: Cache, host, model, to
             progress.update(bar, description=f"evaluate {model_name} on {', '.join(c.target for c in cells)}")
             left = list(cells)
             try:
-                switch_to(model_name)
-                only_base = host.base_only() if model_name == BASE and not vllm else contextlib.nullcontext()
+                scorer = switch_to(model_name)
+                only_base = (host.base_only() if model_name == BASE and not vllm and host is not None
+                             else contextlib.nullcontext())
                 with only_base:
-                    for cell, result, seconds in score_cells(evaluator, plan, cells, console):
+                    for cell, result, seconds in score_cells(scorer, plan, cells, console):
                         left.remove(cell)
                         if isinstance(result, Exception):  # one cell failing must not cost the others
                             failed(cell, result)
@@ -431,6 +444,19 @@ def evaluate_cells(plan: Plan, registry: Registry, cache: Cache, host, model, to
         progress.update(bar, completed=len(scorable))  # cells another run scored meanwhile
 
 
+def checkpoint_evaluator(job, registry: Registry) -> Evaluator:
+    """An evaluator on a brought checkpoint, loaded as the base model is (dtype, device) with its
+    own tokenizer: a second model in memory while its cells are scored."""
+    import gc
+
+    from harness.model.loading import load
+
+    gc.collect()  # the previous checkpoint's model, if any, before this one is loaded
+    free_accelerator_memory()
+    model, tokenizer = load(job.path, registry.base_model)
+    return Evaluator(model, tokenizer, registry.evaluation)
+
+
 def vllm_evaluator(plan: Plan, registry: Registry, cache: Cache, model, model_dir: Path | None):
     """lm-eval's vLLM backend on the converted model directory, LoRA enabled through the first
     trained adapter. The training model leaves the GPU first: vLLM loads its own copy."""
@@ -441,9 +467,13 @@ def vllm_evaluator(plan: Plan, registry: Registry, cache: Cache, model, model_di
     if model is not None:
         model.to("cpu")
         torch.cuda.empty_cache()
-    trained = [a for a in plan.adapters if a.cached]
-    first = cache.path("adapters", trained[0].key) if trained else None
-    return VLLMEvaluator(model_dir, registry.evaluation, first, registry.lora.rank,
+    from harness.model.brought import adapter_rank, vllm_lora_rank
+
+    ready = [a for a in plan.adapters if a.cached and a.kind != "checkpoint"]
+    first = weights_path(ready[0], cache) if ready else None
+    # vLLM takes only some values of max_lora_rank: the smallest one that holds every adapter's rank.
+    ranks = [registry.lora.rank] + [adapter_rank(a.path)[1] or 0 for a in ready if a.brought]
+    return VLLMEvaluator(model_dir, registry.evaluation, first, vllm_lora_rank(ranks),
                          resolve_dtype(registry.base_model.dtype))
 
 

@@ -19,6 +19,7 @@ from harness.files import stable_hash
 from harness.model import loading
 from harness.model.compute import compute_setup
 from harness.model.loading import ModelLocation
+from harness.stages.brought import bring
 
 # Part of every adapter's key: bump it when a change in harness/stages/finetune.py changes what training
 # produces (2: length-grouped batches; 3: BOS as the scorer adds it, EOS after generation
@@ -44,12 +45,33 @@ def library_versions() -> dict[str, str]:
 
 @dataclass
 class AdapterJob:
+    """A source of the plan: an adapter to train here (kind "trained"), or weights brought in
+    (kind "adapter" or "checkpoint", never trained: ``cached`` is always true)."""
+
     source: str  # the source's name in results (alias or task)
-    task: Task
+    task: Task | None  # None: weights brought without the data they were trained on
     n_train: int
-    key: str
+    key: str  # trained: the training key; brought: the content key of its files
     cached: bool
     done_here: bool = False  # trained by this run (not found in the cache, nor by another run)
+    kind: str = "trained"  # "trained", "adapter" or "checkpoint"
+    path: Path | None = None  # a brought adapter's or checkpoint's folder
+
+    @property
+    def brought(self) -> bool:
+        return self.kind != "trained"
+
+
+def weights_path(job: AdapterJob, cache: Cache) -> Path:
+    """Where an adapter's weights are: its own folder when brought, else the cache entry it was trained into."""
+    return job.path if job.path is not None else cache.path("adapters", job.key)
+
+
+def cell_model(job: AdapterJob, base_key: str) -> tuple[str, str]:
+    """(model, adapter) parts of the cell keys of ``job``'s cells: a checkpoint is a model of its
+    own (the base model does not enter its cells' keys); an adapter, trained or brought, is the
+    base model with that adapter on it."""
+    return (job.key, "none") if job.kind == "checkpoint" else (base_key, job.key)
 
 
 def adapter_name(job) -> str:
@@ -77,11 +99,18 @@ class Plan:
 
     @property
     def todo_adapters(self) -> list[AdapterJob]:
-        return [a for a in self.adapters if not a.cached]
+        return [a for a in self.adapters if not a.cached and not a.brought]
 
     @property
     def todo_cells(self) -> list[CellJob]:
         return [c for c in self.cells if not c.cached]
+
+    @property
+    def needs_base(self) -> bool:
+        """Whether the base model must be loaded: an adapter to train, or a cell of the base model
+        or of an adapter to score (a checkpoint's cells are scored on the checkpoint alone)."""
+        checkpoints = {a.source for a in self.adapters if a.kind == "checkpoint"}
+        return bool(self.todo_adapters) or any(c.model not in checkpoints for c in self.todo_cells)
 
 
 def _config_for_key(config: dict) -> dict:
@@ -107,8 +136,14 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
     data_dir = cache.root / "data"
     plan = Plan(model=model, tasks={}, target_configs={})
 
+    brought = bring(registry, model, dry_run=dry_run, notes=plan.missing)  # refuses what cannot be scored
     for use in registry.sources:
-        task = catalog.get("task", use.task).obj(**use.options)
+        task = catalog.get("task", use.task).obj(**use.options) if use.task else None
+        if use.key in brought:
+            weights = brought[use.key]
+            plan.adapters.append(AdapterJob(use.key, task, use.n_train, weights.key, True, kind=weights.kind,
+                                            path=weights.path))
+            continue
         key = stable_hash({"model": model.key, "task": task.fingerprint(), "n_train": use.n_train,
                            "lora": lora, "trainer": TRAINING_VERSION, "compute": compute,
                            "versions": {k: versions[k] for k in ("transformers", "peft", "torch")}})
@@ -141,11 +176,11 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
             plan.target_configs[use.key] = {"task": use.key, "unavailable": str(exc),
                                             "dataset_kwargs": {"data_files": {}}}
 
-    models = [(BASE, "none")] + [(a.source, a.key) for a in plan.adapters]
-    for model_name, adapter_key in models:
+    models = [(BASE, model.key, "none")] + [(a.source, *cell_model(a, model.key)) for a in plan.adapters]
+    for model_name, model_key, adapter_key in models:
         for target, config in plan.target_configs.items():
             described = target_keys.get(target) or _config_for_key(config)
-            key = stable_hash({"model": model.key, "adapter": adapter_key, "target": described,
+            key = stable_hash({"model": model_key, "adapter": adapter_key, "target": described,
                                "metric": plan.tasks[target].metric(), "evaluation": evaluation,
                                "compute": compute, "lm_eval": versions["lm_eval"],
                                "scorer": EVALUATION_VERSION})

@@ -25,6 +25,7 @@ def build_results(registry: Registry, plan: Plan, mat: Matrix, traits, analysed:
         "base_model": {"name": registry.base_model.display_name, "resolved_from": plan.model.how,
                        "key": plan.model.key},
         "sources": mat.sources,
+        "source_weights": source_weights(plan),
         "targets": mat.targets,
         "metrics": mat.metrics,
         "abilities": {t: list(plan.tasks[t].abilities) for t in mat.targets},
@@ -42,11 +43,19 @@ def build_results(registry: Registry, plan: Plan, mat: Matrix, traits, analysed:
     }
 
 
+def source_weights(plan: Plan) -> dict:
+    """Where each source's weights come from: trained here on its task, or brought in (an adapter or
+    a checkpoint, from its folder), with the task its data came from (None: not given)."""
+    return {a.source: {"kind": a.kind, "task": a.task.name if a.task is not None else None,
+                       **({"path": str(a.path)} if a.path is not None else {})} for a in plan.adapters}
+
+
 def provenance(registry: Registry, plan: Plan, cache: Cache, location, executor, seconds: dict) -> dict:
     """Where the results came from: versions, seeds, every key, where jobs ran, what this run
     computed itself and what it found in the cache (from an earlier run, or another one sharing it)."""
-    computed = {"adapters": sum(a.done_here for a in plan.adapters), "cells": sum(c.done_here for c in plan.cells)}
-    reused = {"adapters": sum(a.cached and not a.done_here for a in plan.adapters),
+    trained = [a for a in plan.adapters if not a.brought]  # brought weights are neither computed nor reused
+    computed = {"adapters": sum(a.done_here for a in trained), "cells": sum(c.done_here for c in plan.cells)}
+    reused = {"adapters": sum(a.cached and not a.done_here for a in trained),
               "cells": sum(c.cached and not c.done_here for c in plan.cells)}
     return {
         "versions": library_versions(),

@@ -29,6 +29,29 @@ class TraitResults:
     behaviour: dict[str, dict] = field(default_factory=dict)  # trait -> details
     failures: list[dict] = field(default_factory=list)
     scopes: dict[str, str] = field(default_factory=dict)  # output name in `values` -> "source" | "behaviour"
+    # What could not be computed, and why (results["skipped"] entries): a source that brings weights
+    # without a task has no data to compute source and pair traits of.
+    skipped: list[dict] = field(default_factory=list)
+
+
+def with_data(adapters) -> list:
+    """The plan's sources that name their data (every trained one; a brought one when it gives a
+    ``task``): the only ones source and pair traits can be computed for."""
+    return [job for job in adapters if job.task is not None]
+
+
+def not_applicable(adapters, scopes) -> list[dict]:
+    """A ``skipped`` entry per source without data, when some trait of a scope that reads the data
+    (source, pair) is to be computed: ``source_traits`` (or ``pair_traits`` when only those are)."""
+    from harness.analysis.applicability import entry
+
+    need = [s for s in ("source", "pair") if s in scopes]
+    if not need:
+        return []
+    what = " and ".join(need) + " traits"
+    return [entry(f"{need[0]}_traits", f"source {job.source} brings weights ({job.kind}) without a task: {what} "
+                  "n/a; give the task it was trained on to compute them", job.source)
+            for job in adapters if job.task is None]
 
 
 def source_trait_key(trait: Trait, task: Task, n_examples: int, model_key: str) -> str:
@@ -45,7 +68,7 @@ def pair_trait_key(trait: Trait, adapters, target_configs: dict[str, dict], task
     pair value may depend on all of them (tf-idf weights come from the whole corpus). A target is
     its task and its written test file, whose name carries the data's hash."""
     return stable_hash({"trait": trait.name, "version": trait.version, "params": trait.get_params(),
-                        "sources": [[job.source, job.task.fingerprint(), job.n_train] for job in adapters],
+                        "sources": [[job.source, job.task.fingerprint(), job.n_train] for job in with_data(adapters)],
                         "targets": [[name, tasks[name].fingerprint(), _test_file_name(config)]
                                     for name, config in target_configs.items()],
                         "model": model_key if trait.requires & {"tokenizer", "base_model"} else None})
@@ -68,7 +91,7 @@ def trait_is_cached(trait: Trait, plan, cache) -> bool:
     model_key = plan.model.key if plan.model else None
     if trait.scope == "source":
         return all(cache.has("traits", source_trait_key(trait, job.task, job.n_train, model_key))
-                   for job in plan.adapters)
+                   for job in with_data(plan.adapters))
     if trait.scope == "pair":
         return cache.has("traits", pair_trait_key(trait, plan.adapters, plan.target_configs, plan.tasks, model_key))
     return False  # behaviour traits read the evaluation logs each run
@@ -89,9 +112,11 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
     out = TraitResults()
     extractors = [catalog.get("trait", use.name).obj(**use.params) for use in registry.traits]
     sources = [SourceData(job.source, job.task, job.task.examples("train", job.n_train), tokenizer, model)
-               for job in plan.adapters]
-    for src in sources:
-        out.values[src.name] = {}
+               for job in with_data(plan.adapters)]
+    for job in plan.adapters:
+        out.values[job.source] = {}
+    wanted = {trait.scope for trait in extractors if trait.scope in scopes}
+    out.skipped = not_applicable(plan.adapters, wanted)
 
     for trait in extractors:
         if trait.scope not in scopes:
