@@ -43,23 +43,18 @@ def benchmark_registry(out_dir: Path, run_cache: Path, base_model: dict, sources
                        yamls: dict[str, str]) -> dict:
     """The registry each timed `harness run` scores: the one place that says what the harness side is.
 
-    Today: sources trained here (``task:``; their adapters are already in the linked setup cache,
-    so the run only scores) and built-in targets (``task:`` with ``limit``).
-
-    LEAD, after merging brought adapters and lm-eval targets (issue 16, items 1 and 2), switch to
-    the form the Done-when names -- 4 brought adapters on 4 lm-eval YAML targets, the very folders
-    and YAML files the lm_eval commands get -- by returning instead::
-
-        "sources": [{"alias": name, "adapter": str(path)} for name, path in adapter_dirs.items()],
-        "targets": [{"lm_eval": yamls[t]} for t in targets],   # rows and limit are in the YAML
-
-    Keep the aliases equal to the source names and the targets' names equal to the exported
-    tasks' names (``t``): the score comparison looks cells up by them.
+    The form the issue's Done-when names: K brought adapters (``adapter:``, the very folders the
+    lm_eval commands get with ``peft=``) on N lm-eval YAML targets (``lm_eval:``, the very files the
+    lm_eval commands get with ``--tasks``; their rows are the exported ``limit``). Aliases equal the
+    source names and the targets are named by the exported tasks' names, which the score
+    comparison looks cells up by. (``sources``, ``limit`` and ``lora`` stay in the signature for
+    the trained-source form, kept below in a comment.)
     """
-    del adapter_dirs, yamls  # used by the brought-adapter form above
+    del sources, lora  # the trained form: "sources": sources, "targets": [{"task": t, "limit": limit}], "lora": lora
     return {"experiment": "eval_vs_lm_eval", "output_dir": str(out_dir), "cache_dir": str(run_cache),
-            "base_model": base_model, "sources": sources,
-            "targets": [{"task": t, "limit": limit} for t in targets], "lora": lora,
+            "base_model": base_model,
+            "sources": [{"alias": name, "adapter": str(path)} for name, path in adapter_dirs.items()],
+            "targets": [{"lm_eval": yamls[t], "limit": limit} for t in targets],
             "evaluation": evaluation, "traits": [],
             "decomposers": [d.model_dump(mode="json", exclude_none=True) for d in default.decomposers],
             "analysis": default.analysis.model_dump(mode="json")}

@@ -178,17 +178,9 @@ def test_the_gate_passes_an_equal_model_and_fails_a_collapsed_one(baseline, mode
     assert "**PASS**" in passed and "**FAIL**" in failed_part and "| base | probe |" in failed_part
 
 
-def _has_checkpoint_option() -> bool:
-    out = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--help"], capture_output=True, text=True)
-    return "--checkpoint" in out.stdout
-
-
 def test_the_documented_flow_with_a_candidate_checkpoint(baseline, models):
     """`harness run SUITE --checkpoint candidate=DIR` for the baseline (a checkpoint equal to the
     base) and for each candidate, then `harness check`: the candidate's row is what is gated."""
-    if not _has_checkpoint_option():
-        pytest.skip("`harness run --checkpoint NAME=DIR` (issue 16 item 1, branch fix/sources) has not landed "
-                    "yet: remove this skip once it has")
     folder, _ = baseline
     path = write_suite(folder, models["base"], "suite")
     base_run = harness("run", str(path), "--checkpoint", f"candidate={models['equal']}", "--out",
