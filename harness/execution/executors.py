@@ -240,6 +240,9 @@ class RayExecutor:
         pairs = {job.source: job.task.train_pairs(job.n_train) for job in plan.todo_adapters}
         with timer.stage("materialise"):  # a GGUF converted into the cache once; never loaded here
             model_dir = models.materialise(location, registry.base_model, cache)
+        # Workers check that they see the cache: a run that has written nothing to it yet (brought
+        # weights on lm-eval targets only) must still have made its folder.
+        cache.root.mkdir(parents=True, exist_ok=True)
         with timer.stage("ray_start"):
             self.start()
         ray = self.ray
@@ -342,6 +345,8 @@ class RayExecutor:
             fail_cells(model_name, cells, out["error"], out.get("traceback"))
             self.console.log(f"[red]scoring {model_name} failed:[/] {escape(out['error'])}")
         else:
+            for line in out.get("log") or ():
+                self.console.log(line)
             by_target = {c.target: c for c in cells}
             for row in out["cells"]:
                 if row["ok"]:
@@ -486,13 +491,13 @@ def evaluate_job(model_dir, model_cfg, compute, threads, cache_root, settings, m
         return {"ok": False, "error": describe(exc), "traceback": traceback.format_exc(limit=5)}
     from harness.cache.locks import claimed_now
 
-    cache, rows = Cache(cache_root), []
+    cache, rows, notes = Cache(cache_root), [], _Notes()
 
     def score(group: list) -> None:
         from harness.cache import entries
         from harness.stages.evaluate import score_cells
 
-        for cell, result, seconds in score_cells(evaluator, scoring, group):
+        for cell, result, seconds in score_cells(evaluator, scoring, group, notes):
             try:
                 if isinstance(result, Exception):
                     raise result
@@ -513,4 +518,14 @@ def evaluate_job(model_dir, model_cfg, compute, threads, cache_root, settings, m
                 rows.append({"target": cell.target, "ok": True, "reused": True})
             else:
                 score([cell])
-    return {"ok": True, "cells": rows}
+    return {"ok": True, "cells": rows, "log": notes.lines}
+
+
+class _Notes:
+    """What scoring would tell the console (a joint call that failed), kept for the driver to log."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def log(self, message: str) -> None:
+        self.lines.append(message)
