@@ -165,6 +165,14 @@ def export_config(task, data_dir: Path, limit: int) -> dict[str, Any]:
     return _plain(out)
 
 
+def _with_header(title: str, run: str, command: str | None, config: dict[str, Any]) -> str:
+    """The YAML text of an export: what it is, the command that made it, how to run it."""
+    header = [title, f"# Run: {run}"]
+    if command:  # one comment line, whatever the arguments hold
+        header.insert(1, "# Made with: " + command.replace("\r", "\\r").replace("\n", "\\n"))
+    return "\n".join(header) + "\n" + dump_yaml(config)
+
+
 class _Dumper(yaml.SafeDumper):
     """Block style; strings with line breaks in double quotes (``until: ["\\n"]``, not a folded block)."""
 
@@ -210,11 +218,8 @@ def export_task(task, output: Path, limit: int | None = None, command: str | Non
         config = export_config(task, output.parent, limit)
     except DataError as exc:
         raise ExportError(str(exc)) from None
-    header = [f"# lm-eval task {task.name!r}, exported by transfer-harness ({limit} test rows).",
-              f"# Run: {lm_eval_command(output)}"]
-    if command:  # one comment line, whatever the arguments hold
-        header.insert(1, "# Made with: " + command.replace("\r", "\\r").replace("\n", "\\n"))
-    text = "\n".join(header) + "\n" + dump_yaml(config)
+    text = _with_header(f"# lm-eval task {task.name!r}, exported by transfer-harness ({limit} test rows).",
+                        lm_eval_command(output), command, config)
     if "include" not in config and yaml.safe_load(text) != config:  # pragma: no cover - a dumper bug
         raise ExportError("the YAML written does not read back as the task's config")
     tmp = output.with_name(output.name + ".tmp")
@@ -340,13 +345,10 @@ def export_target(registry, name: str, output: Path | None = None, limit: int | 
                 raise ExportError(f"{output} is a directory; give a file name such as {output / (name + '.yaml')}")
             run = config[RUN_ARGS]
             cmd = target_command(registry, output, limit or run["limit"], run["num_fewshot"])
-            header = [f"# lm-eval target {name!r} of registry experiment {registry.experiment!r}, exported by "
-                      "transfer-harness.", f"# Run: {cmd}"]
-            if command:
-                header.insert(1, "# Made with: " + command.replace("\r", "\\r").replace("\n", "\\n"))
             output.parent.mkdir(parents=True, exist_ok=True)
             tmp = output.with_name(output.name + ".tmp.yaml")
-            tmp.write_text("\n".join(header) + "\n" + dump_yaml(yaml_config))
+            tmp.write_text(_with_header(f"# lm-eval target {name!r} of registry experiment {registry.experiment!r}, "
+                                        "exported by transfer-harness.", cmd, command, yaml_config))
             try:
                 _check_reproduces(name, tmp, config)
             except BaseException:
