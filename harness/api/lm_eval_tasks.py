@@ -498,17 +498,20 @@ def portable(value: Any, where: str = "config") -> Any:
         return [portable(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, tuple):
         return tuple(portable(v, f"{where}[{i}]") for i, v in enumerate(value))
-    if inspect.isfunction(value):
-        qualname = value.__qualname__
-        if "<" in qualname:
-            raise NotPortable(f"{where} is {qualname}, a function defined inside another one (or a lambda), which "
-                              "only the process that made it can call")
-        if _from_task_file(value):
-            if "." in qualname:
-                raise NotPortable(f"{where} is {qualname} of {inspect.getfile(value)}: only a module-level function "
-                                  "of a task folder's file can be loaded again in another process")
-            return FunctionRef(inspect.getfile(value), qualname)
-    return value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if not (inspect.isfunction(value) or inspect.isclass(value)):
+        raise NotPortable(f"{where} is a {type(value).__name__} object, which is not sent to another process")
+    qualname, module = value.__qualname__, str(getattr(value, "__module__", "") or "")
+    if "<" in qualname or module == "__main__":
+        raise NotPortable(f"{where} is {qualname}, a function defined inside another one (or a lambda, or in a "
+                          "script), which only the process that made it can call")
+    if _from_task_file(value):
+        if "." in qualname:
+            raise NotPortable(f"{where} is {qualname} of {inspect.getfile(value)}: only a module-level function "
+                              "of a task folder's file can be loaded again in another process")
+        return FunctionRef(inspect.getfile(value), qualname)
+    return value  # a function of an importable module (lm-eval's own): sent by name
 
 
 def restored(value: Any) -> Any:

@@ -382,10 +382,8 @@ def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
 def worker_targets(plan: Plan, names: set[str]) -> dict[str, tuple[dict, str]]:
     """``target -> (lm-eval config, metric)`` as sent to the Ray workers: configs made portable
     (:func:`harness.api.lm_eval_tasks.portable`: functions of a task folder's file by where they
-    are, loaded again there), and checked to pickle. A config that cannot be sent is refused
+    are, loaded again there; nothing else but plain data and importable functions). A config that cannot be sent is refused
     here, before any work, naming the target and the way out."""
-    import pickle
-
     from harness.api.lm_eval_tasks import NotPortable, portable
 
     out = {}
@@ -394,8 +392,7 @@ def worker_targets(plan: Plan, names: set[str]) -> dict[str, tuple[dict, str]]:
             continue
         try:
             config = portable(plan.target_configs[target], f"targets.{target}")
-            pickle.dumps(config)
-        except (NotPortable, pickle.PicklingError, TypeError, AttributeError) as exc:
+        except NotPortable as exc:
             raise ExecutorError(f"target {target} cannot be scored on Ray workers: its lm-eval config cannot be sent "
                                 f"to another process ({exc}). Define such functions at the top level of the task "
                                 "folder's Python file (`!function utils.NAME`), or use the local executor") from None
