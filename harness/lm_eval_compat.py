@@ -131,3 +131,15 @@ def load_spec(task_manager, spec: str):
     if not hasattr(task_manager, "_load_spec"):
         raise missing("lm_eval.tasks.TaskManager._load_spec")
     return task_manager._load_spec(spec)
+
+
+def task_file_function(file: str, name: str):
+    """Function ``name`` of the Python file ``file`` of a task folder, loaded as lm-eval loads a
+    ``!function`` entry's module (under a name that is its path, reused while the file is
+    unchanged): ``lm_eval.tasks._yaml_loader._load_module_with_cache``."""
+    from pathlib import Path
+
+    module = _attribute("lm_eval.tasks._yaml_loader", "_load_module_with_cache")(Path(file))
+    if not hasattr(module, name):
+        raise AttributeError(f"{file} has no function {name!r}")
+    return getattr(module, name)

@@ -464,3 +464,67 @@ def lm_eval_targets(spec: str, *, alias: str | None = None, include_path: str | 
         config = target_config(name, part, limit, shots)
         out.append((name, LmEvalTarget(name, part, config, choose_metric(part, metric), abilities, limit), config))
     return out
+
+
+# --- configs sent to another process (Ray workers) ----------------------------------------------------
+
+@dataclass(frozen=True)
+class FunctionRef:
+    """A function of a task folder's Python file (an ``!function`` entry) by where it is. lm-eval
+    loads such a module under a name that is its file's path, which no other process can import,
+    so a pickled reference to the function would not load in a Ray worker; this one is loaded
+    again from the file there (:func:`restored`)."""
+
+    file: str
+    name: str
+
+
+class NotPortable(ValueError):
+    """A target config holding a function that cannot be sent to another process."""
+
+
+def _from_task_file(fn) -> bool:
+    module = str(getattr(fn, "__module__", "") or "")
+    return "/" in module or os.sep in module  # lm-eval's name for a module loaded from a task folder's file
+
+
+def portable(value: Any, where: str = "config") -> Any:
+    """``value`` with every function from a task folder's file made a :class:`FunctionRef`, so
+    that it pickles for another process; :class:`NotPortable` for a function no other process
+    can load (a lambda, a nested function, a method of such a module's class)."""
+    if isinstance(value, dict):
+        return {k: portable(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, tuple):
+        return tuple(portable(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if not (inspect.isfunction(value) or inspect.isclass(value)):
+        raise NotPortable(f"{where} is a {type(value).__name__} object, which is not sent to another process")
+    qualname, module = value.__qualname__, str(getattr(value, "__module__", "") or "")
+    if "<" in qualname or module == "__main__":
+        raise NotPortable(f"{where} is {qualname}, a function defined inside another one (or a lambda, or in a "
+                          "script), which only the process that made it can call")
+    if _from_task_file(value):
+        if "." in qualname:
+            raise NotPortable(f"{where} is {qualname} of {inspect.getfile(value)}: only a module-level function "
+                              "of a task folder's file can be loaded again in another process")
+        return FunctionRef(inspect.getfile(value), qualname)
+    return value  # a function of an importable module (lm-eval's own): sent by name
+
+
+def restored(value: Any) -> Any:
+    """:func:`portable`'s inverse, in the process that scores: each :class:`FunctionRef` loaded
+    from its file as lm-eval loads ``!function`` entries."""
+    if isinstance(value, dict):
+        return {k: restored(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [restored(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(restored(v) for v in value)
+    if isinstance(value, FunctionRef):
+        from harness.lm_eval_compat import task_file_function
+
+        return task_file_function(value.file, value.name)
+    return value

@@ -165,6 +165,14 @@ def export_config(task, data_dir: Path, limit: int) -> dict[str, Any]:
     return _plain(out)
 
 
+def _with_header(title: str, run: str, command: str | None, config: dict[str, Any]) -> str:
+    """The YAML text of an export: what it is, the command that made it, how to run it."""
+    header = [title, f"# Run: {run}"]
+    if command:  # one comment line, whatever the arguments hold
+        header.insert(1, "# Made with: " + command.replace("\r", "\\r").replace("\n", "\\n"))
+    return "\n".join(header) + "\n" + dump_yaml(config)
+
+
 class _Dumper(yaml.SafeDumper):
     """Block style; strings with line breaks in double quotes (``until: ["\\n"]``, not a folded block)."""
 
@@ -210,14 +218,143 @@ def export_task(task, output: Path, limit: int | None = None, command: str | Non
         config = export_config(task, output.parent, limit)
     except DataError as exc:
         raise ExportError(str(exc)) from None
-    header = [f"# lm-eval task {task.name!r}, exported by transfer-harness ({limit} test rows).",
-              f"# Run: {lm_eval_command(output)}"]
-    if command:  # one comment line, whatever the arguments hold
-        header.insert(1, "# Made with: " + command.replace("\r", "\\r").replace("\n", "\\n"))
-    text = "\n".join(header) + "\n" + dump_yaml(config)
+    text = _with_header(f"# lm-eval task {task.name!r}, exported by transfer-harness ({limit} test rows).",
+                        lm_eval_command(output), command, config)
     if "include" not in config and yaml.safe_load(text) != config:  # pragma: no cover - a dumper bug
         raise ExportError("the YAML written does not read back as the task's config")
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(output)
     return output
+
+
+# --- a registry's target ---------------------------------------------------------------------------
+
+# Keys lm-eval's task factory adds or takes off a leaf's config: not part of what is scored.
+_NOT_SCORED = ("task", "metadata", "tag", "group", "task_list", "harness_run_args")
+
+
+def _model_arg(registry) -> str:
+    """``pretrained=`` of the lm_eval command: the registry's base model folder or hub id."""
+    base = registry.base_model
+    if base.path:
+        return str(Path(base.path).expanduser().resolve())
+    if base.hub_id:
+        return base.hub_id + (f",revision={base.revision}" if base.revision else "")
+    return "MODEL_DIR"  # a GGUF: the folder it was converted to (see `harness cache`)
+
+
+def target_command(registry, path: Path, limit: int | None, num_fewshot: int | None) -> str:
+    """The ``lm_eval`` command that scores an exported target as ``harness run`` scores it: the
+    registry's base model, dtype, batch size and seeds, the target's ``--limit`` and shots
+    (``--num_fewshot`` left out where the task's own ``num_fewshot`` is pinned by overrides)."""
+    from harness.model.compute import resolve_dtype
+    from harness.stages.evaluate import eval_batch_size
+
+    ev = registry.evaluation
+    parts = [f"lm_eval --model hf --model_args pretrained={_model_arg(registry)},"
+             f"dtype={resolve_dtype(registry.base_model.dtype)} --tasks {shlex.quote(str(path))}"]
+    if limit is not None:
+        parts.append(f"--limit {limit}")
+    if num_fewshot is not None:
+        parts.append(f"--num_fewshot {num_fewshot}")
+    parts.append(f"--batch_size {eval_batch_size(ev.batch_size)} --seed {ev.seed}")
+    return " ".join(parts)
+
+
+def _scored(config: dict) -> dict:
+    from harness.api.lm_eval_tasks import content
+
+    return content({k: v for k, v in config.items() if k not in _NOT_SCORED})
+
+
+def lm_eval_target_config(name: str, task, use) -> dict[str, Any]:
+    """The YAML of lm-eval target ``name``: its task's own YAML ``include:``d by absolute path
+    (a library task's too: lm-eval's index records where it is), the registry's ``overrides``
+    on top, ``task:`` the target's name. Checked to load, through lm-eval's own YAML loader, to
+    exactly the config the harness scores."""
+    from harness.api.lm_eval_tasks import RUN_ARGS
+
+    config = task.config
+    if "group" in config:
+        members = ", ".join(task.resolved.leaves)
+        raise ExportError(
+            f"target {name!r} is lm-eval's group {task.resolved.name!r} ({members}), scored as one aggregate "
+            "column; one YAML task cannot hold a group's aggregate. Set `expand: true` on the target to make each "
+            "subtask a target of its own (each exports), or run the group itself: lm_eval --tasks "
+            f"{use.lm_eval}" + (f" --include_path {use.include_path}" if use.include_path else "")
+            + f" --limit {config[RUN_ARGS]['limit']}" + (" (overrides are not applied that way)" if use.overrides else ""))
+    (leaf,) = task.resolved.leaves.values()
+    source = str((leaf.get("metadata") or {}).get("config_source") or "")
+    if not source or source == "inline" or not Path(source).is_file():
+        raise ExportError(f"target {name!r}: lm-eval task {task.resolved.name!r} is defined inline in a group's "
+                          "YAML, not in a file of its own that an export could include")
+    from harness.lm_eval_compat import load_yaml
+
+    raw = load_yaml(Path(source), resolve_func=False)
+    if "group" in raw:
+        raise ExportError(f"{source} declares a `group`, which an including YAML cannot drop; export of target "
+                          f"{name!r} is not supported")
+    out: dict[str, Any] = {"include": str(Path(source).resolve()), **_plain(use.overrides), "task": name}
+    _check_plain(out, "overrides")
+    return out
+
+
+def _check_reproduces(name: str, written: Path, scored: dict) -> None:
+    from harness.lm_eval_compat import load_yaml
+
+    loaded = load_yaml(written, resolve_func=True)
+    mine, theirs = _scored(loaded), _scored(scored)
+    if mine != theirs:
+        keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise ExportError(f"target {name!r}: the exported YAML would not score what the harness scores (keys that "
+                          f"differ: {', '.join(keys)}); it may come from a group that sets them for its members")
+
+
+def export_target(registry, name: str, output: Path | None = None, limit: int | None = None,
+                  command: str | None = None) -> tuple[Path, str]:
+    """Export the registry's target ``name``; ``(the YAML written, the lm_eval command to run)``.
+
+    A task plugin target exports as :func:`export_task` does (its options, ``limit`` rows: the
+    target's unless given); an lm-eval target as :func:`lm_eval_target_config`, with the
+    ``--limit`` and ``--num_fewshot`` the harness scores it with."""
+    from harness.api.lm_eval_tasks import RUN_ARGS, lm_eval_targets
+    from harness.config.registry import lm_eval_arguments
+    from harness.errors import DataError
+
+    names = []
+    for use in registry.targets:
+        if use.task is not None:
+            names.append(use.key)
+            if use.key != name:
+                continue
+            task = make_task(task_class(use.task), use.options)
+            path = export_task(task, output or Path.cwd() / f"{name}.yaml", limit=limit or use.limit, command=command)
+            return path, lm_eval_command(path, _model_arg(registry))
+        try:
+            built = lm_eval_targets(**lm_eval_arguments(use, registry.evaluation.num_fewshot), check_data=False)
+        except DataError as exc:
+            raise ExportError(str(exc)) from None
+        for target, task, config in built:
+            names.append(target)
+            if target != name:
+                continue
+            yaml_config = lm_eval_target_config(name, task, use)
+            output = Path(output or Path.cwd() / f"{name}.yaml").expanduser().resolve()
+            if output.is_dir():
+                raise ExportError(f"{output} is a directory; give a file name such as {output / (name + '.yaml')}")
+            run = config[RUN_ARGS]
+            cmd = target_command(registry, output, limit or run["limit"], run["num_fewshot"])
+            output.parent.mkdir(parents=True, exist_ok=True)
+            tmp = output.with_name(output.name + ".tmp.yaml")
+            tmp.write_text(_with_header(f"# lm-eval target {name!r} of registry experiment {registry.experiment!r}, "
+                                        "exported by transfer-harness.", cmd, command, yaml_config))
+            try:
+                _check_reproduces(name, tmp, config)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            tmp.replace(output)
+            return output, cmd
+    raise ExportError(f"the registry has no target {name!r}{did_you_mean(name, names)} (its targets: "
+                      f"{', '.join(names) or 'none'})")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 import traceback
 from collections import deque
 from pathlib import Path
@@ -232,6 +231,7 @@ class RayExecutor:
         if getattr(registry.evaluation, "backend", "hf") != "hf":
             raise ExecutorError(f"executor ray scores with lm-eval's hf backend only; evaluation.backend is "
                                 f"{registry.evaluation.backend!r}")
+        targets = worker_targets(plan, {c.target for cells in todo_cells.values() for c in cells})
         warning = cache_warning(registry, cache, self.settings.address)
         if warning:
             self.console.log(f"[yellow]warning:[/] {escape(warning)}")
@@ -240,6 +240,9 @@ class RayExecutor:
         pairs = {job.source: job.task.train_pairs(job.n_train) for job in plan.todo_adapters}
         with timer.stage("materialise"):  # a GGUF converted into the cache once; never loaded here
             model_dir = models.materialise(location, registry.base_model, cache)
+        # Workers check that they see the cache: a run that has written nothing to it yet (brought
+        # weights on lm-eval targets only) must still have made its folder.
+        cache.root.mkdir(parents=True, exist_ok=True)
         with timer.stage("ray_start"):
             self.start()
         ray = self.ray
@@ -278,9 +281,9 @@ class RayExecutor:
                     model = {"model_dir": str(job.path)}
                 else:  # trained (in the cache) or brought (in its own folder)
                     adapter = (adapter_name_of(job), str(weights_path(job, cache)))
-            cells = [(c, plan.target_configs[c.target], plan.tasks[c.target].metric()) for c in todo_cells[name]]
+            cells = todo_cells[name]
             ref = evaluate.remote(**{**common, **model}, settings=registry.evaluation, model_name=name,
-                                  adapter=adapter, cells=cells)
+                                  adapter=adapter, cells=cells, targets={c.target: targets[c.target] for c in cells})
             return ref, item
 
         n_cells = sum(len(c) for c in todo_cells.values())
@@ -342,6 +345,8 @@ class RayExecutor:
             fail_cells(model_name, cells, out["error"], out.get("traceback"))
             self.console.log(f"[red]scoring {model_name} failed:[/] {escape(out['error'])}")
         else:
+            for line in out.get("log") or ():
+                self.console.log(line)
             by_target = {c.target: c for c in cells}
             for row in out["cells"]:
                 if row["ok"]:
@@ -372,6 +377,27 @@ def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
         raise ExecutorError(f"cannot reach the Ray head at {address} ({describe(exc)}). Start it first "
                             "(`ray start --head --port PORT` on the head node), check the address, or use "
                             "--address auto on the head node itself.") from None
+
+
+def worker_targets(plan: Plan, names: set[str]) -> dict[str, tuple[dict, str]]:
+    """``target -> (lm-eval config, metric)`` as sent to the Ray workers: configs made portable
+    (:func:`harness.api.lm_eval_tasks.portable`: functions of a task folder's file by where they
+    are, loaded again there; nothing else but plain data and importable functions). A config that cannot be sent is refused
+    here, before any work, naming the target and the way out."""
+    from harness.api.lm_eval_tasks import NotPortable, portable
+
+    out = {}
+    for target in plan.target_configs:
+        if target not in names:
+            continue
+        try:
+            config = portable(plan.target_configs[target], f"targets.{target}")
+        except NotPortable as exc:
+            raise ExecutorError(f"target {target} cannot be scored on Ray workers: its lm-eval config cannot be sent "
+                                f"to another process ({exc}). Define such functions at the top level of the task "
+                                "folder's Python file (`!function utils.NAME`), or use the local executor") from None
+        out[target] = (config, plan.metric(target))
+    return out
 
 
 def adapter_name_of(job) -> str:
@@ -433,19 +459,26 @@ def train_job(model_dir, model_cfg, compute, threads, cache_root, key, adapter, 
         return {"ok": False, "error": describe(exc), "traceback": traceback.format_exc(limit=5)}
 
 
-def evaluate_job(model_dir, model_cfg, compute, threads, cache_root, settings, model_name, adapter, cells) -> dict:
-    """Ray task: load the base model (and ``adapter``, a (name, path) pair) once, score every
-    (cell, config, metric) and file each cell in the cache. Returns ``{"ok", "cells": [{"target",
-    "ok", "error"?}]}``, or ``{"ok": False, "error"}`` when nothing could be scored."""
+def evaluate_job(model_dir, model_cfg, compute, threads, cache_root, settings, model_name, adapter, cells,
+                 targets) -> dict:
+    """Ray task: load the base model (and ``adapter``, a (name, path) pair) once, score its
+    ``cells`` as the local executor does (:func:`harness.stages.evaluate.score_cells`: one
+    ``simple_evaluate`` call per limit and shots, each cell alone if that fails) and file each in
+    the cache. ``targets``: :func:`worker_targets`' (config, metric) of each cell's target.
+    Returns ``{"ok", "cells": [{"target", "ok", "error"?}]}``, or ``{"ok": False, "error"}`` when
+    nothing could be scored."""
     try:
+        from harness.api.lm_eval_tasks import restored
         from harness.model import loading as models
         from harness.model.adapters import AdapterHost
-        from harness.stages.evaluate import Evaluator
+        from harness.stages.evaluate import Evaluator, Scoring
 
         node = _prepare_worker(model_dir, model_cfg, compute, threads, cache_root)
         if adapter is not None and not Path(adapter[1]).exists():
             raise RuntimeError(f"the adapter of {model_name} at {adapter[1]} is not visible on Ray node {node}: "
                                "every node must see it at the same path (a shared filesystem)")
+        scoring = Scoring({t: restored(config) for t, (config, _) in targets.items()},
+                          {t: metric for t, (_, metric) in targets.items()})
         model, tokenizer = models.load(Path(model_dir), model_cfg)
         host = AdapterHost(model)
         if adapter is not None:
@@ -453,20 +486,43 @@ def evaluate_job(model_dir, model_cfg, compute, threads, cache_root, settings, m
         evaluator = Evaluator(model, tokenizer, settings)
     except Exception as exc:
         return {"ok": False, "error": describe(exc), "traceback": traceback.format_exc(limit=5)}
-    from harness.cache import entries
+    from harness.cache.locks import claimed_now
 
-    cache, rows = Cache(cache_root), []
-    for cell, config, metric in cells:
-        try:
-            with cache.lock("cells", cell.key):  # another run sharing the cache may be scoring it
-                if cache.has("cells", cell.key):
-                    rows.append({"target": cell.target, "ok": True, "reused": True})
-                    continue
-                start = time.perf_counter()
-                result = evaluator.evaluate({cell.target: config}, {cell.target: metric})[cell.target]
-                entries.store_cell(cache, cell, result, time.perf_counter() - start)
-            rows.append({"target": cell.target, "ok": True})
-        except Exception as exc:
-            rows.append({"target": cell.target, "ok": False, "error": describe(exc),
-                         "traceback": traceback.format_exc(limit=5)})
-    return {"ok": True, "cells": rows}
+    cache, rows, notes = Cache(cache_root), [], _Notes()
+
+    def score(group: list) -> None:
+        from harness.cache import entries
+        from harness.stages.evaluate import score_cells
+
+        for cell, result, seconds in score_cells(evaluator, scoring, group, notes):
+            try:
+                if isinstance(result, Exception):
+                    raise result
+                entries.store_cell(cache, cell, result, seconds)
+            except Exception as exc:
+                rows.append({"target": cell.target, "ok": False, "error": describe(exc),
+                             "traceback": "".join(traceback.format_exception(exc, limit=5))})
+            else:
+                rows.append({"target": cell.target, "ok": True})
+
+    with claimed_now(cache, "cells", cells) as (mine, held):  # another run sharing the cache may hold some
+        rows += [{"target": c.target, "ok": True, "reused": True} for c in cells if c.cached]
+        if mine:
+            score(mine)
+    for cell in held:  # waited for one by one: scored here only if that run did not finish it
+        with cache.lock("cells", cell.key):
+            if cache.has("cells", cell.key):
+                rows.append({"target": cell.target, "ok": True, "reused": True})
+            else:
+                score([cell])
+    return {"ok": True, "cells": rows, "log": notes.lines}
+
+
+class _Notes:
+    """What scoring would tell the console (a joint call that failed), kept for the driver to log."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def log(self, message: str) -> None:
+        self.lines.append(message)

@@ -491,9 +491,20 @@ def check_backend(registry: Registry) -> None:
                             + ". Use backend: hf")
 
 
-def score_cell(evaluator, plan: Plan, target: str):
-    task = plan.tasks[target]
-    return evaluator.evaluate({target: plan.target_configs[target]}, {target: task.metric()})[target]
+@dataclass
+class Scoring:
+    """What scoring cells reads of a plan (:func:`score_cells` takes either): each target's
+    lm-eval config and metric. All a Ray worker is sent of the plan."""
+
+    target_configs: dict[str, dict]  # target name -> inline lm-eval config
+    metrics: dict[str, str]  # target name -> lm-eval metric key
+
+    def metric(self, target: str) -> str:
+        return self.metrics[target]
+
+
+def score_cell(evaluator, plan: Plan | Scoring, target: str):
+    return evaluator.evaluate({target: plan.target_configs[target]}, {target: plan.metric(target)})[target]
 
 
 def request_count(out: dict, config: dict) -> int:
@@ -508,7 +519,7 @@ def request_count(out: dict, config: dict) -> int:
     return count
 
 
-def score_cells(evaluator, plan: Plan, cells: list, console=None):
+def score_cells(evaluator, plan: Plan | Scoring, cells: list, console=None):
     """Yield ``(cell, CellResult or the exception that stopped it, seconds)`` for every cell of the
     model the evaluator scores now.
 
@@ -543,7 +554,7 @@ def score_cells(evaluator, plan: Plan, cells: list, console=None):
                 for cell in group:
                     share = seconds * (requests[cell.target] / total if total else 1 / len(group))
                     try:
-                        result = cell_result(cell.target, plan.tasks[cell.target].metric(), batch[cell.target],
+                        result = cell_result(cell.target, plan.metric(cell.target), batch[cell.target],
                                              out, evaluator.settings.seed)
                     except Exception as exc:
                         yield cell, exc, share

@@ -105,6 +105,10 @@ class Plan:
     def todo_cells(self) -> list[CellJob]:
         return [c for c in self.cells if not c.cached]
 
+    def metric(self, target: str) -> str:
+        """The lm-eval metric key target ``target`` is scored by (what scoring reads of its task)."""
+        return self.tasks[target].metric()
+
     @property
     def needs_base(self) -> bool:
         """Whether the base model must be loaded: an adapter to train, or a cell of the base model
