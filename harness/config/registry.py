@@ -236,7 +236,7 @@ class TargetConfig(_TaskUse):
     def key(self) -> str:
         """The name in results: alias, else the task plugin's name, else the lm-eval task's
         (for a YAML file its ``task:``, read once its path is resolved; the file's stem before)."""
-        if self.alias or self.task:
+        if self.alias or self.task is not None:  # an empty task name is reported as unknown, not lost here
             return self.alias or self.task
         return self._lm_eval_name or lm_eval_default_name(self.lm_eval)
 
