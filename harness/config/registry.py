@@ -267,7 +267,17 @@ class LoraSettings(_Config):
     max_length: int = Field(128, ge=8, description="Longest training sequence in tokens (prompt + completion): a "
                             "longer prompt loses its start; an example whose completion alone is longer is left out "
                             "and counted (dropped_too_long in the adapter's training log).")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of adapter initialisation and batch order (0 to 2^32 - 1).")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of adapter initialisation and batch order (0 to 2^32 - 1); "
+                      "with `replicates`, the first replicate's seed.")
+    seeds: list[int] | None = Field(
+        None, description="Train one adapter per seed for every source (replicates over training randomness: adapter "
+                          "initialisation and batch order), e.g. [0, 1, 2]. Every cell is scored per replicate; the "
+                          "matrix reports their mean and between-seed SD/SE, and cell tests use seeds and documents. "
+                          "Distinct, each 0 to 2^32 - 1. Give seeds or replicates, not both; empty: one adapter with "
+                          "`seed`. Each replicate is its own cache entry, so adding a seed trains only it. Weights "
+                          "brought in (adapter/checkpoint sources) have one replicate.")
+    replicates: int | None = Field(
+        None, ge=1, description="Shorthand for seeds: R adapters per source with seeds seed, seed+1, ..., seed+R-1.")
 
     @model_validator(mode="after")
     def _steps_or_epochs(self):
@@ -276,6 +286,47 @@ class LoraSettings(_Config):
         if self.epochs is not None:
             self.steps = None
         return self
+
+    @model_validator(mode="after")
+    def _seeds_or_replicates(self):
+        if self.seeds is not None and self.replicates is not None:
+            raise ValueError(f"lora: give seeds or replicates, not both (got seeds {self.seeds} and replicates "
+                             f"{self.replicates}); keep `seeds: {self.seeds}` or `replicates: {self.replicates}`")
+        if self.seeds is not None:
+            if not self.seeds:
+                raise ValueError("lora.seeds is empty: list at least one seed (e.g. [0, 1, 2]) or leave seeds out")
+            if "seed" in self.model_fields_set:
+                raise ValueError(f"lora: give seed or seeds, not both (got seed {self.seed} and seeds {self.seeds}); "
+                                 "put every seed in `seeds`")
+            bad = [s for s in self.seeds if not 0 <= s <= MAX_SEED]
+            if bad:
+                raise ValueError(f"lora.seeds: {bad} out of range; every seed must be 0 to {MAX_SEED}")
+            duplicated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+            if duplicated:
+                raise ValueError(f"lora.seeds lists {duplicated} more than once: a repeated seed trains the same "
+                                 "adapter again; list each seed once")
+        if self.replicates is not None and self.seed + self.replicates - 1 > MAX_SEED:
+            raise ValueError(f"lora: seed {self.seed} + replicates {self.replicates} runs past {MAX_SEED}; "
+                             "lower seed or replicates")
+        return self
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The training seeds of every trained source, one adapter each: ``seeds``, or ``replicates``
+        seeds from ``seed``, else ``[seed]``."""
+        if self.seeds is not None:
+            return list(self.seeds)
+        return [self.seed + i for i in range(self.replicates or 1)]
+
+    def for_seed(self, seed: int) -> LoraSettings:
+        """These settings for one replicate: ``seed`` set to it, ``seeds``/``replicates`` cleared."""
+        return self.model_copy(update={"seed": seed, "seeds": None, "replicates": None})
+
+    def key_dump(self, seed: int) -> dict:
+        """What a replicate's adapter key hashes: every setting, ``seed`` its own, without
+        ``seeds``/``replicates`` (so a single-seed study keeps the keys it had before replicates
+        existed, and adding a seed leaves the other replicates' keys alone)."""
+        return {**self.model_dump(mode="json", exclude={"seeds", "replicates"}), "seed": seed}
 
 
 class EvaluationSettings(_Config):

@@ -33,7 +33,7 @@ from harness.cache.store import Cache
 from harness.config.registry import BASE, ExecutorSettings, Registry
 from harness.errors import ExecutorError, describe
 from harness.model.kept import KeptModel
-from harness.stages.plan import Plan, weights_path
+from harness.stages.plan import Plan, replica_settings, weights_path
 
 RAY_INSTALL = 'pip install "transfer-harness[ray]"'
 # Environment the Ray workers need whatever shell started their node: no third-party progress
@@ -237,7 +237,10 @@ class RayExecutor:
             self.console.log(f"[yellow]warning:[/] {escape(warning)}")
         # Training data is read here, as the local executor reads it: a source whose data cannot be
         # read stops the run the same way (before Ray starts).
-        pairs = {job.source: job.task.train_pairs(job.n_train) for job in plan.todo_adapters}
+        pairs: dict[str, list] = {}  # source -> its training pairs, read once for all its replicates
+        for job in plan.todo_adapters:
+            if job.source not in pairs:
+                pairs[job.source] = job.task.train_pairs(job.n_train)
         with timer.stage("materialise"):  # a GGUF converted into the cache once; never loaded here
             model_dir = models.materialise(location, registry.base_model, cache)
         # Workers check that they see the cache: a run that has written nothing to it yet (brought
@@ -252,7 +255,7 @@ class RayExecutor:
         # What every task needs: plain data only, so workers never load plugins or rebuild the plan.
         common = {"model_dir": str(model_dir), "model_cfg": registry.base_model, "compute": self.planned,
                   "threads": self.threads, "cache_root": str(cache.root)}
-        adapters = {a.source: a for a in plan.adapters}
+        adapters = {a.model: a for a in plan.adapters}
         ready: deque = deque()
         for job in plan.todo_adapters:
             ready.append(("train", job))
@@ -271,8 +274,9 @@ class RayExecutor:
         def submit(item):
             what, name = item
             if what == "train":
-                ref = train.remote(**common, key=name.key, adapter=adapter_name_of(name), source=name.source,
-                                   pairs=pairs[name.source], kind=name.task.kind, lora=registry.lora)
+                ref = train.remote(**common, key=name.key, adapter=adapter_name_of(name), source=name.model,
+                                   pairs=pairs[name.source], kind=name.task.kind,
+                                   lora=replica_settings(registry.lora, name))
                 return ref, item
             adapter, model = None, {}
             if name != BASE:
@@ -316,27 +320,27 @@ class RayExecutor:
                 raise
             finally:
                 self.close()
-        order = {a.source: i for i, a in enumerate(plan.adapters)} | {BASE: -1}
+        order = {a.model: i for i, a in enumerate(plan.adapters)} | {BASE: -1}
         targets = {t: i for i, t in enumerate(plan.target_configs)}
         ours.sort(key=lambda f: (f["stage"] != "finetune", order.get(f["source"], 0), targets.get(f.get("target"), -1)))
         failures.extend(ours)
 
     def _trained(self, job, out, todo_cells, ready, ours, fail_cells, progress, train_bar, eval_bar):
-        cells = todo_cells.get(job.source, [])
+        cells = todo_cells.get(job.model, [])
         progress.advance(train_bar)
         if out.get("ok"):
             job.cached, job.done_here = True, not out.get("reused")
             log = out["log"]
             from harness.stages.finetune import trained_message
 
-            self.console.log(trained_message(job.source, log, f" on {out['node']}"))
+            self.console.log(trained_message(job.model, log, f" on {out['node']}"))
             if cells:
-                ready.append(("evaluate", job.source))
+                ready.append(("evaluate", job.model))
             return
-        ours.append({"stage": "finetune", "source": job.source, "error": out["error"],
+        ours.append({"stage": "finetune", "source": job.model, "error": out["error"],
                      **({"traceback": out["traceback"]} if out.get("traceback") else {})})
-        self.console.log(f"[red]training {job.source} failed:[/] {escape(out['error'])}")
-        fail_cells(job.source, cells, "adapter was not trained (see the finetune failure)")
+        self.console.log(f"[red]training {job.model} failed:[/] {escape(out['error'])}")
+        fail_cells(job.model, cells, "adapter was not trained (see the finetune failure)")
         if cells:
             progress.advance(eval_bar, len(cells))
 

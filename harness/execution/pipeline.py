@@ -76,6 +76,8 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
         console_report.print_plan(plan, Console(quiet=False), run_dir, cache)
         return RunOutcome(run_dir, None)
 
+    for line in console_report.seed_notes(plan):
+        console.log(line)
     left = cache.clean_leftovers()
     if left:
         console.log(f"removed {len(left)} unfinished cache entr{'y' if len(left) == 1 else 'ies'} left by an "

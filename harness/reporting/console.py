@@ -105,7 +105,7 @@ def print_plan(plan: Plan, console: Console, run_dir: Path, cache: Cache) -> Non
         if a.brought:
             table.add_row("bring", escape(f"{a.kind} {a.source} from {a.path}"), "ready")
         else:
-            table.add_row("train", a.source, "cached" if a.cached else "[yellow]would run")
+            table.add_row("train", escape(a.model), "cached" if a.cached else "[yellow]would run")
     for c in plan.cells:
         what = f"{'base' if c.model == BASE else c.model} on {c.target}"
         table.add_row("score", what, "cached" if c.cached else "[yellow]would run")
@@ -113,10 +113,29 @@ def print_plan(plan: Plan, console: Console, run_dir: Path, cache: Cache) -> Non
     trained = [a for a in plan.adapters if not a.brought]
     console.print(f"{len(plan.todo_adapters)} of {len(trained)} adapters and "
                   f"{len(plan.todo_cells)} of {len(plan.cells)} cells would run.")
+    for line in seed_notes(plan):
+        console.print(line, highlight=False)
     for line in checkpoint_costs(plan):
         console.print(line, highlight=False)
     for note in plan.missing:
         console.print(f"[yellow]not available here:[/] {escape(note)}", highlight=False)
+
+
+def seed_notes(plan: Plan) -> list[str]:
+    """With several training seeds: how many replicates each trained source has, and (once) that
+    brought weights have one, since seeds do not apply to weights trained elsewhere."""
+    seeds = plan.seeds
+    trained = [s for s in plan.sources if not plan.replicates(s)[0].brought]
+    if not any(len(seeds[s]) > 1 for s in trained):
+        return []
+    first = seeds[trained[0]]
+    out = [f"{len(first)} training seeds ({', '.join(map(str, first))}): one adapter per seed for each of the "
+           f"{len(trained)} trained source(s), every cell scored per replicate"]
+    brought = [s for s in plan.sources if s not in trained]
+    if brought:
+        out.append(f"seeds do not apply to weights brought in: {', '.join(map(escape, brought))} "
+                   "(one replicate each)")
+    return out
 
 
 def checkpoint_costs(plan: Plan) -> list[str]:
@@ -124,8 +143,8 @@ def checkpoint_costs(plan: Plan) -> list[str]:
     todo = {c.model for c in plan.todo_cells}
     out = []
     for a in plan.adapters:
-        if a.kind == "checkpoint" and a.source in todo:
-            cells = sum(c.model == a.source and not c.cached for c in plan.cells)
+        if a.kind == "checkpoint" and a.model in todo:
+            cells = sum(c.model == a.model and not c.cached for c in plan.cells)
             out.append(f"checkpoint {escape(a.source)}: a second model load (its own weights and tokenizer, no "
                        f"adapter swap) for its {cells} cell(s); freed once they are scored")
     return out

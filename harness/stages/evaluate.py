@@ -351,7 +351,7 @@ def evaluate_cells(plan: Plan, registry: Registry, cache: Cache, host, model, to
     if not todo:
         return
     vllm = registry.evaluation.backend == "vllm"
-    adapters = {a.source: a for a in plan.adapters}
+    adapters = {a.model: a for a in plan.adapters}
     scorable = []
     for cell in todo:
         job = adapters.get(cell.model)

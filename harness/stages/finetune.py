@@ -28,7 +28,7 @@ from harness.errors import failure_record
 from harness.model.adapters import AdapterHost
 from harness.model.compute import free_accelerator_memory
 from harness.reporting.progress import make_progress
-from harness.stages.plan import Plan, adapter_name
+from harness.stages.plan import Plan, adapter_name, replica_settings
 
 
 def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generator,
@@ -156,19 +156,19 @@ def finetune_adapters(plan: Plan, registry: Registry, cache: Cache, host, tokeni
     if not todo:
         return
     with make_progress(console) as progress:
-        for job in claimed(cache, "adapters", todo, console, lambda j: f"training {j.source}"):
-            bar = progress.add_task(f"train {job.source}", total=registry.lora.steps or 1)
+        for job in claimed(cache, "adapters", todo, console, lambda j: f"training {j.model}"):
+            bar = progress.add_task(f"train {job.model}", total=registry.lora.steps or 1)
 
             def on_step(step, total, loss, bar=bar, job=job):
-                progress.update(bar, completed=step, total=total, description=f"train {job.source} loss {loss:.3f}")
+                progress.update(bar, completed=step, total=total, description=f"train {job.model} loss {loss:.3f}")
 
             try:
                 pairs = job.task.train_pairs(job.n_train)
-                log = train_and_store(cache, job.key, job.source, host, adapter_name(job), tokenizer, pairs,
-                                       registry.lora, on_step, threads, kind=job.task.kind)
+                log = train_and_store(cache, job.key, job.model, host, adapter_name(job), tokenizer, pairs,
+                                       replica_settings(registry.lora, job), on_step, threads, kind=job.task.kind)
                 job.cached = job.done_here = True
-                console.log(trained_message(job.source, log))
+                console.log(trained_message(job.model, log))
             except Exception as exc:  # one source failing must not cost the others
-                failures.append(failure_record("finetune", exc, source=job.source))
-                console.log(f"[red]training {job.source} failed:[/] {escape(str(exc))}")
+                failures.append(failure_record("finetune", exc, source=job.model))
+                console.log(f"[red]training {job.model} failed:[/] {escape(str(exc))}")
                 free_accelerator_memory()

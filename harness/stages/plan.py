@@ -56,6 +56,13 @@ class AdapterJob:
     done_here: bool = False  # trained by this run (not found in the cache, nor by another run)
     kind: str = "trained"  # "trained", "adapter" or "checkpoint"
     path: Path | None = None  # a brought adapter's or checkpoint's folder
+    seed: int | None = None  # its training seed; None for brought weights
+    # The name its cells and per-sample logs are filed under: the source's name when the study has one
+    # replicate per source, else f"{source}@seed{seed}" (several jobs then share one source).
+    model: str = ""
+
+    def __post_init__(self):
+        self.model = self.model or self.source
 
     @property
     def brought(self) -> bool:
@@ -74,6 +81,11 @@ def cell_model(job: AdapterJob, base_key: str) -> tuple[str, str]:
     return (job.key, "none") if job.kind == "checkpoint" else (base_key, job.key)
 
 
+def replica_settings(lora, job: AdapterJob):
+    """The LoraSettings ``job`` trains with: its own seed (adapter initialisation and batch order)."""
+    return lora.for_seed(job.seed) if job.seed is not None else lora
+
+
 def adapter_name(job) -> str:
     # peft keeps adapters in ModuleDicts, whose keys may not contain dots: use the cache key.
     return f"adapter_{job.key[:12]}"
@@ -81,7 +93,7 @@ def adapter_name(job) -> str:
 
 @dataclass
 class CellJob:
-    model: str  # BASE or a source name
+    model: str  # BASE or a replicate model name (AdapterJob.model: the source name with one seed per source)
     target: str
     key: str
     cached: bool
@@ -96,6 +108,20 @@ class Plan:
     adapters: list[AdapterJob] = field(default_factory=list)
     cells: list[CellJob] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # what a dry run found unavailable
+
+    def replicates(self, source: str) -> list[AdapterJob]:
+        """The adapter jobs of source ``source``, one per training seed (one for brought weights)."""
+        return [a for a in self.adapters if a.source == source]
+
+    @property
+    def sources(self) -> list[str]:
+        """Source names, in registry order, each once."""
+        return list(dict.fromkeys(a.source for a in self.adapters))
+
+    @property
+    def seeds(self) -> dict[str, list[int | None]]:
+        """Source -> the seeds of its replicates (``[None]`` for brought weights)."""
+        return {s: [a.seed for a in self.replicates(s)] for s in self.sources}
 
     @property
     def todo_adapters(self) -> list[AdapterJob]:
@@ -113,7 +139,7 @@ class Plan:
     def needs_base(self) -> bool:
         """Whether the base model must be loaded: an adapter to train, or a cell of the base model
         or of an adapter to score (a checkpoint's cells are scored on the checkpoint alone)."""
-        checkpoints = {a.source for a in self.adapters if a.kind == "checkpoint"}
+        checkpoints = {a.model for a in self.adapters if a.kind == "checkpoint"}
         return bool(self.todo_adapters) or any(c.model not in checkpoints for c in self.todo_cells)
 
 
@@ -134,7 +160,7 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
     from harness.api.filetasks import FileTask
 
     versions = library_versions()
-    lora = registry.lora.model_dump(mode="json")
+    seeds = registry.lora.seed_list
     # Numbers differ between float32 on CPU and bfloat16 on a GPU: results are keyed by both.
     compute = compute or compute_setup(registry.base_model.dtype)
     data_dir = cache.root / "data"
@@ -148,10 +174,13 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
             plan.adapters.append(AdapterJob(use.key, task, use.n_train, weights.key, True, kind=weights.kind,
                                             path=weights.path))
             continue
-        key = stable_hash({"model": model.key, "task": task.fingerprint(), "n_train": use.n_train,
-                           "lora": lora, "trainer": TRAINING_VERSION, "compute": compute,
-                           "versions": {k: versions[k] for k in ("transformers", "peft", "torch")}})
-        plan.adapters.append(AdapterJob(use.key, task, use.n_train, key, cache.has("adapters", key)))
+        for seed in seeds:  # one adapter per training seed, each its own cache entry
+            key = stable_hash({"model": model.key, "task": task.fingerprint(), "n_train": use.n_train,
+                               "lora": registry.lora.key_dump(seed), "trainer": TRAINING_VERSION, "compute": compute,
+                               "versions": {k: versions[k] for k in ("transformers", "peft", "torch")}})
+            name = use.key if len(seeds) == 1 else replicate_name(use.key, seed)
+            plan.adapters.append(AdapterJob(use.key, task, use.n_train, key, cache.has("adapters", key),
+                                            seed=seed, model=name))
 
     evaluation = registry.evaluation.model_dump(mode="json")
     target_keys: dict[str, dict] = {}  # lm-eval targets: what their cells' keys hold instead of the config
@@ -180,7 +209,7 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
             plan.target_configs[use.key] = {"task": use.key, "unavailable": str(exc),
                                             "dataset_kwargs": {"data_files": {}}}
 
-    models = [(BASE, model.key, "none")] + [(a.source, *cell_model(a, model.key)) for a in plan.adapters]
+    models = [(BASE, model.key, "none")] + [(a.model, *cell_model(a, model.key)) for a in plan.adapters]
     for model_name, model_key, adapter_key in models:
         for target, config in plan.target_configs.items():
             described = target_keys.get(target) or _config_for_key(config)
@@ -190,6 +219,11 @@ def make_plan(registry: Registry, catalog: Catalog, cache: Cache, model: ModelLo
                                "scorer": EVALUATION_VERSION})
             plan.cells.append(CellJob(model_name, target, key, cache.has("cells", key)))
     return plan
+
+
+def replicate_name(source: str, seed: int) -> str:
+    """The model name of ``source``'s replicate trained with ``seed`` (studies of several seeds)."""
+    return f"{source}@seed{seed}"
 
 
 def lm_eval_plan_targets(use, registry: Registry, dry_run: bool, missing: list[str]):

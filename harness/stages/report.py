@@ -59,13 +59,14 @@ def provenance(registry: Registry, plan: Plan, cache: Cache, location, executor,
               "cells": sum(c.cached and not c.done_here for c in plan.cells)}
     return {
         "versions": library_versions(),
-        "seeds": {"lora": registry.lora.seed, "evaluation": registry.evaluation.seed,
+        "seeds": {"lora": registry.lora.seed, "lora_seeds": registry.lora.seed_list,
+                  "evaluation": registry.evaluation.seed,
                   "tasks": {name: t.options.seed for name, t in plan.tasks.items()}},
         # Where jobs ran, and where results are sent, are not part of the experiment: the same registry
         # hashes the same on any executor, tracked or not.
         "config_hashes": {"registry": stable_hash(registry.model_dump(mode="json", exclude={"executor", "tracking"})),
                           "base_model": location.key,
-                          "adapters": {a.source: a.key for a in plan.adapters},
+                          "adapters": {a.model: a.key for a in plan.adapters},  # by replicate model name
                           "cells": {f"{c.model}/{c.target}": c.key for c in plan.cells}},
         "seconds": seconds,
         # Where each target's few-shot examples came from: its training rows ("train") or its test
@@ -109,7 +110,7 @@ def write_outputs(run_dir: Path, results: dict, mat: Matrix, plan: Plan, cache: 
     for job in plan.adapters:
         src = train_log_path(cache, job.key)
         if src.is_file():
-            copy_atomic(src, run_dir / "training" / f"{job.source}.json")
+            copy_atomic(src, run_dir / "training" / f"{job.model}.json")
 
 
 def write_reports(run_dir: Path, results: dict) -> dict[str, Path]:

@@ -36,8 +36,31 @@ class TraitResults:
 
 def with_data(adapters) -> list:
     """The plan's sources that name their data (every trained one; a brought one when it gives a
-    ``task``): the only ones source and pair traits can be computed for."""
-    return [job for job in adapters if job.task is not None]
+    ``task``): the only ones source and pair traits can be computed for. One job per source: its
+    replicates (training seeds) share the data, so its source and pair traits are computed once."""
+    first = {}
+    for job in adapters:
+        if job.task is not None:
+            first.setdefault(job.source, job)
+    return list(first.values())
+
+
+def per_source(summary: dict[str, dict], adapters) -> dict[str, dict]:
+    """A behaviour trait's ``summary`` (replicate model -> output -> value) as source -> output ->
+    the mean over the source's replicates that have a value (None when none has). Rows of names
+    that are not replicate models (a trait's extra rows) stay as they are."""
+    models: dict[str, list[str]] = {}
+    for job in adapters:
+        models.setdefault(job.source, []).append(job.model)
+    out = {name: row for name, row in summary.items() if not any(name in m for m in models.values())}
+    for source, names in models.items():
+        rows = [summary[m] for m in names if m in summary]
+        if not rows:
+            continue
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        values = {k: [row.get(k) for row in rows if row.get(k) is not None] for k in keys}
+        out[source] = {k: (sum(v) / len(v) if v else None) for k, v in values.items()}
+    return out
 
 
 def not_applicable(adapters, scopes) -> list[dict]:
@@ -114,7 +137,7 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
     sources = [SourceData(job.source, job.task, job.task.examples("train", job.n_train), tokenizer, model)
                for job in with_data(plan.adapters)]
     for job in plan.adapters:
-        out.values[job.source] = {}
+        out.values.setdefault(job.source, {})
     wanted = {trait.scope for trait in extractors if trait.scope in scopes}
     out.skipped = not_applicable(plan.adapters, wanted)
 
@@ -149,8 +172,8 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
         elif trait.scope == "behaviour" and samples is not None:
             try:
                 details, summary = trait.compute_behaviour(samples)
-                out.behaviour[trait.name] = details
-                for s, row in summary.items():
+                out.behaviour[trait.name] = details  # keyed as the samples are: by replicate model
+                for s, row in per_source(summary, plan.adapters).items():
                     out.values.setdefault(s, {}).update({k: checked(v, f"output {k!r}") for k, v in row.items()})
                     out.scopes.update(dict.fromkeys(row, "behaviour"))
             except Exception as exc:
@@ -192,7 +215,8 @@ def trait_model(registry, cat, location, cache, model, tokenizer, plan=None, kee
 
 def behaviour_data(plan, cache) -> BehaviourData:
     """Every cell's per-sample records, for behaviour traits: ``samples[model][target]``."""
-    data = BehaviourData(sources=[a.source for a in plan.adapters], targets=dict(plan.tasks))
+    # Behaviour traits see every replicate as a model of its own; the stage averages them per source.
+    data = BehaviourData(sources=[a.model for a in plan.adapters], targets=dict(plan.tasks))
     for cell in plan.cells:
         records = read_samples(cache, cell.key)
         if records:
