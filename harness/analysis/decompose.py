@@ -120,11 +120,11 @@ def decompose(use, cls, sources: list[str], targets: list[str], X: np.ndarray, b
     from harness.analysis import dimensionality, stability
     from harness.analysis.normalise import normalise
 
-    rows = [1 + outcomes.sources.index(s) for s in sources] if outcomes is not None else []
     aligned = outcomes is not None and all(t in outcomes.values for t in targets)
 
-    def per_target(resampled=None):
-        return [outcomes.values[t][[0, *rows]] if resampled is None else outcomes.values[t][[0, *rows]][:, resampled[t]]
+    def per_target(resampled=None, seed_rows=None):
+        # Base then each source (its replicates averaged), arrays of shape (1 + n_sources, n_docs).
+        return [outcomes.by_source(t, sources, None if resampled is None else resampled[t], seed_rows)
                 for t in targets]
 
     if use.normalisation == "ordinal" and not aligned:
@@ -158,14 +158,18 @@ def decompose(use, cls, sources: list[str], targets: list[str], X: np.ndarray, b
                                 else "needs the base model's scores")
     else:
         def draw(rng):
+            # Documents as before; with several training seeds, each source's replicates too (a
+            # single-seed study draws no seeds, so its refits are exactly those of before).
             picks = {t: rng.integers(0, outcomes.values[t].shape[1], outcomes.values[t].shape[1]) for t in resampleable}
+            seed_rows = outcomes.draw_seeds(rng) if outcomes.replicated else None
             M = X.copy()
             b = base.copy()
             for j, t in enumerate(targets):
                 if t in picks:
-                    means = outcomes.values[t][[0, *rows]][:, picks[t]].mean(axis=1)
+                    means = outcomes.by_source(t, sources, picks[t], seed_rows).mean(axis=1)
                     b[j], M[:, j] = means[0], means[1:] - means[0]
-            ordinal = per_target({t: picks.get(t, slice(None)) for t in targets}) if use.normalisation == "ordinal" else None
+            ordinal = (per_target({t: picks.get(t, slice(None)) for t in targets}, seed_rows)
+                       if use.normalisation == "ordinal" else None)
             return normalise(use.normalisation, M, b, ordinal, targets)
 
         boot = stability.bootstrap(refit, draw, est.components_, targets, ids, settings.bootstrap,

@@ -164,9 +164,15 @@ def cell_tests(outcomes: Outcomes, settings) -> dict:
     not logged gets ``{"method": "none", "skipped": why}`` cells, and so does a target the outcomes
     could not align (``outcomes.skipped``).
 
+    A source with several training seeds (``outcomes.rows``) is tested over seeds and documents
+    together, on the mean of its replicates: :func:`~harness.analysis.stats.seeds_documents_test`
+    ("seeds+documents_t"), or for a non-mean metric
+    :func:`~harness.analysis.stats.seeds_documents_aggregate` ("seeds+documents_aggregate").
+
     Returns source -> target -> {"method", "delta", "p", "q", "ci", "n", "significant"}.
     """
-    from harness.analysis.stats import bh_qvalues, paired_bootstrap_aggregate, paired_test
+    from harness.analysis.stats import (bh_qvalues, paired_bootstrap_aggregate, paired_test,
+                                        seeds_documents_aggregate, seeds_documents_test)
     from harness.stages.evaluate import aggregate_function
 
     rows, skipped = [], dict(outcomes.skipped)
@@ -175,14 +181,23 @@ def cell_tests(outcomes: Outcomes, settings) -> dict:
             skipped[target] = (f"{outcomes.not_mean[target]}, and its per-document items were not logged: "
                                "no paired test applies")
             continue
-        for i, source in enumerate(outcomes.sources):
-            if target in outcomes.items:
+        for source in outcomes.sources:
+            rows_of = outcomes.rows[source]
+            if len(rows_of) > 1:  # several training seeds: the test uses both sources of noise
+                if target in outcomes.items:
+                    items = outcomes.items[target]
+                    test = seeds_documents_aggregate(items[0], [items[r] for r in rows_of],
+                                                     aggregate_function(outcomes.aggregations[target]),
+                                                     seed=settings.seed, confidence=settings.confidence)
+                else:
+                    test = seeds_documents_test(y[0], y[rows_of], confidence=settings.confidence)
+            elif target in outcomes.items:
                 items = outcomes.items[target]
-                test = paired_bootstrap_aggregate(items[0], items[1 + i],
+                test = paired_bootstrap_aggregate(items[0], items[rows_of[0]],
                                                   aggregate_function(outcomes.aggregations[target]),
                                                   seed=settings.seed, confidence=settings.confidence)
             else:
-                test = paired_test(y[0], y[1 + i], seed=settings.seed, confidence=settings.confidence)
+                test = paired_test(y[0], y[rows_of[0]], seed=settings.seed, confidence=settings.confidence)
             rows.append((source, target, test))
     qs = bh_qvalues(np.array([np.nan if r[2]["p"] is None else r[2]["p"] for r in rows], dtype=float)) if rows else []
     out: dict = {s: {} for s in outcomes.sources}
@@ -200,8 +215,11 @@ def from_results(results: dict, samples: dict | None = None, source_trait_names:
     """The analysis input of a finished run (``results.json`` and its per-sample logs)."""
     from harness.analysis.outcomes import collect
 
-    cells = {BASE: results["base"], **results["scores"]}
-    outcomes = collect(samples, results["sources"], results["targets"], cells) if samples else None
+    # With several training seeds the logs are by replicate model (results["replicate_of"]).
+    of = results.get("replicate_of") or {}
+    replicates = {s: [m for m, r in of.items() if r["source"] == s] or [s] for s in results["sources"]}
+    cells = {BASE: results["base"], **results["scores"], **(results.get("replicates") or {})}
+    outcomes = collect(samples, results["sources"], results["targets"], cells, replicates) if samples else None
     return TransferData(
         sources=results["sources"], targets=results["targets"], transfer=results["transfer"],
         base={t: (c["value"] if c else None) for t, c in results["base"].items()},
@@ -222,7 +240,8 @@ def analyse_run(registry, plan, mat, trait_results, behaviour, catalog) -> tuple
         traits=trait_results.values,
         source_trait_names=[k for k, scope in trait_results.scopes.items() if scope == "source"],
         pair_traits=trait_results.pairs,
-        outcomes=collect(behaviour.samples, mat.sources, mat.targets, {BASE: mat.base, **mat.scores}),
+        outcomes=collect(behaviour.samples, mat.sources, mat.targets, {BASE: mat.base, **mat.scores, **mat.replicates},
+                         mat.models or None),
         metrics=mat.metrics)
     out, failures = analyse(data, registry.decomposers, catalog, registry.analysis)
     out["skipped"] = [*trait_results.skipped, *out.get("skipped", [])]  # traits a source had no data for

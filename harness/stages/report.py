@@ -32,6 +32,7 @@ def build_results(registry: Registry, plan: Plan, mat: Matrix, traits, analysed:
         "base": mat.base,
         "scores": mat.scores,
         "transfer": mat.transfer,
+        **replicate_results(mat),
         "traits": traits.values,
         "trait_scopes": traits.scopes,
         "analysis_settings": registry.analysis.model_dump(),
@@ -41,6 +42,16 @@ def build_results(registry: Registry, plan: Plan, mat: Matrix, traits, analysed:
         "failures": [{k: v for k, v in f.items() if k != "traceback"} for f in failures],
         "provenance": provenance,
     }
+
+
+def replicate_results(mat: Matrix) -> dict:
+    """With several training seeds: every replicate's cells (``replicates[model][target]``) and
+    what each replicate model is (``replicate_of[model]``: its source and seed). Nothing otherwise,
+    so a single-seed study's results are as before."""
+    if not mat.replicated:
+        return {}
+    return {"replicates": mat.replicates,
+            "replicate_of": {m: {"source": s, "seed": mat.seeds[m]} for s, ms in mat.models.items() for m in ms}}
 
 
 def source_weights(plan: Plan) -> dict:
@@ -95,6 +106,10 @@ def write_outputs(run_dir: Path, results: dict, mat: Matrix, plan: Plan, cache: 
     run_dir.mkdir(parents=True, exist_ok=True)  # results.json itself is written last, by the pipeline
     write_text_atomic(run_dir / "matrix.csv", _csv(
         ["source", *mat.targets], [[s, *(csv_number(mat.transfer[s][t]) for t in mat.targets)] for s in mat.sources]))
+    if mat.replicated:  # the between-seed SE of every matrix.csv cell, same layout (empty: under 2 seeds)
+        write_text_atomic(run_dir / "matrix_seed_se.csv", _csv(
+            ["source", *mat.targets], [[s, *(csv_number((mat.scores[s][t] or {}).get("seed_se")) for t in mat.targets)]
+                                       for s in mat.sources]))
     _write_trait_tables(run_dir, mat.sources, results["traits"], results["pair_traits"])
     tests = results.get("cell_tests") or {}
     if tests:  # the significance of every matrix.csv cell, in the same long form as pair_traits.csv
