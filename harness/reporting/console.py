@@ -12,6 +12,7 @@ from rich.table import Table
 from harness.analysis.applicability import describe, skipped_analyses
 from harness.config.registry import BASE
 from harness.reporting.numbers import fixed, signed
+from harness.reporting.seeds import plus_minus, seed_line
 
 if TYPE_CHECKING:
     from harness.cache.store import Cache
@@ -33,9 +34,11 @@ def print_summary(results: dict, console: Console) -> None:
             d = results["transfer"][s][t]
             color = "green" if d is not None and d > 0 else "red" if d is not None and d < 0 else "white"
             mark = "*" if tests.get(s, {}).get(t, {}).get("significant") else " "
-            row.append(f"[{color}]{signed(d)}{mark}")
+            row.append(f"[{color}]{signed(d)}{mark}[/][dim]{plus_minus(results, s, t, '.2f')}")
         table.add_row(*row)
     console.print(table)
+    if seed_line(results):
+        console.print(f"[dim]{escape(seed_line(results))}", highlight=False)
     if tests:
         console.print("[dim]* adapter differs from base on the same documents (paired test, BH q < "
                       f"{results.get('analysis_settings', {}).get('fdr', 0.05)})", highlight=False)

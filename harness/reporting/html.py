@@ -12,6 +12,7 @@ from pathlib import Path
 from harness.analysis.applicability import describe, skipped_analyses
 from harness.reporting.markdown import brought_sources
 from harness.reporting.numbers import fixed, signed
+from harness.reporting.seeds import plus_minus, seed_line
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#fafbfc}
@@ -103,10 +104,13 @@ def _transfer(results: dict, plots) -> str:
             cell = signed_span(results["transfer"][s][t])
             if test.get("significant"):
                 cell = f'<span class="sig" title="p={fixed(test.get("p"), ".3f")}, q={fixed(test.get("q"), ".3f")}">{cell}*</span>'
-            row.append(cell)
+            spread = plus_minus(results, s, t)
+            row.append(cell + (f' <span class="muted">{esc(spread.strip())}</span>' if spread else ""))
         rows.append(row)
     note = ("<p>* the adapter differs from the base model on the same documents (paired test, "
             "Benjamini–Hochberg over the matrix).</p>" if tests else "")
+    if seed_line(results):
+        note += f"<p>{esc(seed_line(results))}</p>"
     return _figures(plots, "transfer") + table(["source", *results["targets"]], rows) + note
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from harness.analysis.applicability import NO_SOURCES, describe, skipped_analyses
 from harness.reporting.check import difference_stderr
 from harness.reporting.numbers import fixed, signed
+from harness.reporting.seeds import plus_minus, seed_line
 from harness.reporting.text import md_escape
 
 
@@ -49,8 +50,10 @@ def markdown(results: dict) -> str:
             else:
                 se = difference_stderr(*((c or {}).get("stderr") for c in (results["scores"][s][t], results["base"][t])))
                 mark = "*" if delta is not None and se and abs(delta) > 2 * se else ""
-            cells.append(signed(delta) + mark)
+            cells.append(signed(delta) + mark + plus_minus(results, s, t))
         out.append(f"| {md_escape(s)} | " + " | ".join(cells) + " |")
+    if sources and seed_line(results):
+        out += ["", seed_line(results)]
     out += _markdown_analysis(results)
     trait_names = sorted({k for row in results["traits"].values() for k in row})
     if trait_names:

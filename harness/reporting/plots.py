@@ -35,6 +35,7 @@ from harness.analysis.stats import as_float  # noqa: E402
 from harness.errors import describe
 from harness.files import write_bytes_atomic  # noqa: E402
 from harness.reporting.numbers import annotation  # noqa: E402
+from harness.reporting.seeds import replicated, seed_se  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,8 @@ def _transfer_heatmap(results: dict) -> Figure | None:
         for j, t in enumerate(targets):
             test = (tests.get(s) or {}).get(t) or {}
             star = "*" if test.get("significant") is True else ""
-            row.append(annotation(values[i, j], sign=True) + star)
+            se = seed_se(results, s, t)  # several training seeds: the between-seed SE under the mean
+            row.append(annotation(values[i, j], sign=True) + star + ("" if se is None else f"\n±{se:.2f}"))
         texts.append(row)
     m = _symmetric_limit(values)
     fig = _figure("transfer_heatmap")
@@ -234,7 +236,8 @@ def _transfer_heatmap(results: dict) -> Figure | None:
              cbar_label="adapter − base")
     ax.set_xlabel("target")
     ax.set_ylabel("source (adapter)")
-    ax.set_title("Transfer: adapter − base" + (_SIG_NOTE if tests else "; no cell tests"), fontsize=11)
+    seeds = "; mean over seeds ± between-seed SE" if replicated(results) else ""
+    ax.set_title("Transfer: adapter − base" + (_SIG_NOTE if tests else "; no cell tests") + seeds, fontsize=11)
     fig.tight_layout()
     return fig
 

@@ -171,8 +171,13 @@ def cell_tests(outcomes: Outcomes, settings) -> dict:
 
     Returns source -> target -> {"method", "delta", "p", "q", "ci", "n", "significant"}.
     """
-    from harness.analysis.stats import (bh_qvalues, paired_bootstrap_aggregate, paired_test,
-                                        seeds_documents_aggregate, seeds_documents_test)
+    from harness.analysis.stats import (
+        bh_qvalues,
+        paired_bootstrap_aggregate,
+        paired_test,
+        seeds_documents_aggregate,
+        seeds_documents_test,
+    )
     from harness.stages.evaluate import aggregate_function
 
     rows, skipped = [], dict(outcomes.skipped)
