@@ -89,3 +89,58 @@ def test_cell_tests_use_seeds_and_documents_for_replicated_sources_only():
     assert tests["one"]["t"]["p"] == pytest.approx(mcnemar_exact(base, single)["p"])
     base_mean, means = outcomes.cell_means()
     assert means[0, 0] == pytest.approx(adapters.mean()) and means[1, 0] == pytest.approx(single.mean())
+
+
+def test_decomposition_bootstrap_resamples_replicates_and_single_seed_draws_are_unchanged():
+    """With one seed per source the bootstrap is exactly that of before (it draws no seeds); with
+    replicates that disagree, resampling them widens the loading intervals over resampling
+    documents alone."""
+    from harness.analysis.decompose import decompose
+    from harness.api.plugins import catalog
+    from harness.config.registry import DecomposerUse
+
+    rng = np.random.default_rng(5)
+    sources, targets, n = [f"s{i}" for i in range(5)], [f"t{j}" for j in range(4)], 200
+    level = rng.uniform(0.3, 0.7, (len(sources), len(targets)))
+    base = {t: (rng.random(n) < 0.5).astype(float) for t in targets}
+
+    def outcomes(R, spread):
+        values = {}
+        for j, t in enumerate(targets):
+            rows = [base[t]] + [(rng.random(n) < np.clip(level[i, j] + rng.normal(0, spread), 0, 1)).astype(float)
+                                for i in range(len(sources)) for _ in range(R)]
+            values[t] = np.vstack(rows)
+        models = [f"{s}@seed{r}" for s in sources for r in range(R)]
+        rows_of = {s: list(range(1 + i * R, 1 + (i + 1) * R)) for i, s in enumerate(sources)}
+        return Outcomes(sources=sources, values=values, models=models, rows=rows_of)
+
+    def run(out):
+        b, means = out.cell_means()
+        X = means - b
+        use = DecomposerUse(name="pca", n_components=1)
+        return decompose(use, catalog().get("decomposer", "pca").obj, sources, targets, X, b, out, {},
+                         AnalysisSettings(bootstrap=60))
+
+    one = outcomes(1, 0.0)
+    assert not one.replicated and one.draw_seeds(np.random.default_rng(0)) == one.rows
+    single = run(one)
+    # The same study laid out as before seeds existed (rows 1.. are the sources): the same refits.
+    legacy = run(Outcomes(sources=sources, values=one.values))
+    assert single["stability"]["bootstrap"] == legacy["stability"]["bootstrap"]
+    replicated = outcomes(3, 0.3)
+    assert replicated.replicated
+    picks = replicated.draw_seeds(np.random.default_rng(1))
+    assert all(set(p) <= set(replicated.rows[s]) and len(p) == 3 for s, p in picks.items())
+    assert any(len(set(p)) < 3 for p in picks.values())  # drawn with replacement
+    boot = run(replicated)["stability"]["bootstrap"]
+    assert boot["n"] + boot["n_failed"] == 60
+    # The same outcomes with the replicates held fixed (documents only): narrower intervals.
+    fixed = Outcomes(sources=sources, values=replicated.values, models=replicated.models, rows=replicated.rows)
+    fixed.draw_seeds = lambda rng: fixed.rows
+    docs_only = run(fixed)["stability"]["bootstrap"]
+
+    def width(b):
+        return np.median([hi - lo for row in b["loadings_ci"].values() for lo, hi in row.values()])
+
+    print(f"loading CI width: documents only {width(docs_only):.3f}, seeds and documents {width(boot):.3f}")
+    assert width(boot) > width(docs_only)
