@@ -31,13 +31,18 @@ analysis: {{bootstrap: 20, permutations: 200}}
 """
 
 
-def run(root, model, seeds):
-    (root / "registry.yaml").write_text(REGISTRY.format(model=model, seeds=seeds))
+def harness(root, *args):
     # The harness of this checkout (not whichever one is installed), as the tests import it.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-m", "harness.cli", "run", "registry.yaml"], cwd=root,
-                         capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=root, capture_output=True, text=True,
+                         env=env)
     assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def run(root, model, seeds):
+    (root / "registry.yaml").write_text(REGISTRY.format(model=model, seeds=seeds))
+    out = harness(root, "run", "registry.yaml")
     return json.loads((root / "out" / "seeds" / "results.json").read_text()), out
 
 
@@ -73,6 +78,11 @@ def test_seeds_give_mean_and_se_and_a_new_seed_trains_only_itself(tiny_model_dir
     assert "mean over 3 training seeds (seeds 0, 1, 2)" in report
     se = results["scores"]["sentiment"]["nli"]["seed_se"]
     assert f"± {se:.3f}" in report
+    # `harness analyze` on the run folder reads the replicates' logs and gives the same cell tests.
+    analysed = json.loads(harness(tmp_path, "analyze", "out/seeds", "--json").stdout)
+    for t in results["targets"]:
+        again = analysed["cell_tests"]["sentiment"][t]
+        assert again["method"] == "seeds+documents_t" and again["p"] == pytest.approx(results["cell_tests"]["sentiment"][t]["p"])
 
     again, _ = run(tmp_path, tiny_model_dir, "[0, 1, 2, 3]")
     validate_results(again)
