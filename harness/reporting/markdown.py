@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.analysis.applicability import NO_SOURCES, describe, skipped_analyses
+from harness.reporting import twins
 from harness.reporting.check import difference_stderr
 from harness.reporting.numbers import fixed, signed
 from harness.reporting.text import md_escape
@@ -52,6 +53,7 @@ def markdown(results: dict) -> str:
             cells.append(signed(delta) + mark)
         out.append(f"| {md_escape(s)} | " + " | ".join(cells) + " |")
     out += _markdown_analysis(results)
+    out += twins.markdown_section(results)
     trait_names = sorted({k for row in results["traits"].values() for k in row})
     if trait_names:
         out += ["", "## Source traits", "", "| source | " + " | ".join(md_escape(k) for k in trait_names) + " |",
