@@ -212,8 +212,10 @@ def twin_contrasts(data: TransferData, settings) -> list[dict]:
 
     if data.outcomes is None or not data.samples:
         raise NotApplicable("needs per-sample logs (a run folder, not a bare matrix)")
+    # Every target gets its transfer contrast; behaviour contrasts need its kind (and labels, cap).
+    known = {t: data.target_info.get(t) or {} for t in data.targets}
     info = {t: twins.TargetInfo(kind=i.get("kind", ""), labels=i.get("labels"), max_gen_toks=i.get("max_gen_toks"))
-            for t, i in data.target_info.items() if t in data.targets}
+            for t, i in known.items()}
     completion = {s: (data.traits.get(s) or {}).get("completion_tokens_mean") for s in data.sources}
     return twins.twin_contrasts(data.twins, data.outcomes, data.samples, info, confidence=settings.confidence,
                                 fdr=settings.fdr, seed=settings.seed, count_tokens=data.count_tokens,
