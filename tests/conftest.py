@@ -18,6 +18,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # `harness check` appends to the CI job's summary page when this is set: tests that want it set their own.
 os.environ.pop("GITHUB_STEP_SUMMARY", None)
 
+
+def _own_plugins() -> None:
+    """Import ``harness_plugins`` from this checkout's ``plugins/``: an editable install made from
+    another checkout (a git worktree's tests run with the main checkout's venv) maps the name to
+    that checkout's folder, so tests of changed plugins would test the unchanged ones."""
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "plugins"
+    spec = importlib.util.spec_from_file_location("harness_plugins", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["harness_plugins"] = module
+    spec.loader.exec_module(module)
+
+
+_own_plugins()
+
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

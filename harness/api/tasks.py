@@ -29,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 Split = Literal["train", "test"]
 # Training rows written for lm-eval to draw few-shot examples from (it samples k + 1 of them).
 FEWSHOT_POOL = 100
+# The field metadata key that keeps an option out of Task.fingerprint while it has its default.
+OMIT_WHEN_DEFAULT = "omit_when_default"
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,18 @@ class Task:
         return [(ex.prompt, ex.completion) for ex in self.examples("train", n)]
 
     def fingerprint(self) -> str:
-        """Stable hash of what defines this task's data: name, version and options."""
-        blob = json.dumps({"task": self.name, "version": self.version,
-                           "options": self.options.model_dump(mode="json")}, sort_keys=True)
+        """Stable hash of what defines this task's data: name, version and options.
+
+        An option whose field says ``json_schema_extra={"omit_when_default": True}`` is left out
+        while it has its default: an option added to a task that leaves the default data as it
+        was keeps the fingerprints (so the cached adapters and cells) of data made before it.
+        """
+        options = self.options.model_dump(mode="json")
+        for name, info in type(self.options).model_fields.items():
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            if extra.get(OMIT_WHEN_DEFAULT) and getattr(self.options, name) == info.default:
+                options.pop(name, None)
+        blob = json.dumps({"task": self.name, "version": self.version, "options": options}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def write_test_file(self, data_dir: Path, n: int) -> Path:

@@ -124,6 +124,9 @@ class SourceConfig(_TaskUse):
                                  "hub id.")
     n_train: int = Field(400, ge=1, le=1_000_000, description="Number of training examples drawn from the task's "
                          "train split (at most 1000000).")
+    twin_of: str | None = Field(None, description="The key (alias or task) of another source of the same task whose "
+                                "options differ from this one's in one statistic (class balance, completion length, "
+                                "label form): the analysis then reports this source minus that twin on every target.")
     # Where the entry came from, for problems found after parsing (at plan time): its field path
     # ("sources[2]" or "--adapter NAME"), the registry file, and the line of each of its fields.
     _origin: str | None = PrivateAttr(None)
@@ -795,6 +798,7 @@ def parse_registry(text: str, filename: str = "<registry>", base_dir: Path | Non
     found += _weights_problems(registry, base_dir or Path.cwd())
     found += _plugin_problems(registry)
     found += _lm_eval_problems(registry)
+    found += _twin_problems(registry)
     problems = [Problem(path, _line_of(lines, loc) if loc[:2] not in {("sources", i) for i in origins} else None, msg)
                 for loc, path, msg in found]
     if problems:
@@ -995,6 +999,83 @@ def _plugin_problems(registry: Registry):
                 yield loc, _path_str(loc) + ".params", f"bad parameters for {kind} {use.name!r}: {exc}"
             except Exception as exc:  # a plugin constructor failing in an unplanned way is still bad input
                 yield loc, _path_str(loc) + ".params", f"bad parameters for {kind} {use.name!r}: {describe(exc)}"
+
+
+def _resolved_options(use: SourceConfig) -> dict | None:
+    """A trained source's task options with every default filled in (None when they do not validate)."""
+    from harness.api.plugins import catalog
+
+    entry = catalog().entries["task"].get(use.task)
+    if entry is None:
+        return None
+    try:
+        return {**entry.obj.Options(**use.options).model_dump(mode="json"), "n_train": use.n_train}
+    except Exception:  # invalid options: _plugin_problems reports them
+        return None
+
+
+def option_statistic(task_cls, option: str) -> str:
+    """The statistic a task option controls: its field's ``json_schema_extra={"statistic": ...}``,
+    else the option's own name (``n_train`` is the dataset size)."""
+    field = task_cls.Options.model_fields.get(option)
+    extra = getattr(field, "json_schema_extra", None)
+    return extra.get("statistic", option) if isinstance(extra, dict) else option
+
+
+def twin_pairs(registry: Registry) -> list[dict]:
+    """Every declared twin pair, ``{"source", "twin_of", "statistic", "differs", "note"}``.
+
+    ``differs``: option -> [source's value, twin's value] over the options (defaults filled in, and
+    ``n_train``) that differ; ``statistic``: the statistic those options control, names joined by
+    "+" when they control several (then ``note`` says a twin should differ in one). The registry
+    has been checked (:func:`_twin_problems`), so every pair is valid.
+    """
+    from harness.api.plugins import catalog
+
+    by_key = {use.key: use for use in registry.sources}
+    out = []
+    for use in registry.sources:
+        if use.twin_of is None or use.twin_of not in by_key:
+            continue
+        mine, theirs = _resolved_options(use), _resolved_options(by_key[use.twin_of])
+        if mine is None or theirs is None:
+            continue
+        differs = {k: [mine.get(k), theirs.get(k)] for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)}
+        task_cls = catalog().get("task", use.task).obj
+        stats = sorted({option_statistic(task_cls, k) for k in differs})
+        note = (None if len(stats) == 1 else f"the twins differ in {len(stats)} statistics ({', '.join(stats)}): "
+                "a contrast cannot say which of them made the difference")
+        out.append({"source": use.key, "twin_of": use.twin_of, "statistic": "+".join(stats), "differs": differs,
+                    "note": note})
+    return out
+
+
+def _twin_problems(registry: Registry):
+    """``twin_of`` must name another trained source of the same task whose options differ."""
+    keys = {use.key: i for i, use in enumerate(registry.sources)}
+    for i, use in enumerate(registry.sources):
+        if use.twin_of is None:
+            continue
+        loc = ("sources", i, "twin_of")
+        path = use.origin(i) + ".twin_of" if use._origin else _path_str(loc)
+        other = registry.sources[keys[use.twin_of]] if use.twin_of in keys else None
+        if use.task is None:
+            yield loc, path, (f"{use.key!r} has brought weights and no `task`: a twin is the same task's data with "
+                              "one statistic changed; give the `task` the weights were trained on, or remove `twin_of`")
+        elif other is None:
+            yield loc, path, (f"twin_of {use.twin_of!r} names no source" + did_you_mean(use.twin_of, list(keys))
+                              + " Give the key (alias, else task) of another source.")
+        elif other is use:
+            yield loc, path, f"{use.key!r} cannot be its own twin; name another source of task {use.task!r}"
+        elif other.task != use.task:
+            yield loc, path, (f"twin_of {use.twin_of!r} is a source of task {other.task!r}, not {use.task!r}: twins "
+                              f"share a task and differ in its options; name a source of task {use.task!r}")
+        else:
+            mine, theirs = _resolved_options(use), _resolved_options(other)
+            if mine is not None and mine == theirs:
+                yield loc, path, (f"{use.key!r} and its twin {use.twin_of!r} have identical options, so they are "
+                                  "not twins; change the option of the statistic they should differ in (e.g. "
+                                  "`class_balance`)")
 
 
 def load_registry(path: str | Path, extra_sources: list[tuple[str, dict]] = ()) -> Registry:

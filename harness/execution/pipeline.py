@@ -95,7 +95,8 @@ def run(registry: Registry, registry_path: Path | None = None, out: Path | None 
         trait_results, behaviour = traits.traits_stage(registry, plan, cat, cache, location, executor, keep)
         failures += trait_results.failures
     with timer.stage("analyse"):
-        analysed, analysis_failures = analyse.analyse_run(registry, plan, mat, trait_results, behaviour, cat)
+        analysed, analysis_failures = analyse.analyse_run(registry, plan, mat, trait_results, behaviour, cat,
+                                                                tokenizer=getattr(executor, "tokenizer", None))
         failures += analysis_failures
     results = report.build_results(registry, plan, mat, trait_results, analysed,
                                    report.provenance(registry, plan, cache, location, executor, timer.seconds),

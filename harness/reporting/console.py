@@ -11,6 +11,7 @@ from rich.table import Table
 
 from harness.analysis.applicability import describe, skipped_analyses
 from harness.config.registry import BASE
+from harness.reporting import twins
 from harness.reporting.numbers import fixed, signed
 from harness.reporting.seeds import plus_minus, seed_line
 
@@ -43,6 +44,9 @@ def print_summary(results: dict, console: Console) -> None:
         console.print("[dim]* adapter differs from base on the same documents (paired test, BH q < "
                       f"{results.get('analysis_settings', {}).get('fdr', 0.05)})", highlight=False)
     print_analysis(results, console)
+    twin_line = twins.console_line(results)
+    if twin_line:
+        console.print(twin_line, highlight=False)
     if results["failures"]:
         console.print(f"[red]{len(results['failures'])} failure(s); see results.json 'failures'.")
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from harness.analysis.applicability import describe, skipped_analyses
+from harness.reporting import twins
 from harness.reporting.markdown import brought_sources
 from harness.reporting.numbers import fixed, signed
 from harness.reporting.seeds import plus_minus, seed_line
@@ -30,7 +31,7 @@ code{background:#eef2f6;padding:1px 4px;border-radius:3px}
 """
 
 SECTIONS = [("provenance", "Experiment and provenance"), ("transfer", "Transfer"), ("base", "Base scores"),
-            ("components", "Latent abilities"), ("traits", "Traits"), ("side_effects", "Side effects"),
+            ("components", "Latent abilities"), ("traits", "Traits"), ("twins", "Twin contrasts"), ("side_effects", "Side effects"),
             ("recommendations", "Recommendations")]
 
 
@@ -211,6 +212,7 @@ def render(results: dict, plots: list) -> str:
         "base": _base(results, plots),
         "components": _components(results, plots),
         "traits": _traits(results, plots),
+        "twins": twins.html_section(results),
         "side_effects": _figures(plots, "side_effects") or "<p>No per-sample behaviour was recorded.</p>",
         "recommendations": _recommendations(results),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.analysis.applicability import NO_SOURCES, describe, skipped_analyses
+from harness.reporting import twins
 from harness.reporting.check import difference_stderr
 from harness.reporting.numbers import fixed, signed
 from harness.reporting.seeds import plus_minus, seed_line
@@ -55,6 +56,7 @@ def markdown(results: dict) -> str:
     if sources and seed_line(results):
         out += ["", seed_line(results)]
     out += _markdown_analysis(results)
+    out += twins.markdown_section(results)
     trait_names = sorted({k for row in results["traits"].values() for k in row})
     if trait_names:
         out += ["", "## Source traits", "", "| source | " + " | ".join(md_escape(k) for k in trait_names) + " |",

@@ -33,6 +33,13 @@ class TransferData:
     outcomes: Outcomes | None = None
     # target -> lm-eval metric ("acc,none"); its range bounds the predicted transfer
     metrics: dict[str, str] = field(default_factory=dict)
+    # Twin pairs {source, twin_of, statistic, differs, note} (harness.config.registry.twin_pairs), the
+    # per-sample logs their behaviour contrasts read (samples[model][target]), what each target is
+    # (target -> {kind, labels, max_gen_toks}) and the base tokenizer's token count of a text (or None).
+    twins: list[dict] = field(default_factory=list)
+    samples: dict[str, dict[str, list[dict]]] | None = None
+    target_info: dict[str, dict] = field(default_factory=dict)
+    count_tokens: object = None
 
     def array(self) -> np.ndarray:
         return np.array([[np.nan if self.transfer[s][t] is None else self.transfer[s][t] for t in self.targets]
@@ -74,7 +81,7 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
         parts = [*(("decompose", use.key) for use in decomposers), ("target_trait_tests", None),
                  *(("similarity_test", name) for name in data.pair_traits), ("cell_tests", None), ("prediction", None)]
         return {"decompositions": {}, "correlations": [], "trait_tests": {}, "target_correlations": [],
-                "similarity_test": {}, "cell_tests": None, "prediction": None,
+                "similarity_test": {}, "cell_tests": None, "prediction": None, "twins": [], "twin_targets": {}, "twin_contrasts": [],
                 "skipped": [entry(analysis, NO_SOURCES, plugin) for analysis, plugin in parts]}, []
 
     X = data.array()
@@ -145,6 +152,9 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
         return tests
 
     out["cell_tests"] = attempt("cell_tests", None, cells)
+    out["twins"] = data.twins
+    out["twin_targets"] = {t: data.target_info[t] for t in data.targets if t in data.target_info} if data.twins else {}
+    out["twin_contrasts"] = (attempt("twin_contrasts", None, lambda: twin_contrasts(data, settings)) or []) if data.twins else []
     bounds = {t: predict.transfer_bounds(data.metrics.get(t), (data.base or {}).get(t)) for t in data.targets}
     out["prediction"] = attempt("prediction", None, lambda: predict.leave_one_source_out(
         data.source_traits(), data.pair_traits, data.transfer, alpha=settings.ridge_alpha, bounds=bounds))
@@ -216,6 +226,31 @@ def cell_tests(outcomes: Outcomes, settings) -> dict:
     return out
 
 
+def twin_contrasts(data: TransferData, settings) -> list[dict]:
+    """Every twin pair's contrasts on every target (:func:`harness.analysis.twins.twin_contrasts`)."""
+    from harness.analysis import twins
+
+    if data.outcomes is None or not data.samples:
+        raise NotApplicable("needs per-sample logs (a run folder, not a bare matrix)")
+    # Every target gets its transfer contrast; behaviour contrasts need its kind (and labels, cap).
+    known = {t: data.target_info.get(t) or {} for t in data.targets}
+    info = {t: twins.TargetInfo(kind=i.get("kind", ""), labels=i.get("labels"), max_gen_toks=i.get("max_gen_toks"))
+            for t, i in known.items()}
+    completion = {s: (data.traits.get(s) or {}).get("completion_tokens_mean") for s in data.sources}
+    return twins.twin_contrasts(data.twins, data.outcomes, data.samples, info, confidence=settings.confidence,
+                                fdr=settings.fdr, seed=settings.seed, count_tokens=data.count_tokens,
+                                completion_tokens=completion)
+
+
+def target_info(plan) -> dict[str, dict]:
+    """target -> {kind, labels, max_gen_toks} of a plan's targets (lm-eval's generation_kwargs cap)."""
+    out = {}
+    for name, task in plan.tasks.items():
+        kwargs = (plan.target_configs.get(name) or {}).get("generation_kwargs") or {}
+        out[name] = {"kind": task.kind, "labels": list(task.labels) or None, "max_gen_toks": kwargs.get("max_gen_toks")}
+    return out
+
+
 def from_results(results: dict, samples: dict | None = None, source_trait_names: list[str] | None = None) -> TransferData:
     """The analysis input of a finished run (``results.json`` and its per-sample logs)."""
     from harness.analysis.outcomes import collect
@@ -230,13 +265,19 @@ def from_results(results: dict, samples: dict | None = None, source_trait_names:
         base={t: (c["value"] if c else None) for t, c in results["base"].items()},
         abilities={t: tuple(v) for t, v in results.get("abilities", {}).items()},
         traits=results.get("traits", {}), source_trait_names=source_trait_names,
-        pair_traits=results.get("pair_traits", {}), outcomes=outcomes, metrics=results.get("metrics", {}))
+        pair_traits=results.get("pair_traits", {}), outcomes=outcomes, metrics=results.get("metrics", {}),
+        twins=results.get("twins", []), samples=samples, target_info=results.get("twin_targets", {}))
 
 
-def analyse_run(registry, plan, mat, trait_results, behaviour, catalog) -> tuple[dict, list[dict]]:
+def analyse_run(registry, plan, mat, trait_results, behaviour, catalog, tokenizer=None) -> tuple[dict, list[dict]]:
     """The analysis stage of a run: its matrix, traits and per-sample logs put together as
-    :class:`TransferData`, then :func:`analyse` with the registry's decomposers and settings."""
+    :class:`TransferData`, then :func:`analyse` with the registry's decomposers and settings.
+    ``tokenizer`` (the base model's, when loaded) tells generation outputs that hit ``max_gen_toks``."""
     from harness.analysis.outcomes import collect
+    from harness.config.registry import twin_pairs
+
+    def count_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     data = TransferData(
         sources=mat.sources, targets=mat.targets, transfer=mat.transfer,
@@ -247,7 +288,8 @@ def analyse_run(registry, plan, mat, trait_results, behaviour, catalog) -> tuple
         pair_traits=trait_results.pairs,
         outcomes=collect(behaviour.samples, mat.sources, mat.targets, {BASE: mat.base, **mat.scores, **mat.replicates},
                          mat.models or None),
-        metrics=mat.metrics)
+        metrics=mat.metrics, twins=twin_pairs(registry), samples=behaviour.samples, target_info=target_info(plan),
+        count_tokens=count_tokens if tokenizer is not None else None)
     out, failures = analyse(data, registry.decomposers, catalog, registry.analysis)
     out["skipped"] = [*trait_results.skipped, *out.get("skipped", [])]  # traits a source had no data for
     return out, failures

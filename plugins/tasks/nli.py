@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from harness.api import Example, GeneratedTask, Split, TaskOptions, classification_example, hookimpl
 
@@ -35,7 +35,23 @@ LABELS = {"words": ("entailment", "neutral", "contradiction"), "numbers": ("0", 
 
 class NLIOptions(TaskOptions):
     label_form: Literal["words", "numbers"] = Field(
-        "words", description="Label words ('entailment', ...) or digits ('0', '1', '2').")
+        "words", description="Label words ('entailment', ...) or digits ('0', '1', '2').",
+        json_schema_extra={"statistic": "label_form"})
+    # Left out of the fingerprint while None: the default data (labels drawn uniformly) is unchanged.
+    label_shares: list[float] | None = Field(
+        None, description="Exact share of each label (entailment, neutral, contradiction), summing to 1; "
+        "None draws labels uniformly at random.",
+        json_schema_extra={"statistic": "class_balance", "omit_when_default": True})
+
+    @field_validator("label_shares")
+    @classmethod
+    def _shares(cls, value):
+        if value is None:
+            return value
+        if len(value) != len(LABELS["words"]) or any(not 0 <= v <= 1 for v in value) or abs(sum(value) - 1) > 1e-6:
+            raise ValueError(f"label_shares must be {len(LABELS['words'])} shares in [0, 1] (entailment, neutral, "
+                             f"contradiction) summing to 1, got {value}; e.g. [0.8, 0.1, 0.1]")
+        return value
 
 
 def _sentence(adj: str | None, noun: str, negated: bool, action: str, tail: list[str]) -> str:
@@ -59,6 +75,9 @@ class NLI(GeneratedTask):
     def __init__(self, **options):
         super().__init__(**options)
         self.labels = LABELS[self.options.label_form]
+
+    def class_shares(self) -> list[float] | None:
+        return self.options.label_shares
 
     def generate(self, rng: random.Random, label: int | None = None) -> Example:
         noun, action = rng.choice(list(NOUNS)), rng.choice(ACTIONS)

@@ -24,7 +24,8 @@ INTENSIFIERS = ("", "", "really ", "truly ", "very ", "quite ", "absolutely ", "
 
 
 class SentimentOptions(TaskOptions):
-    class_balance: float = Field(0.5, gt=0, lt=1, description="Share of positive labels.")
+    class_balance: float = Field(0.5, gt=0, lt=1, description="Share of positive labels.",
+                                 json_schema_extra={"statistic": "class_balance"})
 
 
 def clause(rng: random.Random, aspect: str, positive: bool) -> str:

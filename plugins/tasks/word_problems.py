@@ -27,6 +27,26 @@ LOSSES = ("gives {n} away", "gives {n} to {other}", "loses {n}", "sells {n}", "t
 
 class WordProblemsOptions(TaskOptions):
     steps: int = Field(2, ge=2, le=3, description="Changes to the starting count (2 or 3).")
+    # Left out of the fingerprint while False: the default data (the number alone) is unchanged.
+    rationale: bool = Field(False, description="Answer with a worked rationale ('Mia starts with 5. 5 + 3 = 8. "
+                            "#### 8'), scored after the '####', instead of the number alone: the completion-length "
+                            "twin of the same problems.",
+                            json_schema_extra={"statistic": "completion_length", "omit_when_default": True})
+
+
+RATIONALE_REGEX = r"#### (-?\d+)"
+RATIONALE_MAX_GEN_TOKS = 64  # three steps take at most 49 SmolLM2 tokens (digits are single tokens)
+
+
+def rationale_example(prompt: str, name: str, start: int, changes: list[int]) -> Example:
+    """The one-line worked answer " Rosa starts with 38. 38 + 6 = 44. 44 - 2 = 42. #### 42"."""
+    steps, count = [f"{name} starts with {start}."], start
+    for change in changes:
+        sign = "+" if change > 0 else "-"
+        steps.append(f"{count} {sign} {abs(change)} = {count + change}.")
+        count += change
+    answer = str(count)
+    return Example(prompt=prompt, completion=f" {' '.join(steps)} #### {answer}\n", answer=answer)
 
 
 class WordProblems(GeneratedTask):
@@ -38,6 +58,11 @@ class WordProblems(GeneratedTask):
     abilities = ("arithmetic", "reasoning")
     max_gen_toks = 8
     Options = WordProblemsOptions
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        if self.options.rationale:  # scored as a target, the worked answer needs its room and its marker
+            self.answer_regex, self.max_gen_toks = RATIONALE_REGEX, RATIONALE_MAX_GEN_TOKS
 
     def generate(self, rng: random.Random) -> Example:
         (name, pronoun), item = rng.choice(NAMES), rng.choice(ITEMS)
@@ -62,7 +87,9 @@ class WordProblems(GeneratedTask):
         return self._example(prompt, name, start, changes)
 
     def _example(self, prompt: str, name: str, start: int, changes: list[int]) -> Example:
-        # The completion alone differs between the two tasks: subclasses render it their way.
+        # The completion alone differs between the two forms: subclasses render it their way.
+        if self.options.rationale:
+            return rationale_example(prompt, name, start, changes)
         return generation_example(prompt, str(start + sum(changes)))
 
 
@@ -77,8 +104,8 @@ class WordProblemsRationale(WordProblems):
     name = "word_problems_rationale"
     description = "The word_problems problems answered with a worked rationale ending in '#### N'."
     abilities = ("arithmetic", "reasoning")
-    answer_regex = r"#### (-?\d+)"
-    max_gen_toks = 64  # three steps take at most 49 SmolLM2 tokens (digits are single tokens)
+    answer_regex = RATIONALE_REGEX
+    max_gen_toks = RATIONALE_MAX_GEN_TOKS
 
     def examples(self, split: Split, n: int) -> list[Example]:
         # The base class seeds its generator with the task's name; drawing through a
@@ -89,14 +116,7 @@ class WordProblemsRationale(WordProblems):
         return problems.examples(split, n)
 
     def _example(self, prompt: str, name: str, start: int, changes: list[int]) -> Example:
-        steps, count = [f"{name} starts with {start}."], start
-        for change in changes:
-            sign = "+" if change > 0 else "-"
-            steps.append(f"{count} {sign} {abs(change)} = {count + change}.")
-            count += change
-        answer = str(count)
-        return Example(prompt=prompt, completion=f" {' '.join(steps)} #### {answer}\n",
-                       answer=answer)
+        return rationale_example(prompt, name, start, changes)
 
 
 @hookimpl

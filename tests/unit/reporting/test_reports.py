@@ -40,7 +40,8 @@ def test_html_is_self_contained_and_has_every_section(written):
     parser = Structure()
     parser.feed(text)
     assert parser.errors == [] and parser.stack == []
-    assert parser.sections == ["provenance", "transfer", "base", "components", "traits", "side_effects", "recommendations"]
+    assert parser.sections == ["provenance", "transfer", "base", "components", "traits", "twins", "side_effects",
+                               "recommendations"]
     assert parser.images and all(src.startswith("data:image/png;base64,") for src in parser.images)
     plots = {name for name in files if name.startswith("plots/")}
     for expected in ("transfer_heatmap", "base_scores", "scree_pca", "loadings_pca", "biplot_pca",
