@@ -29,6 +29,7 @@ class TraitResults:
     behaviour: dict[str, dict] = field(default_factory=dict)  # trait -> details
     failures: list[dict] = field(default_factory=list)
     scopes: dict[str, str] = field(default_factory=dict)  # output name in `values` -> "source" | "behaviour"
+    plugins: dict[str, str] = field(default_factory=dict)  # output name (values or pairs) -> the trait plugin
     # What could not be computed, and why (results["skipped"] entries): a source that brings weights
     # without a task has no data to compute source and pair traits of.
     skipped: list[dict] = field(default_factory=list)
@@ -129,6 +130,7 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
                                   lambda src=src, trait=trait: {k: checked(v, f"output {k!r}") for k, v in trait.compute(src).items()})
                     out.values[src.name].update(row)
                     out.scopes.update(dict.fromkeys(row, "source"))
+                    out.plugins.update(dict.fromkeys(row, trait.name))
                 except Exception as exc:
                     out.failures.append(_failure(trait, src.name, exc))
         elif trait.scope == "pair":
@@ -144,6 +146,7 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
                 result = cached_trait(cache, key, TRAIT_PAIRS, pairs)
                 out.pairs.update({name: {s: {t: checked(v, f"{name}[{s}][{t}]") for t, v in row.items()}
                                          for s, row in by_source.items()} for name, by_source in result.items()})
+                out.plugins.update(dict.fromkeys(result, trait.name))
             except Exception as exc:
                 out.failures.append(_failure(trait, None, exc))
         elif trait.scope == "behaviour" and samples is not None:
@@ -153,6 +156,7 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
                 for s, row in summary.items():
                     out.values.setdefault(s, {}).update({k: checked(v, f"output {k!r}") for k, v in row.items()})
                     out.scopes.update(dict.fromkeys(row, "behaviour"))
+                    out.plugins.update(dict.fromkeys(row, trait.name))
             except Exception as exc:
                 out.failures.append(_failure(trait, None, exc))
     return out
