@@ -13,7 +13,7 @@ The method is abstract, so a subclass that lacks it cannot be instantiated. The 
 :class:`Trait`, which sets ``scope`` by hand, still works for plugins written before these classes.
 
 A trait declares what it ``requires`` (``source_data``, ``tokenizer``, ``base_model``, ``targets``,
-``eval_samples``) so its result can be cached under exactly those inputs. ``None`` means "does not
+``eval_samples``, ``adapter_weights``) so its result can be cached under exactly those inputs. ``None`` means "does not
 apply"; it stays ``null`` in results and is never silently turned into a number. A trait that
 raises, or returns something else than a finite number or ``None``, is recorded as a failure naming
 the plugin and the source; the other traits go on.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.api.params import Parameterised
@@ -33,13 +34,20 @@ from harness.api.tasks import Example, Task
 @dataclass
 class SourceData:
     """What a source-scope trait may look at: the task, its training examples, the base model's
-    tokenizer and (only when required) the base model itself."""
+    tokenizer and (only when required) the base model itself.
+
+    ``adapters`` (given to traits that require ``adapter_weights``): the folders of the source's
+    LoRA adapters, one per training seed, each holding ``adapter_config.json`` and
+    ``adapter_model.safetensors`` (peft's layout); a folder that does not exist yet (not trained)
+    is left out. A source brought as weights without its task has ``task`` None and no examples.
+    """
 
     name: str
-    task: Task
+    task: Task | None
     examples: list[Example]
     tokenizer: Any = None
     model: Any = None
+    adapters: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -62,7 +70,7 @@ class BehaviourData:
 
 SCOPES = ("source", "pair", "behaviour")
 #: The inputs the harness provides, which a trait's ``requires`` names from.
-REQUIREMENTS = frozenset({"source_data", "tokenizer", "base_model", "targets", "eval_samples"})
+REQUIREMENTS = frozenset({"source_data", "tokenizer", "base_model", "targets", "eval_samples", "adapter_weights"})
 
 
 class Trait(Parameterised):

@@ -674,6 +674,39 @@ def trait_sources(tokenizer=None, model=None):
     return sources, targets
 
 
+def write_adapter(folder: Path, tensors: dict, r: int, alpha: float) -> Path:
+    """A peft-layout LoRA adapter folder: ``adapter_config.json`` and ``adapter_model.safetensors``
+    holding ``tensors`` (peft's names, ``...<module>.lora_A.weight`` (r, in) and ``.lora_B.weight``
+    (out, r), numpy float32 arrays)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    modules = sorted({name.split(".")[-3] for name in tensors})
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": r, "lora_alpha": alpha,
+                                                            "target_modules": modules}))
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
+              str(folder / "adapter_model.safetensors"))
+    return folder
+
+
+def trait_adapters(sources, root: Path, r: int = 2, width: int = 8) -> None:
+    """Give each of ``sources`` one small seeded random adapter (two layers, q_proj and v_proj,
+    non-zero A and B as after training), written under ``root``; for traits requiring
+    ``adapter_weights``."""
+    import numpy as np
+
+    for i, src in enumerate(sources):
+        rng = np.random.default_rng(i)
+        tensors = {}
+        for layer in range(2):
+            for module in ("q_proj", "v_proj"):
+                stem = f"base_model.model.model.layers.{layer}.self_attn.{module}"
+                tensors[f"{stem}.lora_A.weight"] = rng.standard_normal((r, width))
+                tensors[f"{stem}.lora_B.weight"] = rng.standard_normal((width, r))
+        src.adapters = [write_adapter(root / src.name, tensors, r, 2.0 * r)]
+
+
 def trait_samples(targets) -> BehaviourData:
     """Per-sample records shaped like the evaluation stage's (``harness.stages.evaluate``) for the
     base model and an adapter per target, each right on a seeded share of the samples; the last
@@ -804,7 +837,8 @@ def check_trait(trait_cls, /, *, tokenizer=None, model=None, **params) -> list[s
     key; then a run: a source trait on 12 training examples of the built-in sentiment and
     arithmetic tasks (exactly its outputs, finite numbers or None, the same twice and from the
     clone); a pair trait on those two sources and their test examples as targets
-    (``{output: {source: {target: value}}}``); a behaviour trait on synthetic per-sample records of
+    (``{output: {source: {target: value}}}``), each source given a small seeded random LoRA
+    adapter when the trait requires ``adapter_weights`` (:func:`trait_adapters`); a behaviour trait on synthetic per-sample records of
     the base model and both adapters, one cell missing (JSON details, a summary row per source).
     """
     from harness.api.traits import Trait
@@ -824,11 +858,14 @@ def check_trait(trait_cls, /, *, tokenizer=None, model=None, **params) -> list[s
                     f"{keywords}) to run it")
         return done
     sources, targets = trait_sources(tokenizer, model)
-    if trait_cls.scope == "source":
-        check_trait_source_run(trait, sources)
-    elif trait_cls.scope == "pair":
-        check_trait_pair_run(trait, sources, targets)
-    else:
-        check_trait_behaviour_run(trait, trait_samples(targets))
+    with tempfile.TemporaryDirectory(prefix="check-trait-") as tmp:
+        if "adapter_weights" in trait_cls.requires:
+            trait_adapters(sources, Path(tmp))
+        if trait_cls.scope == "source":
+            check_trait_source_run(trait, sources)
+        elif trait_cls.scope == "pair":
+            check_trait_pair_run(trait, sources, targets)
+        else:
+            check_trait_behaviour_run(trait, trait_samples(targets))
     done.append(f"check_trait_{trait_cls.scope}_run")
     return done

@@ -487,6 +487,9 @@ class AnalysisSettings(_Config):
     ridge_alpha: float = Field(1.0, gt=0, description="Ridge penalty of the trait -> transfer prediction "
                                "(features standardised) when the sources outnumber the features; with fewer "
                                "sources the penalty is chosen by a nested leave-one-out, this value among others.")
+    top_k: int = Field(3, ge=1, le=1000, description="k of NDCG@k and Regret@k, the scores of each target's "
+                       "predicted source ranking: how many top-ranked sources they look at (clipped to the number "
+                       "of sources).")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of every resampling in the analysis (0 to 2^32 - 1).")
 
 

@@ -40,6 +40,9 @@ class TransferData:
     samples: dict[str, dict[str, list[dict]]] | None = None
     target_info: dict[str, dict] = field(default_factory=dict)
     count_tokens: object = None
+    # trait column (source or pair trait name) -> the trait plugin that produced it; the predictor
+    # comparison picks feature sets by plugin. Empty: taken from the catalog's declared outputs.
+    trait_plugins: dict[str, str] = field(default_factory=dict)
 
     def array(self) -> np.ndarray:
         return np.array([[np.nan if self.transfer[s][t] is None else self.transfer[s][t] for t in self.targets]
@@ -156,11 +159,36 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
     out["twin_targets"] = {t: data.target_info[t] for t in data.targets if t in data.target_info} if data.twins else {}
     out["twin_contrasts"] = (attempt("twin_contrasts", None, lambda: twin_contrasts(data, settings)) or []) if data.twins else []
     bounds = {t: predict.transfer_bounds(data.metrics.get(t), (data.base or {}).get(t)) for t in data.targets}
-    out["prediction"] = attempt("prediction", None, lambda: predict.leave_one_source_out(
-        data.source_traits(), data.pair_traits, data.transfer, alpha=settings.ridge_alpha, bounds=bounds))
+    out["prediction"] = attempt("prediction", None, lambda: prediction(data, catalog, settings, bounds))
     # A section not computed is None or empty; ``skipped`` (or ``failures``) says why.
     out["skipped"] = skipped
     return out, failures
+
+
+def trait_plugins(catalog) -> dict[str, str]:
+    """Trait column -> plugin from the catalog's declared ``outputs`` (for a matrix analysed without
+    the traits stage's own record of it)."""
+    out: dict[str, str] = {}
+    for name in catalog.names("trait"):
+        for column in getattr(catalog.get("trait", name).obj, "outputs", ()):
+            out.setdefault(column, name)
+    return out
+
+
+def prediction(data: TransferData, catalog, settings, bounds: dict) -> dict:
+    """Leave-one-source-out prediction from all traits (today's keys), plus every predictor of
+    :mod:`harness.analysis.predictors` on the same folds and their comparisons."""
+    from harness.analysis import predict, predictors
+
+    result = predict.leave_one_source_out(data.source_traits(), data.pair_traits, data.transfer,
+                                          alpha=settings.ridge_alpha, bounds=bounds)
+    plugins = {**trait_plugins(catalog), **data.trait_plugins}
+    compared = predictors.compare_predictors(
+        data.source_traits(), data.pair_traits, data.transfer, plugins, base=data.base, bounds=bounds,
+        alpha=settings.ridge_alpha, k=settings.top_k, traits_result=result, n_boot=max(settings.bootstrap, 200),
+        max_permutations=settings.permutations, seed=settings.seed, confidence=settings.confidence)
+    return {**result, **{key: compared[key] for key in ("k", "predictors", "comparisons", "not_compared")},
+            "comparison_method": compared["method"]}
 
 
 def cell_tests(outcomes: Outcomes, settings) -> dict:
@@ -266,7 +294,8 @@ def from_results(results: dict, samples: dict | None = None, source_trait_names:
         abilities={t: tuple(v) for t, v in results.get("abilities", {}).items()},
         traits=results.get("traits", {}), source_trait_names=source_trait_names,
         pair_traits=results.get("pair_traits", {}), outcomes=outcomes, metrics=results.get("metrics", {}),
-        twins=results.get("twins", []), samples=samples, target_info=results.get("twin_targets", {}))
+        twins=results.get("twins", []), samples=samples, target_info=results.get("twin_targets", {}),
+        trait_plugins=results.get("trait_plugins", {}))
 
 
 def analyse_run(registry, plan, mat, trait_results, behaviour, catalog, tokenizer=None) -> tuple[dict, list[dict]]:
@@ -289,7 +318,8 @@ def analyse_run(registry, plan, mat, trait_results, behaviour, catalog, tokenize
         outcomes=collect(behaviour.samples, mat.sources, mat.targets, {BASE: mat.base, **mat.scores, **mat.replicates},
                          mat.models or None),
         metrics=mat.metrics, twins=twin_pairs(registry), samples=behaviour.samples, target_info=target_info(plan),
-        count_tokens=count_tokens if tokenizer is not None else None)
+        count_tokens=count_tokens if tokenizer is not None else None,
+        trait_plugins=trait_results.plugins)
     out, failures = analyse(data, registry.decomposers, catalog, registry.analysis)
     out["skipped"] = [*trait_results.skipped, *out.get("skipped", [])]  # traits a source had no data for
     return out, failures

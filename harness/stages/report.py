@@ -35,6 +35,7 @@ def build_results(registry: Registry, plan: Plan, mat: Matrix, traits, analysed:
         **replicate_results(mat),
         "traits": traits.values,
         "trait_scopes": traits.scopes,
+        "trait_plugins": traits.plugins,
         "analysis_settings": registry.analysis.model_dump(),
         "pair_traits": traits.pairs,
         "behaviour": traits.behaviour,

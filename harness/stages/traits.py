@@ -29,6 +29,7 @@ class TraitResults:
     behaviour: dict[str, dict] = field(default_factory=dict)  # trait -> details
     failures: list[dict] = field(default_factory=list)
     scopes: dict[str, str] = field(default_factory=dict)  # output name in `values` -> "source" | "behaviour"
+    plugins: dict[str, str] = field(default_factory=dict)  # output name (values or pairs) -> the trait plugin
     # What could not be computed, and why (results["skipped"] entries): a source that brings weights
     # without a task has no data to compute source and pair traits of.
     skipped: list[dict] = field(default_factory=list)
@@ -77,6 +78,35 @@ def not_applicable(adapters, scopes) -> list[dict]:
             for job in adapters if job.task is None]
 
 
+def _weights(job, cache) -> Path | None:
+    """Where ``job``'s adapter weights are, when they exist now (None: not trained yet, or a
+    checkpoint, which is a whole model and not an adapter)."""
+    from harness.stages.plan import weights_path
+
+    if job.kind == "checkpoint" or (job.path is None and cache is None):
+        return None
+    path = Path(weights_path(job, cache))
+    return path if path.is_dir() else None
+
+
+def adapter_folders(adapters, cache) -> dict[str, list[Path]]:
+    """Source -> the folders of its adapters' weights that exist now, one per training replicate:
+    a brought adapter's own folder, a trained one's cache entry once trained."""
+    out: dict[str, list[Path]] = {}
+    for job in adapters:
+        path = _weights(job, cache)
+        out.setdefault(job.source, []).extend([path] if path is not None else [])
+    return out
+
+
+def pair_sources(trait: Trait, adapters) -> list:
+    """The plan's jobs a pair trait is computed over: those with data; for a trait that reads
+    only adapter weights (not ``source_data``), every source, brought ones without a task too."""
+    if "adapter_weights" in trait.requires and "source_data" not in trait.requires:
+        return list({job.source: job for job in adapters}.values())
+    return with_data(adapters)
+
+
 def source_trait_key(trait: Trait, task: Task, n_examples: int, model_key: str) -> str:
     """Cache key of a source trait's values: the trait and its parameters, the task's data, and the
     base model when the trait looks at its tokenizer or weights."""
@@ -86,15 +116,24 @@ def source_trait_key(trait: Trait, task: Task, n_examples: int, model_key: str) 
 
 
 def pair_trait_key(trait: Trait, adapters, target_configs: dict[str, dict], tasks: dict[str, Task],
-                   model_key: str | None) -> str:
+                   model_key: str | None, cache=None) -> str:
     """Cache key of a pair trait's whole table: every source and every target enter it, since a
     pair value may depend on all of them (tf-idf weights come from the whole corpus). A target is
-    its task and its written test file, whose name carries the data's hash."""
+    its task and its written test file, whose name carries the data's hash. A trait reading
+    ``adapter_weights`` is keyed on every adapter's key (content-addressed: a retrained or other
+    brought adapter has another) and on whether its weights exist yet, so a table computed before
+    training (``harness traits``) is not reused once the adapters are there."""
+    jobs = pair_sources(trait, adapters)
+    adapter_keys = None
+    if "adapter_weights" in trait.requires:
+        adapter_keys = [[job.source, job.key, job.kind, _weights(job, cache) is not None] for job in adapters]
     return stable_hash({"trait": trait.name, "version": trait.version, "params": trait.get_params(),
-                        "sources": [[job.source, job.task.fingerprint(), job.n_train] for job in with_data(adapters)],
+                        "sources": [[job.source, job.task.fingerprint() if job.task is not None else None, job.n_train]
+                                    for job in jobs],
                         "targets": [[name, tasks[name].fingerprint(), _test_file_name(config)]
                                     for name, config in target_configs.items()],
-                        "model": model_key if trait.requires & {"tokenizer", "base_model"} else None})
+                        "model": model_key if trait.requires & {"tokenizer", "base_model"} else None,
+                        **({"adapters": adapter_keys} if adapter_keys is not None else {})})
 
 
 def _test_file_name(config: dict) -> str:
@@ -116,7 +155,8 @@ def trait_is_cached(trait: Trait, plan, cache) -> bool:
         return all(cache.has("traits", source_trait_key(trait, job.task, job.n_train, model_key))
                    for job in with_data(plan.adapters))
     if trait.scope == "pair":
-        return cache.has("traits", pair_trait_key(trait, plan.adapters, plan.target_configs, plan.tasks, model_key))
+        return cache.has("traits", pair_trait_key(trait, plan.adapters, plan.target_configs, plan.tasks, model_key,
+                                                  cache))
     return False  # behaviour traits read the evaluation logs each run
 
 
@@ -134,8 +174,11 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
     """
     out = TraitResults()
     extractors = [catalog.get("trait", use.name).obj(**use.params) for use in registry.traits]
-    sources = [SourceData(job.source, job.task, job.task.examples("train", job.n_train), tokenizer, model)
+    folders = adapter_folders(plan.adapters, cache)
+    sources = [SourceData(job.source, job.task, job.task.examples("train", job.n_train), tokenizer, model,
+                          adapters=folders.get(job.source, []))
                for job in with_data(plan.adapters)]
+    by_name = {src.name: src for src in sources}
     for job in plan.adapters:
         out.values.setdefault(job.source, {})
     wanted = {trait.scope for trait in extractors if trait.scope in scopes}
@@ -152,21 +195,26 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
                                   lambda src=src, trait=trait: {k: checked(v, f"output {k!r}") for k, v in trait.compute(src).items()})
                     out.values[src.name].update(row)
                     out.scopes.update(dict.fromkeys(row, "source"))
+                    out.plugins.update(dict.fromkeys(row, trait.name))
                 except Exception as exc:
                     out.failures.append(_failure(trait, src.name, exc))
         elif trait.scope == "pair":
             key = pair_trait_key(trait, plan.adapters, plan.target_configs, plan.tasks,
-                                 plan.model.key if plan.model else None)
+                                 plan.model.key if plan.model else None, cache)
 
             def pairs(trait=trait):
                 targets = [TargetData(name, task, target_examples(task, plan.target_configs[name]))
                            for name, task in plan.tasks.items()]
-                return trait.compute_pairs(sources, targets)
+                among = [by_name.get(job.source) or SourceData(job.source, None, [], tokenizer, model,
+                                                               adapters=folders.get(job.source, []))
+                         for job in pair_sources(trait, plan.adapters)]
+                return trait.compute_pairs(among, targets)
 
             try:
                 result = cached_trait(cache, key, TRAIT_PAIRS, pairs)
                 out.pairs.update({name: {s: {t: checked(v, f"{name}[{s}][{t}]") for t, v in row.items()}
                                          for s, row in by_source.items()} for name, by_source in result.items()})
+                out.plugins.update(dict.fromkeys(result, trait.name))
             except Exception as exc:
                 out.failures.append(_failure(trait, None, exc))
         elif trait.scope == "behaviour" and samples is not None:
@@ -176,6 +224,7 @@ def compute_all(registry, plan, catalog, tokenizer, model=None, samples: Behavio
                 for s, row in per_source(summary, plan.adapters).items():
                     out.values.setdefault(s, {}).update({k: checked(v, f"output {k!r}") for k, v in row.items()})
                     out.scopes.update(dict.fromkeys(row, "behaviour"))
+                    out.plugins.update(dict.fromkeys(row, trait.name))
             except Exception as exc:
                 out.failures.append(_failure(trait, None, exc))
     return out
