@@ -33,6 +33,8 @@ class TransferData:
     outcomes: Outcomes | None = None
     # target -> lm-eval metric ("acc,none"); its range bounds the predicted transfer
     metrics: dict[str, str] = field(default_factory=dict)
+    # target -> task kind ("multiple_choice", "generation"): which targets a hypothesis reads
+    kinds: dict[str, str] = field(default_factory=dict)
 
     def array(self) -> np.ndarray:
         return np.array([[np.nan if self.transfer[s][t] is None else self.transfer[s][t] for t in self.targets]
@@ -55,7 +57,7 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
     :class:`~harness.analysis.applicability.NotApplicable` where its requirement is known: it is left out
     and listed in ``out["skipped"]`` with the reason. Anything else it raises is a failure.
     """
-    from harness.analysis import associations, predict
+    from harness.analysis import associations, hypotheses, predict
 
     failures: list[dict] = []
     skipped: list[dict] = []
@@ -75,6 +77,7 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
                  *(("similarity_test", name) for name in data.pair_traits), ("cell_tests", None), ("prediction", None)]
         return {"decompositions": {}, "correlations": [], "trait_tests": {}, "target_correlations": [],
                 "similarity_test": {}, "cell_tests": None, "prediction": None,
+                "hypotheses": hypotheses.not_testable_all(NO_SOURCES),
                 "skipped": [entry(analysis, NO_SOURCES, plugin) for analysis, plugin in parts]}, []
 
     X = data.array()
@@ -148,8 +151,11 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
     bounds = {t: predict.transfer_bounds(data.metrics.get(t), (data.base or {}).get(t)) for t in data.targets}
     out["prediction"] = attempt("prediction", None, lambda: predict.leave_one_source_out(
         data.source_traits(), data.pair_traits, data.transfer, alpha=settings.ridge_alpha, bounds=bounds))
-    # A section not computed is None or empty; ``skipped`` (or ``failures``) says why.
     out["skipped"] = skipped
+    # Last: the hypotheses read every analysis above (twin contrasts, prediction, decompositions).
+    view = {"sources": data.sources, "targets": data.targets, "traits": data.traits, "kinds": data.kinds, **out}
+    out["hypotheses"] = attempt("hypotheses", None, lambda: hypotheses.assess(view, hypotheses.settings_from(settings)))
+    # A section not computed is None or empty; ``skipped`` (or ``failures``) says why.
     return out, failures
 
 
@@ -207,7 +213,14 @@ def from_results(results: dict, samples: dict | None = None, source_trait_names:
         base={t: (c["value"] if c else None) for t, c in results["base"].items()},
         abilities={t: tuple(v) for t, v in results.get("abilities", {}).items()},
         traits=results.get("traits", {}), source_trait_names=source_trait_names,
-        pair_traits=results.get("pair_traits", {}), outcomes=outcomes, metrics=results.get("metrics", {}))
+        pair_traits=results.get("pair_traits", {}), outcomes=outcomes, metrics=results.get("metrics", {}),
+        kinds=kinds_of(results))
+
+
+def kinds_of(results: dict) -> dict[str, str]:
+    """Target -> task kind, from a results.json's behaviour details (the only place it records them)."""
+    details = ((results.get("behaviour") or {}).get("behaviour") or {}).get("targets") or {}
+    return {t: d["kind"] for t, d in details.items() if d.get("kind")}
 
 
 def analyse_run(registry, plan, mat, trait_results, behaviour, catalog) -> tuple[dict, list[dict]]:
@@ -223,7 +236,7 @@ def analyse_run(registry, plan, mat, trait_results, behaviour, catalog) -> tuple
         source_trait_names=[k for k, scope in trait_results.scopes.items() if scope == "source"],
         pair_traits=trait_results.pairs,
         outcomes=collect(behaviour.samples, mat.sources, mat.targets, {BASE: mat.base, **mat.scores}),
-        metrics=mat.metrics)
+        metrics=mat.metrics, kinds={t: plan.tasks[t].kind for t in mat.targets if getattr(plan.tasks[t], "kind", None)})
     out, failures = analyse(data, registry.decomposers, catalog, registry.analysis)
     out["skipped"] = [*trait_results.skipped, *out.get("skipped", [])]  # traits a source had no data for
     return out, failures
