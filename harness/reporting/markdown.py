@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness.analysis.applicability import NO_SOURCES, describe, skipped_analyses
 from harness.reporting.check import difference_stderr
+from harness.reporting.hypotheses import markdown_section as hypotheses_section
 from harness.reporting.numbers import fixed, signed
 from harness.reporting.text import md_escape
 
@@ -51,6 +52,7 @@ def markdown(results: dict) -> str:
                 mark = "*" if delta is not None and se and abs(delta) > 2 * se else ""
             cells.append(signed(delta) + mark)
         out.append(f"| {md_escape(s)} | " + " | ".join(cells) + " |")
+    out += hypotheses_section(results)
     out += _markdown_analysis(results)
     trait_names = sorted({k for row in results["traits"].values() for k in row})
     if trait_names:
