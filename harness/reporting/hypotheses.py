@@ -19,7 +19,14 @@ def effect_text(item: dict) -> str:
         return "n/a"
     ci = effect.get("ci")
     interval = f" [{fixed(ci[0], '+.3f')}, {fixed(ci[1], '+.3f')}]" if ci else ""
-    return f"{effect['value']:+.3f}{interval}" + (f" ({effect['name']})" if effect.get("name") else "")
+    value = effect["value"]
+    shown = str(int(value)) if float(value).is_integer() and not ci else f"{value:+.3f}"  # a count (H5's k)
+    return f"{shown}{interval}" + (f" ({effect['name']})" if effect.get("name") else "")
+
+
+def sentence(text: str) -> str:
+    """``text`` ending in one full stop."""
+    return text.rstrip().rstrip(".") + "."
 
 
 def markdown_section(results: dict) -> list[str]:
@@ -32,8 +39,8 @@ def markdown_section(results: dict) -> list[str]:
         out.append(f"| {md_escape(h['id'])} | {md_escape(h['claim'])} | {md_escape(effect_text(h))} | "
                    f"{fixed(h.get('p'), '.3g')} | {fixed(h.get('q'), '.3g')} | **{md_escape(h['verdict'])}** |")
     out.append("")
-    out += [f"- **{md_escape(h['id'])}** ({md_escape(h['verdict'])}): {md_escape(h['reason'])} "
-            f"*Test:* {md_escape(h['test'])}." for h in items]
+    out += [f"- **{md_escape(h['id'])}** ({md_escape(h['verdict'])}): {md_escape(sentence(h['reason']))} "
+            f"*Test:* {md_escape(sentence(h['test']))}" for h in items]
     return out
 
 
@@ -52,8 +59,8 @@ def html_section(results: dict) -> str:
         f"<td>{fixed(h.get('p'), '.3g')}</td><td>{fixed(h.get('q'), '.3g')}</td>"
         f'<td class="verdict">{esc(h["verdict"])}</td></tr>' for h in items)
     head = "".join(f"<th>{c}</th>" for c in ("id", "claim", "effect (CI)", "p", "q", "verdict"))
-    reasons = "".join(f"<li><b>{esc(h['id'])}</b> ({esc(h['verdict'])}): {esc(h['reason'])} "
-                      f'<span class="muted">Test: {esc(h["test"])}.</span></li>' for h in items)
+    reasons = "".join(f"<li><b>{esc(h['id'])}</b> ({esc(h['verdict'])}): {esc(sentence(h['reason']))} "
+                      f'<span class="muted">Test: {esc(sentence(h["test"]))}</span></li>' for h in items)
     return (f'<h3 id="hypotheses">Hypotheses</h3><p class="muted">{esc(INTRO)}</p>'
             f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table><ul>{reasons}</ul>")
 
