@@ -9,8 +9,19 @@ import numpy as np
 import pytest
 from scipy.stats import false_discovery_control, norm
 
-from harness.analysis.hypotheses import (NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, HypothesisSettings, assess,
-                                         detectable_correlation, h1, h2, h3, h4, h5)
+from harness.analysis.hypotheses import (
+    NOT_SUPPORTED,
+    NOT_TESTABLE,
+    SUPPORTED,
+    HypothesisSettings,
+    assess,
+    detectable_correlation,
+    h1,
+    h2,
+    h3,
+    h4,
+    h5,
+)
 from harness.api.plugins import catalog
 from harness.config.registry import AnalysisSettings, DecomposerUse
 from harness.stages.analyse import analyse
@@ -250,3 +261,10 @@ def test_the_analysis_stage_reports_hypotheses_read_from_its_own_decomposition()
     assert by_id["H5"]["verdict"] in (SUPPORTED, NOT_SUPPORTED)
     # No twins, no prediction comparisons, no quality traits in the synthetic study: said so.
     assert by_id["H3"]["verdict"] == by_id["H4"]["verdict"] == NOT_TESTABLE
+
+
+def test_a_results_json_gives_the_analysis_its_targets_kinds():
+    from harness.stages.analyse import from_results
+    from helpers import make_results
+
+    assert from_results(make_results()).kinds == {"pos": "multiple_choice", "words": "generation"}
