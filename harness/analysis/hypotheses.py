@@ -189,17 +189,28 @@ def _twin_verdict(hid: str, directed: list[tuple[dict, float]], measure: str, s:
                  sign * best["delta"], ci, simes([r["p"] for r, _ in directed]))
 
 
+def _source_value(traits: dict, source: str, name: str) -> float:
+    """A source's trait, or (a behaviour trait of a study with several seeds, filed under the
+    replicate models ``source@seedN``) the mean over its replicates; NaN when there is none."""
+    value = stats.as_float((traits.get(source) or {}).get(name))
+    if math.isnan(value):
+        reps = [stats.as_float(row.get(name)) for model, row in traits.items() if model.startswith(f"{source}@seed")]
+        reps = [v for v in reps if not math.isnan(v)]
+        value = float(np.mean(reps)) if reps else math.nan
+    return value
+
+
 def _association(hid: str, results: dict, x_trait: str, y_trait: str, s: HypothesisSettings, why_no_twins: str) -> dict:
     """The fallback without twins: Spearman across sources of ``x_trait`` with ``y_trait``, two-sided
     permutation p. Supported when p < level and r > 0; not supported otherwise; not testable when
     fewer than 3 sources have both values, either is constant, or the smallest attainable p is not
     below the level."""
     traits = results.get("traits") or {}
-    sources = [src for src in results.get("sources", [])
-               if not math.isnan(stats.as_float((traits.get(src) or {}).get(x_trait)))
-               and not math.isnan(stats.as_float((traits.get(src) or {}).get(y_trait)))]
-    x = np.array([stats.as_float(traits[src][x_trait]) for src in sources])
-    y = np.array([stats.as_float(traits[src][y_trait]) for src in sources])
+    values = {src: (_source_value(traits, src, x_trait), _source_value(traits, src, y_trait))
+              for src in results.get("sources", [])}
+    sources = [src for src, (a, b) in values.items() if not (math.isnan(a) or math.isnan(b))]
+    x = np.array([values[src][0] for src in sources])
+    y = np.array([values[src][1] for src in sources])
     test = (f"fallback without twins: Spearman across {len(sources)} sources of {x_trait} with {y_trait}, "
             f"two-sided permutation p")
     if len(sources) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -386,8 +397,7 @@ def h4(results: dict, s: HypothesisSettings) -> dict:
         return entry("H4", test, NOT_SUPPORTED, f"quality is associated with transfer: Simes p {p:.3g} < {s.level} "
                      f"(strongest: {where}, Spearman {_f(best.get('spearman'), '+.2f')})", *effect, p)
     detectable = detectable_correlation(n, s.level / m, s.power)
-    min_ps = [v.get("min_p") for v in (results.get("trait_tests") or {}).values() if v.get("min_p") is not None]
-    floor = min(min_ps) if min_ps else None
+    floor = ((results.get("trait_tests") or {}).get("targets") or {}).get("min_p")  # of the target_correlations table
     if detectable is None or detectable > s.large_effect or (floor is not None and floor >= s.level / m):
         why = (f"{n} sources" if detectable is None else
                f"with {n} sources and {m} tests the smallest |Spearman| detectable with {s.power:.0%} power at "

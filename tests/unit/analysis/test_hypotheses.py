@@ -268,3 +268,13 @@ def test_a_results_json_gives_the_analysis_its_targets_kinds():
     from helpers import make_results
 
     assert from_results(make_results()).kinds == {"pos": "multiple_choice", "words": "generation"}
+
+
+def test_the_fallback_averages_a_behaviour_trait_over_a_sources_seed_replicates():
+    res = _fallback(8, np.linspace(0, 0.3, 8))
+    for i in range(8):  # behaviour filed per replicate model: seeds 0 and 1 around the planted value
+        bias = res["traits"][f"s{i}"].pop("behaviour_majority_bias_shift")
+        res["traits"][f"s{i}@seed0"] = {"behaviour_majority_bias_shift": bias - 0.01}
+        res["traits"][f"s{i}@seed1"] = {"behaviour_majority_bias_shift": bias + 0.01}
+    out = h1(res, S)
+    assert out["verdict"] == SUPPORTED and out["effect"]["value"] == pytest.approx(1.0)
