@@ -12,6 +12,7 @@ from rich.table import Table
 from harness.analysis.applicability import describe, skipped_analyses
 from harness.config.registry import BASE
 from harness.reporting import twins
+from harness.reporting.hypotheses import console_lines as hypothesis_lines
 from harness.reporting.numbers import fixed, signed
 from harness.reporting.seeds import plus_minus, seed_line
 
@@ -98,6 +99,8 @@ def print_analysis(analysed: dict, console: Console, top: int = 5) -> None:
     if "score" in pred:
         console.print(f"Leave-one-source-out prediction from traits: Spearman {fixed(pred['score'])} "
                       f"(mean-row baseline {fixed(pred.get('baseline_score'))})", highlight=False)
+    for line in hypothesis_lines(analysed):
+        console.print(line, markup=False, highlight=False)
     for item in skipped_analyses(analysed):
         console.print(f"[dim]Skipped {escape(describe(item))}", highlight=False)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness.analysis.applicability import describe, skipped_analyses
 from harness.reporting import twins
+from harness.reporting.hypotheses import html_section as hypotheses_section
 from harness.reporting.markdown import brought_sources
 from harness.reporting.numbers import fixed, signed
 from harness.reporting.seeds import plus_minus, seed_line
@@ -208,7 +209,7 @@ def render(results: dict, plots: list) -> str:
     """The whole report as one HTML string."""
     body = {
         "provenance": _provenance(results),
-        "transfer": _transfer(results, plots),
+        "transfer": _transfer(results, plots) + hypotheses_section(results),
         "base": _base(results, plots),
         "components": _components(results, plots),
         "traits": _traits(results, plots),

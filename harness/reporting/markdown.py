@@ -5,6 +5,7 @@ from __future__ import annotations
 from harness.analysis.applicability import NO_SOURCES, describe, skipped_analyses
 from harness.reporting import twins
 from harness.reporting.check import difference_stderr
+from harness.reporting.hypotheses import markdown_section as hypotheses_section
 from harness.reporting.numbers import fixed, signed
 from harness.reporting.seeds import plus_minus, seed_line
 from harness.reporting.text import md_escape
@@ -55,6 +56,7 @@ def markdown(results: dict) -> str:
         out.append(f"| {md_escape(s)} | " + " | ".join(cells) + " |")
     if sources and seed_line(results):
         out += ["", seed_line(results)]
+    out += hypotheses_section(results)
     out += _markdown_analysis(results)
     out += twins.markdown_section(results)
     trait_names = sorted({k for row in results["traits"].values() for k in row})

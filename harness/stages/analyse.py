@@ -43,6 +43,8 @@ class TransferData:
     # trait column (source or pair trait name) -> the trait plugin that produced it; the predictor
     # comparison picks feature sets by plugin. Empty: taken from the catalog's declared outputs.
     trait_plugins: dict[str, str] = field(default_factory=dict)
+    # target -> task kind ("multiple_choice", "generation"): which targets a hypothesis reads
+    kinds: dict[str, str] = field(default_factory=dict)
 
     def array(self) -> np.ndarray:
         return np.array([[np.nan if self.transfer[s][t] is None else self.transfer[s][t] for t in self.targets]
@@ -65,7 +67,7 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
     :class:`~harness.analysis.applicability.NotApplicable` where its requirement is known: it is left out
     and listed in ``out["skipped"]`` with the reason. Anything else it raises is a failure.
     """
-    from harness.analysis import associations, predict
+    from harness.analysis import associations, hypotheses, predict
 
     failures: list[dict] = []
     skipped: list[dict] = []
@@ -85,6 +87,7 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
                  *(("similarity_test", name) for name in data.pair_traits), ("cell_tests", None), ("prediction", None)]
         return {"decompositions": {}, "correlations": [], "trait_tests": {}, "target_correlations": [],
                 "similarity_test": {}, "cell_tests": None, "prediction": None, "twins": [], "twin_targets": {}, "twin_contrasts": [],
+                "hypotheses": hypotheses.not_testable_all(NO_SOURCES),
                 "skipped": [entry(analysis, NO_SOURCES, plugin) for analysis, plugin in parts]}, []
 
     X = data.array()
@@ -162,6 +165,10 @@ def analyse(data: TransferData, decomposers: list, catalog, settings) -> tuple[d
     out["prediction"] = attempt("prediction", None, lambda: prediction(data, catalog, settings, bounds))
     # A section not computed is None or empty; ``skipped`` (or ``failures``) says why.
     out["skipped"] = skipped
+    # Last: the hypotheses read every analysis above (twin contrasts, prediction, decompositions).
+    view = {"sources": data.sources, "targets": data.targets, "traits": data.traits, "kinds": data.kinds, **out}
+    out["hypotheses"] = attempt("hypotheses", None, lambda: hypotheses.assess(view, hypotheses.settings_from(settings)))
+    # A section not computed is None or empty; ``skipped`` (or ``failures``) says why.
     return out, failures
 
 
@@ -295,7 +302,14 @@ def from_results(results: dict, samples: dict | None = None, source_trait_names:
         traits=results.get("traits", {}), source_trait_names=source_trait_names,
         pair_traits=results.get("pair_traits", {}), outcomes=outcomes, metrics=results.get("metrics", {}),
         twins=results.get("twins", []), samples=samples, target_info=results.get("twin_targets", {}),
-        trait_plugins=results.get("trait_plugins", {}))
+        trait_plugins=results.get("trait_plugins", {}),
+        kinds=kinds_of(results))
+
+
+def kinds_of(results: dict) -> dict[str, str]:
+    """Target -> task kind, from a results.json's behaviour details (the only place it records them)."""
+    details = ((results.get("behaviour") or {}).get("behaviour") or {}).get("targets") or {}
+    return {t: d["kind"] for t, d in details.items() if d.get("kind")}
 
 
 def analyse_run(registry, plan, mat, trait_results, behaviour, catalog, tokenizer=None) -> tuple[dict, list[dict]]:
@@ -319,7 +333,8 @@ def analyse_run(registry, plan, mat, trait_results, behaviour, catalog, tokenize
                          mat.models or None),
         metrics=mat.metrics, twins=twin_pairs(registry), samples=behaviour.samples, target_info=target_info(plan),
         count_tokens=count_tokens if tokenizer is not None else None,
-        trait_plugins=trait_results.plugins)
+        trait_plugins=trait_results.plugins,
+        kinds={t: plan.tasks[t].kind for t in mat.targets if getattr(plan.tasks[t], "kind", None)})
     out, failures = analyse(data, registry.decomposers, catalog, registry.analysis)
     out["skipped"] = [*trait_results.skipped, *out.get("skipped", [])]  # traits a source had no data for
     return out, failures
