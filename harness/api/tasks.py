@@ -81,8 +81,13 @@ class Task:
     def fingerprint(self) -> str:
         """Stable hash of what defines this task's data: name, version and options."""
         blob = json.dumps({"task": self.name, "version": self.version,
-                           "options": self.options.model_dump(mode="json")}, sort_keys=True)
+                           "options": self.fingerprint_options()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def fingerprint_options(self) -> dict:
+        """The options as they enter the fingerprint (all of them, as JSON; subclasses may leave out
+        an option at its default that was added later, so caches made before it stay valid)."""
+        return self.options.model_dump(mode="json")
 
     def write_test_file(self, data_dir: Path, n: int) -> Path:
         """Write the first ``n`` test examples as JSON lines; the file name carries their hash."""
