@@ -11,6 +11,7 @@ import csv
 import importlib.util
 import itertools
 import json
+import os
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -48,7 +49,8 @@ def _repository_root() -> Path:
 ROOT = _repository_root()
 # Real data copies (SST-2, AG News, GSM8K, ...) live in shared/data beside the checkout, not in it;
 # tests that read them skip where the folder is absent.
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# HARNESS_SHARED_DATA points elsewhere (a git worktree is not beside the folder).
+SHARED_DATA = Path(os.environ.get("HARNESS_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 
 # --- file tasks: fixture rows, written as any file type ------------------------------------------

@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from harness.api.tasks import Example, Split, Task, TaskOptions, content_share, write_rows
 from harness.errors import DataError, describe
@@ -49,6 +49,36 @@ class FileTaskOptions(TaskOptions):
         DEFAULT_MAX_FILE_MB, gt=0, exclude=True,
         description="Largest data file read, in MB (1 MB = 2^20 bytes): a larger file is refused before it is "
                     "read. Raise it for a file known to be that large. Not part of any cache key.")
+    # Resampling the training rows to chosen label shares makes a twin of a real dataset that differs
+    # in class balance alone (same file, same prompts). `statistic` names what the twins analysis
+    # reads the option as; None leaves the file's own shares (and the task's fingerprint) unchanged.
+    class_balance: float | None = Field(
+        None, gt=0, lt=1, json_schema_extra={"statistic": "class_balance"},
+        description="Two-label classification: share of the second label (e.g. 'positive') in the training "
+                    "rows, which are then a seeded sample at that share (test rows are never resampled). "
+                    "Default: the file's own shares.")
+    label_shares: list[float] | None = Field(
+        None, json_schema_extra={"statistic": "class_balance"},
+        description="Classification: one share per label, in label order, summing to 1: the training rows "
+                    "are a seeded sample at those shares (test rows are never resampled). Default: the "
+                    "file's own shares.")
+
+    @field_validator("label_shares")
+    @classmethod
+    def _shares(cls, value):
+        if value is None:
+            return value
+        if len(value) < 2 or any(not (0 <= v <= 1) for v in value) or not math.isclose(sum(value), 1, abs_tol=1e-6):
+            raise ValueError(f"label_shares {value} must be one share in [0, 1] per label, summing to 1 "
+                             "(e.g. [0.1, 0.9] for two labels)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_resampling(self):
+        if self.class_balance is not None and self.label_shares is not None:
+            raise ValueError("give `class_balance` (two labels: the second label's share) or `label_shares` "
+                             "(one share per label), not both")
+        return self
 
 
 def check_data_file(path: Path, max_file_mb: float = DEFAULT_MAX_FILE_MB) -> str:
@@ -358,6 +388,11 @@ class FileTask(Task):
         ``n`` are the first ``n`` of those for any larger ``n``.
         """
         where, rows = self.usable_rows(split)
+        shares = self.train_shares() if split == "train" else None
+        if shares is not None:
+            picked = [rows[i] for i in self.resampled_order(rows, n, shares, where)]
+            self._warn_single_class(split, where, rows, picked)
+            return picked
         if n is not None and len(rows) < n:
             sliced = "" if not self.shares_rows() else (
                 f" (train and test read the same rows, so {split!r} holds only its slice of them; give "
@@ -418,6 +453,76 @@ class FileTask(Task):
             order.append(by_class[c][taken[c]])
             taken[c] += 1
         return order
+
+    # Options added after caches existed: at their default (None) they stay out of the fingerprint.
+    RESAMPLING_OPTIONS: ClassVar[tuple[str, ...]] = ("class_balance", "label_shares")
+
+    def fingerprint_options(self) -> dict:
+        options = super().fingerprint_options()
+        return {k: v for k, v in options.items() if not (k in self.RESAMPLING_OPTIONS and v is None)}
+
+    def train_shares(self) -> list[float] | None:
+        """The label shares the training rows are resampled to (``class_balance`` or
+        ``label_shares``, one per label), or None to keep the file's own."""
+        o = self.options
+        if o.class_balance is None and o.label_shares is None:
+            return None
+        if self.kind != "multiple_choice":
+            raise DataError(f"task {self.name!r}: `class_balance` and `label_shares` resample the labels of a "
+                            "classification task; this one is scored by generation: remove the option")
+        if o.class_balance is not None:
+            if len(self.labels) != 2:
+                raise DataError(f"task {self.name!r}: `class_balance` is the second label's share of two, but the "
+                                f"task has {len(self.labels)} labels {list(self.labels)}: give `label_shares`, "
+                                "one share per label")
+            return [1 - o.class_balance, o.class_balance]
+        if len(o.label_shares) != len(self.labels):
+            raise DataError(f"task {self.name!r}: `label_shares` has {len(o.label_shares)} shares but the task has "
+                            f"{len(self.labels)} labels {list(self.labels)}: give one share per label, in that order")
+        return list(o.label_shares)
+
+    def resampled_order(self, rows: list[dict], n: int | None, shares: list[float], where: str) -> list[int]:
+        """Indices of ``n`` rows whose labels hold ``shares`` as nearly as whole rows allow (every
+        prefix too: :func:`stratified_sequence` over the shares), each label's rows in the task's
+        seeded shuffle; without ``n``, as many as the rarest needed label allows. Rows are drawn
+        without replacement: a share the file cannot supply stops with what to change."""
+        weights = [round(share * 10**6) for share in shares]  # integers: the allocation stays exact
+        by_class = self._rows_by_class(rows)
+        have = [len(members) for members in by_class]
+        if n is None:
+            n = self._largest_n(weights, have)
+        need = largest_remainder(weights, n)
+        short = [(self.labels[c], k, h) for c, (k, h) in enumerate(zip(need, have)) if k > h]
+        if short:
+            label, k, h = short[0]
+            raise DataError(f"{where}: {n} training rows at label shares {shares} need {k} rows labelled "
+                            f"{label!r}, but the file has {h}; lower n_train to at most "
+                            f"{self._largest_n(weights, have)} or move the shares towards the file's own")
+        taken = [0] * len(by_class)
+        order = []
+        for c in stratified_sequence(weights, n):
+            order.append(by_class[c][taken[c]])
+            taken[c] += 1
+        return order
+
+    @staticmethod
+    def _largest_n(weights: list[int], have: list[int]) -> int:
+        """The most rows whose allocation at ``weights`` the ``have`` rows per label can supply."""
+        n = min(h * 10**6 // w for h, w in zip(have, weights) if w)
+        while n and any(k > h for k, h in zip(largest_remainder(weights, n), have)):
+            n -= 1
+        return n
+
+    def _rows_by_class(self, rows: list[dict]) -> list[list[int]]:
+        """Indices of ``rows`` per label, each in the task's seeded shuffle (``options.seed``)."""
+        import numpy as np
+
+        digest = hashlib.sha256(f"{self.name}:{self.options.seed}".encode()).digest()
+        shuffled = np.random.default_rng(int.from_bytes(digest[:8], "big")).permutation(len(rows)).tolist()
+        by_class: list[list[int]] = [[] for _ in self.labels]
+        for i in shuffled:
+            by_class[rows[i][self.target_column]].append(i)
+        return by_class
 
     def _warn_single_class(self, split: Split, where: str, rows: list[dict], picked: list[dict]) -> None:
         """A classification selection of one label scores bias, not skill: say so."""

@@ -81,7 +81,15 @@ class Task:
         return [(ex.prompt, ex.completion) for ex in self.examples("train", n)]
 
     def fingerprint(self) -> str:
-        """Stable hash of what defines this task's data: name, version and options.
+        """Stable hash of what defines this task's data: name, version and options
+        (:meth:`fingerprint_options`)."""
+        blob = json.dumps({"task": self.name, "version": self.version,
+                           "options": self.fingerprint_options()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def fingerprint_options(self) -> dict:
+        """The options as they enter the fingerprint (all of them, as JSON; subclasses may leave out
+        an option at its default that was added later, so caches made before it stay valid).
 
         An option whose field says ``json_schema_extra={"omit_when_default": True}`` is left out
         while it has its default: an option added to a task that leaves the default data as it
@@ -92,8 +100,7 @@ class Task:
             extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
             if extra.get(OMIT_WHEN_DEFAULT) and getattr(self.options, name) == info.default:
                 options.pop(name, None)
-        blob = json.dumps({"task": self.name, "version": self.version, "options": options}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return options
 
     def write_test_file(self, data_dir: Path, n: int) -> Path:
         """Write the first ``n`` test examples as JSON lines; the file name carries their hash."""
