@@ -25,6 +25,7 @@ from harness.config.registry import AnalysisSettings, DecomposerUse
 from harness.reporting.results_schema import validate_results
 from harness.stages.analyse import TransferData, analyse
 from harness_plugins.tasks.ag_news import AGNews
+from harness_plugins.tasks.arc_easy import ARCEasy
 from harness_plugins.tasks.amazon_polarity import AmazonPolarity
 from harness_plugins.tasks.boolq import BoolQ
 from harness_plugins.tasks.code import Code
@@ -140,6 +141,15 @@ CASES = {
          "output": "def square(x):\n    return x * x"},
         {"instruction": "Reverse the given list in place.", "input": "nums = [1, 2, 3]", "output": "nums.reverse()"},
         {"instruction": "Print a greeting.", "input": "", "output": "\n  print('Hello, world!')\n"},
+    ]),
+    # ARC in the hub schema (question text, choices {text, label}, answerKey), choices varying per row.
+    "arc_easy": (ARCEasy, "jsonl", [
+        {"id": "a1", "question": "Which gas do plants take in for photosynthesis?", "answerKey": "B",
+         "choices": {"text": ["oxygen", "carbon dioxide", "helium", "neon"], "label": ["A", "B", "C", "D"]}},
+        {"id": "a2", "question": "What melts ice fastest?", "answerKey": "A",
+         "choices": {"text": ["salt", "sand", "sawdust"], "label": ["A", "B", "C"]}},
+        {"id": "a3", "question": "Which is a mammal?", "answerKey": "4",
+         "choices": {"text": ["shark", "trout", "frog", "whale"], "label": ["1", "2", "3", "4"]}},
     ]),
 }
 

@@ -140,6 +140,8 @@ def check_examples(task_cls, examples: list, split: str = "test") -> None:
                 f"{where}: label {ex.label!r} is not an int index into labels {labels!r}")
             assert 0 <= ex.label < len(labels), (
                 f"{where}: label {ex.label} is out of range for labels {labels!r} (0..{len(labels) - 1})")
+            if getattr(task_cls, "choices_per_document", False):
+                continue  # each document has its own options (ARC): the label is a position, not the text
             assert ex.completion == " " + labels[ex.label], (
                 f"{where}: completion {ex.completion!r} is not ' ' + labels[{ex.label}] = {' ' + labels[ex.label]!r}")
         else:
@@ -251,7 +253,11 @@ def check_lm_eval_config(task, tmp_dir: Path, n: int = N_TEST):
         target = lm_task.doc_to_target(doc)
         if task.kind == "multiple_choice":
             choices = list(lm_task.doc_to_choice(doc))
-            assert choices == list(task.labels), (f"{where}: lm-eval's choices {choices!r} differ from the task's "
+            if getattr(task, "choices_per_document", False):  # the document's own options, its label a position
+                assert " " + choices[ex.label] == ex.completion, (
+                    f"{where}: lm-eval's choice at the label's position, {choices[ex.label]!r}, is not the "
+                    f"example's completion {ex.completion!r}")
+            assert getattr(task, "choices_per_document", False) or choices == list(task.labels), (f"{where}: lm-eval's choices {choices!r} differ from the task's "
                                                   f"labels {list(task.labels)!r}")
             assert _target_index(target, choices) == ex.label, (
                 f"{where}: lm-eval's target {target!r} is not the example's label {ex.label!r}")

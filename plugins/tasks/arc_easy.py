@@ -26,6 +26,7 @@ class ARCEasy(FileTask):
     abilities = ("reasoning", "knowledge")
     kind = "multiple_choice"
     labels = POSITIONS  # the position of the right option among the question's own
+    choices_per_document = True  # completions are the option texts; conformance checks the label as a position
     hub_dataset, hub_config = "allenai/ai2_arc", "ARC-Easy"
     hub_splits = {"train": "train", "test": "test"}
     text_columns, target_column = ("question",), "label"
