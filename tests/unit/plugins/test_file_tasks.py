@@ -51,7 +51,7 @@ def lm_eval_task(config: dict):
 
 
 REUSED = {"sst2": "glue/sst2/default.yaml", "gsm8k": "gsm8k/gsm8k.yaml", "mnli": "glue/mnli/default.yaml",
-          "paws": "glue/mrpc/default.yaml", "boolq": "super_glue/boolq/default.yaml"}
+          "paws": "glue/mrpc/default.yaml", "boolq": "super_glue/boolq/default.yaml", "arc_easy": "arc/arc_easy.yaml"}
 
 
 @pytest.mark.parametrize("name", list(CASES))
