@@ -74,7 +74,11 @@ def test_task_reads_its_file_and_loads_in_lm_eval(name, tmp_path):
     assert lm_task.doc_to_text(docs[0]) == task.render_prompt(first) == examples[0].prompt
     for doc, ex in zip(docs, examples):
         assert lm_task.doc_to_text(doc) == ex.prompt
-        if task.kind == "multiple_choice":
+        if task.kind == "multiple_choice" and getattr(task, "choices_per_document", False):
+            # each document's own options (ARC): the label is the right option's position
+            assert lm_task.doc_to_target(doc) == ex.label
+            assert ex.completion == " " + lm_task.doc_to_choice(doc)[ex.label]
+        elif task.kind == "multiple_choice":
             assert lm_task.doc_to_choice(doc) == list(task.labels)
             assert lm_task.doc_to_target(doc) == ex.label
             assert ex.completion == " " + task.labels[ex.label]
