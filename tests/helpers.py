@@ -25,8 +25,8 @@ from harness.config.registry import AnalysisSettings, DecomposerUse
 from harness.reporting.results_schema import validate_results
 from harness.stages.analyse import TransferData, analyse
 from harness_plugins.tasks.ag_news import AGNews
-from harness_plugins.tasks.arc_easy import ARCEasy
 from harness_plugins.tasks.amazon_polarity import AmazonPolarity
+from harness_plugins.tasks.arc_easy import ARCEasy
 from harness_plugins.tasks.boolq import BoolQ
 from harness_plugins.tasks.code import Code
 from harness_plugins.tasks.goat import Goat
