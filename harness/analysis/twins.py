@@ -31,10 +31,9 @@ from scipy import stats as _st
 
 from harness.analysis.outcomes import Outcomes
 from harness.analysis.stats import bh_qvalues, paired_test
+from harness.api.samples import answered, output_length, predicted_index
 
 MEASURES = ("transfer", "label_share", "majority_bias", "output_length", "format_adherence")
-# What lm-eval's regex filter leaves when the answer regex matched nothing (as the behaviour trait).
-NO_ANSWER = frozenset({"", "[invalid]"})
 CAP_SHARE = 0.2  # outputs hitting max_gen_toks from this share on: the cap, not the model, sets the length
 
 
@@ -46,18 +45,6 @@ class TargetInfo:
     kind: str
     labels: list[str] | None = None
     max_gen_toks: int | None = None
-
-
-def replicate_rows(outcomes: Outcomes) -> dict[str, list[int]]:
-    """source -> indices into ``outcomes.values[target]`` of its replicates (``Outcomes.rows``;
-    one row ``1 + i`` per source when the outcomes predate seeds)."""
-    rows = getattr(outcomes, "rows", None)
-    return dict(rows) if rows else {s: [1 + i] for i, s in enumerate(outcomes.sources)}
-
-
-def replicate_models(outcomes: Outcomes) -> list[str]:
-    """Row names of rows 1.. of ``outcomes.values`` (``Outcomes.models``, else the sources)."""
-    return list(getattr(outcomes, "models", None) or outcomes.sources)
 
 
 def two_level_test(a: np.ndarray, b: np.ndarray, confidence: float = 0.95, seed: int = 0) -> dict:
@@ -100,20 +87,6 @@ def two_level_test(a: np.ndarray, b: np.ndarray, confidence: float = 0.95, seed:
     return {"delta": delta, "ci": [delta - half, delta + half], "p": p, "method": method, "n_docs": n}
 
 
-def _answered(prediction) -> bool:
-    return prediction is not None and str(prediction).strip() not in NO_ANSWER
-
-
-def _label_index(value, k: int) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return value if isinstance(value, int) and 0 <= value < k else None
-
-
 def _by_doc(samples: dict, model: str, target: str) -> dict:
     return {rec["doc_id"]: rec for rec in (samples.get(model, {}).get(target) or [])}
 
@@ -152,10 +125,7 @@ def _measures(info: TargetInfo, logs_a: list[dict], logs_b: list[dict], docs: li
         k = len(info.labels)
 
         def pred(rec):
-            p = rec.get("prediction")
-            if p is None and rec.get("loglikelihoods"):
-                p = int(np.argmax(rec["loglikelihoods"]))
-            return _label_index(p, k)
+            return predicted_index(rec, k)
 
         shares = []
         for i, label in enumerate(info.labels):
@@ -165,10 +135,9 @@ def _measures(info: TargetInfo, logs_a: list[dict], logs_b: list[dict], docs: li
         top = int(np.argmax(shares))  # the label both twins predict most, pooled: ties to the first
         out.append(("majority_bias", info.labels[top], out[top][2], out[top][3]))
     elif info.kind == "generation":
-        out.append(("output_length", None, matrix(logs_a, lambda r: len(str(r.get("output") or "").split())),
-                    matrix(logs_b, lambda r: len(str(r.get("output") or "").split()))))
-        out.append(("format_adherence", None, matrix(logs_a, lambda r: _answered(r.get("prediction"))),
-                    matrix(logs_b, lambda r: _answered(r.get("prediction")))))
+        out.append(("output_length", None, matrix(logs_a, output_length), matrix(logs_b, output_length)))
+        out.append(("format_adherence", None, matrix(logs_a, lambda r: answered(r.get("prediction"))),
+                    matrix(logs_b, lambda r: answered(r.get("prediction")))))
     return out
 
 
@@ -192,7 +161,7 @@ def twin_contrasts(pairs: list[dict], outcomes: Outcomes, samples: dict[str, dic
         The base tokenizer's token count of a text, and each source's mean training-completion
         length in tokens: how a capped generation target is recognised (either may be absent).
     """
-    rows_of, models = replicate_rows(outcomes), replicate_models(outcomes)
+    rows_of, models = outcomes.rows, outcomes.models
     completion_tokens = completion_tokens or {}
     out: list[dict] = []
     for pair in pairs:

@@ -13,6 +13,7 @@ from harness.api.hookspecs import hookimpl
 from harness.api.params import Parameterised
 from harness.api.plugins import Catalog, collect, make_plugin_manager
 from harness.api.rotation import promax, varimax
+from harness.api.samples import NO_ANSWER, answered, label_index, output_length, predicted_index
 from harness.api.tasks import (
     Example,
     GeneratedTask,
@@ -49,6 +50,8 @@ __all__ = [
     "SourceTrait", "PairTrait", "BehaviourTrait", "Trait", "SourceData", "TargetData", "BehaviourData",
     # examples as the tokens lm-eval scores (what training reads; a perplexity trait reads them too)
     "scored_pair", "tokenize_pairs", "pad_batch",
+    # per-sample records (what behaviour traits read)
+    "NO_ANSWER", "label_index", "predicted_index", "answered", "output_length",
     # decomposers
     "Decomposer", "as_matrix", "check_n_components", "component_limit", "components_to_keep", "varimax", "promax",
     # shared

@@ -11,46 +11,14 @@ from __future__ import annotations
 import math
 import statistics
 
-from harness.api import BehaviourData, BehaviourTrait, hookimpl
+from harness.api import BehaviourData, BehaviourTrait, answered, hookimpl, label_index, output_length, predicted_index
 
 BASE = "base"
-# What lm-eval's regex filter leaves when the answer regex matched nothing (its default fallback),
-# besides the empty answers the harness may record.
-NO_ANSWER = frozenset({"", "[invalid]"})
 
 
 def tv_distance(p: list[float], q: list[float]) -> float:
     """Total-variation distance of two distributions over the same labels: half the L1 distance."""
     return 0.5 * sum(abs(a - b) for a, b in zip(p, q, strict=True))
-
-
-def _label_index(value, k: int) -> int | None:
-    """A label index in ``range(k)`` from an int, an integral float or a digit string; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return value if isinstance(value, int) and 0 <= value < k else None
-
-
-def _predicted_index(record: dict, k: int) -> int | None:
-    pred = record.get("prediction")
-    if pred is None and record.get("loglikelihoods"):
-        loglik = record["loglikelihoods"]
-        pred = max(range(len(loglik)), key=loglik.__getitem__)
-    return _label_index(pred, k)
-
-
-def answered(prediction) -> bool:
-    """Whether the answer regex found something: the extracted answer is neither missing nor empty."""
-    return prediction is not None and str(prediction).strip() not in NO_ANSWER
-
-
-def output_length(record: dict) -> int:
-    """Whitespace-separated tokens of the raw generated text (0 when there is none)."""
-    return len(str(record.get("output") or "").split())
 
 
 def classification_stats(records: list[dict], labels: tuple[str, ...] | list[str]) -> dict:
@@ -64,7 +32,7 @@ def classification_stats(records: list[dict], labels: tuple[str, ...] | list[str
     confusion = [[0] * k for _ in range(k)]
     invalid = 0
     for record in records:
-        gold, pred = _label_index(record.get("target"), k), _predicted_index(record, k)
+        gold, pred = label_index(record.get("target"), k), predicted_index(record, k)
         if gold is None or pred is None:
             invalid += 1
             continue

@@ -22,6 +22,25 @@ def harness(*args, cwd=ROOT):
                           capture_output=True, text=True, timeout=600)
 
 
+def on_tiny_model(name: str, tiny_model_dir, tmp_path, n_train: int, limits: dict[str, int], **updates) -> Path:
+    """examples/<name>.yaml's sources and targets on the tiny model, with small sizes, in a scratch
+    folder (its data paths, relative to examples/, made absolute). ``limits``: task -> rows, key
+    ``None`` for every other target. Returns the registry's path."""
+    registry = yaml.safe_load((ROOT / "examples" / f"{name}.yaml").read_text())
+    registry.update(base_model={"path": str(tiny_model_dir)}, output_dir=str(tmp_path / "runs"),
+                    cache_dir=str(tmp_path / "cache"), **updates)
+    for use in registry["sources"]:
+        use["n_train"] = n_train
+    for use in registry["targets"]:
+        use["limit"] = limits.get(use["task"], limits[None])
+    for use in registry["sources"] + registry["targets"]:
+        use["options"]["data_files"] = {k: str((ROOT / "examples" / v).resolve())
+                                        for k, v in use["options"]["data_files"].items()}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(registry))
+    return path
+
+
 def test_paper_registry_validates_and_dry_runs_offline():
     registry = yaml.safe_load((ROOT / "examples" / "paper.yaml").read_text())
     assert len(registry["sources"]) == 10
@@ -35,19 +54,8 @@ def test_paper_registry_validates_and_dry_runs_offline():
 def test_shared_data_registry_runs_end_to_end(tiny_model_dir, tmp_path):
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent: this test reads the shared SST-2, AG News and GSM8K copies")
-    registry = yaml.safe_load((ROOT / "examples" / "shared-data.yaml").read_text())
-    # The same sources and targets on the tiny model, with small sizes, in a scratch folder.
-    registry.update(base_model={"path": str(tiny_model_dir)}, output_dir=str(tmp_path / "runs"),
-                    cache_dir=str(tmp_path / "cache"), lora={"steps": 3, "batch_size": 4})
-    for use in registry["sources"]:
-        use["n_train"] = 12
-    for use in registry["targets"]:
-        use["limit"] = 3 if use["task"] == "gsm8k" else 16
-    for use in registry["sources"] + registry["targets"]:  # paths were relative to examples/
-        use["options"]["data_files"] = {k: str((ROOT / "examples" / v).resolve())
-                                        for k, v in use["options"]["data_files"].items()}
-    path = tmp_path / "shared-data.yaml"
-    path.write_text(yaml.safe_dump(registry))
+    path = on_tiny_model("shared-data", tiny_model_dir, tmp_path, 12, {"gsm8k": 3, None: 16},
+                         lora={"steps": 3, "batch_size": 4})
     out = harness("run", str(path), "--quiet")
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "runs" / "shared-data" / "results.json").read_text())
@@ -67,19 +75,9 @@ def test_real_data_registry_runs_end_to_end_with_its_twin(tiny_model_dir, tmp_pa
     registry = yaml.safe_load((ROOT / "examples" / "real-data.yaml").read_text())
     assert len(registry["sources"]) >= 8 and len(registry["targets"]) >= 7
     assert any(use.get("twin_of") == "sst2" for use in registry["sources"])
-    registry.update(base_model={"path": str(tiny_model_dir)}, output_dir=str(tmp_path / "runs"),
-                    cache_dir=str(tmp_path / "cache"), lora={"steps": 2, "batch_size": 4},
-                    analysis={"bootstrap": 20, "permutations": 200})
-    registry["traits"] = [t for t in registry["traits"] if t != "gradient_alignment"]  # its own tests cover it
-    for use in registry["sources"]:
-        use["n_train"] = 16
-    for use in registry["targets"]:
-        use["limit"] = 2 if use["task"] == "gsm8k" else 8
-    for use in registry["sources"] + registry["targets"]:  # paths were relative to examples/
-        use["options"]["data_files"] = {k: str((ROOT / "examples" / v).resolve())
-                                        for k, v in use["options"]["data_files"].items()}
-    path = tmp_path / "real-data.yaml"
-    path.write_text(yaml.safe_dump(registry))
+    traits = [t for t in registry["traits"] if t != "gradient_alignment"]  # its own tests cover it
+    path = on_tiny_model("real-data", tiny_model_dir, tmp_path, 16, {"gsm8k": 2, None: 8}, traits=traits,
+                         lora={"steps": 2, "batch_size": 4}, analysis={"bootstrap": 20, "permutations": 200})
     out = harness("run", str(path), "--quiet")
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "runs" / "real-data" / "results.json").read_text())
