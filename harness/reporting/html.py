@@ -12,6 +12,7 @@ from pathlib import Path
 from harness.analysis.applicability import describe, skipped_analyses
 from harness.reporting.markdown import brought_sources
 from harness.reporting.numbers import fixed, signed
+from harness.reporting.prediction import html_section as prediction_html
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#fafbfc}
@@ -178,6 +179,7 @@ def _recommendations(results: dict) -> str:
         out.append(f"<p>Leave-one-source-out ridge regression from traits predicts a held-out source's transfer "
                    f"row with mean Spearman {fixed(pred['score'], '+.2f')} (predicting the mean row: "
                    f"{fixed(pred.get('baseline_score'), '+.2f')}).</p>")
+    out.append(prediction_html(results))
     for item in skipped_analyses(results):
         if item["analysis"] == "prediction":
             out.append(f'<p class="muted">Prediction skipped: {esc(item["reason"])}</p>')

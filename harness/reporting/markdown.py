@@ -5,6 +5,7 @@ from __future__ import annotations
 from harness.analysis.applicability import NO_SOURCES, describe, skipped_analyses
 from harness.reporting.check import difference_stderr
 from harness.reporting.numbers import fixed, signed
+from harness.reporting.prediction import markdown_section as prediction_section
 from harness.reporting.text import md_escape
 
 
@@ -117,4 +118,5 @@ def _markdown_analysis(results: dict) -> list[str]:
         out += ["", "## Predicting transfer from traits", "",
                 f"Leave-one-source-out ridge regression: mean Spearman between predicted and actual transfer rows "
                 f"{fixed(pred['score'])}, against {fixed(pred.get('baseline_score'))} for predicting the mean row."]
+    out += prediction_section(results)
     return out
