@@ -14,6 +14,7 @@ from harness.reporting import twins
 from harness.reporting.hypotheses import html_section as hypotheses_section
 from harness.reporting.markdown import brought_sources
 from harness.reporting.numbers import fixed, signed
+from harness.reporting.prediction import html_section as prediction_html
 from harness.reporting.seeds import plus_minus, seed_line
 
 CSS = """
@@ -184,6 +185,7 @@ def _recommendations(results: dict) -> str:
         out.append(f"<p>Leave-one-source-out ridge regression from traits predicts a held-out source's transfer "
                    f"row with mean Spearman {fixed(pred['score'], '+.2f')} (predicting the mean row: "
                    f"{fixed(pred.get('baseline_score'), '+.2f')}).</p>")
+    out.append(prediction_html(results))
     for item in skipped_analyses(results):
         if item["analysis"] == "prediction":
             out.append(f'<p class="muted">Prediction skipped: {esc(item["reason"])}</p>')

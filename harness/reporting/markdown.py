@@ -7,6 +7,7 @@ from harness.reporting import twins
 from harness.reporting.check import difference_stderr
 from harness.reporting.hypotheses import markdown_section as hypotheses_section
 from harness.reporting.numbers import fixed, signed
+from harness.reporting.prediction import markdown_section as prediction_section
 from harness.reporting.seeds import plus_minus, seed_line
 from harness.reporting.text import md_escape
 
@@ -124,4 +125,5 @@ def _markdown_analysis(results: dict) -> list[str]:
         out += ["", "## Predicting transfer from traits", "",
                 f"Leave-one-source-out ridge regression: mean Spearman between predicted and actual transfer rows "
                 f"{fixed(pred['score'])}, against {fixed(pred.get('baseline_score'))} for predicting the mean row."]
+    out += prediction_section(results)
     return out

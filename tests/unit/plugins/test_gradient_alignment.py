@@ -77,7 +77,9 @@ def test_the_gradient_is_peft_s_lora_b_gradient(tiny_model):
         ((per.sum(1) / (labels != -100).sum(1)).sum() / len(rows)).backward()
     params = dict(peft_model.named_parameters())
     theirs = torch.cat([params[n].grad.double().flatten() for n in sorted(bs)]) / (8 / 4)  # undo alpha / r
-    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-7)
+    # float32 sums over other batches (the trait batches by length): equal to 1e-5 of the largest entry
+    assert float((ours - theirs).abs().max()) < 1e-5 * float(theirs.abs().max())
+    assert float(ours @ theirs / (ours.norm() * theirs.norm())) == pytest.approx(1.0, abs=1e-9)
 
 
 def test_gradient_alignment_passes_check_trait(tiny_model):
