@@ -14,16 +14,11 @@ from scipy import stats as _st
 
 from harness.analysis import stats
 from harness.analysis.applicability import MIN_SOURCES, NotApplicable, require
-from harness.analysis.stats import as_float
+from harness.analysis.stats import as_float, plain
 
 _BATCH = 256  # bootstrap draws or shuffles ranked per call, to bound memory
 
 
-
-
-def _plain(v) -> float | None:
-    """A float for JSON: NaN becomes None."""
-    return None if v is None or not math.isfinite(v) else float(v)
 
 
 def correlate_traits(traits: dict, columns: dict, *, kind: str, max_permutations: int = 10000,
@@ -108,7 +103,7 @@ def correlate_traits(traits: dict, columns: dict, *, kind: str, max_permutations
     for t, qi in zip(tests, q):
         t["q"] = qi
         for key in ("spearman", "pearson", "p", "pearson_p", "q"):
-            t[key] = _plain(t[key])
+            t[key] = plain(t[key])
     tests.sort(key=lambda t: (t["p"], t["trait"], t[kind]))
     return {
         "tests": tests,
@@ -225,10 +220,10 @@ def similarity_versus_transfer(similarity: dict, transfer: dict, *, exclude_same
     return {
         "n_pairs": int(ok.sum()),
         "n_sources": len(rows),
-        "spearman": _plain(rho),
-        "pearson": _plain(r),
+        "spearman": plain(rho),
+        "pearson": plain(r),
         "ci": ci,
-        "p": _plain(p),
+        "p": plain(p),
         "exclude_same": bool(exclude_same),
         "method": (f"Spearman r over (source, target) pairs{', in-domain ones excluded' if exclude_same else ''}; "
                    f"{confidence:.0%} CI from a cluster bootstrap over sources ({n_boot} draws); two-sided p "

@@ -71,13 +71,8 @@ def entry(hid: str, test: str, verdict: str, reason: str, effect_name: str | Non
           value: float | None = None, ci: list | None = None, p: float | None = None) -> dict:
     """One ``results["hypotheses"]`` item (``q`` filled in by :func:`assess`)."""
     return {"id": hid, "claim": CLAIMS[hid], "test": test,
-            "effect": {"name": effect_name, "value": _plain(value), "ci": ci if ci is None else [_plain(c) for c in ci]},
-            "p": _plain(p), "q": None, "verdict": verdict, "reason": reason}
-
-
-def _plain(v) -> float | None:
-    v = stats.as_float(v)
-    return None if math.isnan(v) else v
+            "effect": {"name": effect_name, "value": stats.plain(value), "ci": ci if ci is None else [stats.plain(c) for c in ci]},
+            "p": stats.plain(p), "q": None, "verdict": verdict, "reason": reason}
 
 
 def _f(v, spec: str = ".3g") -> str:

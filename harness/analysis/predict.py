@@ -31,7 +31,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from harness.analysis.applicability import MIN_SOURCES, NotApplicable
-from harness.analysis.stats import as_float
+from harness.analysis.stats import as_float, mean_present
 
 Z90 = 1.645  # two-sided 90% normal quantile
 # Penalties tried when the training sources are no more than the features, relative to n·p (the
@@ -193,11 +193,6 @@ def _need(n: int, where: str = "") -> None:
         raise NotApplicable(f"predicting transfer needs at least {MIN_SOURCES} fine-tuned sources{where}, got {n}")
 
 
-def _mean(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
-
-
 _PENALTY = ("the penalty is alpha when the training sources outnumber the features, else chosen by "
             "leave-one-out on the training sources alone (nested)")
 
@@ -268,8 +263,8 @@ def leave_one_source_out(source_traits: dict, pair_traits: dict, transfer: dict,
         "alpha": alpha, "n_sources": len(sources),
         "features": [n for n, u in zip(names, used) if u],
         "per_source": per_source,
-        "score": _mean(p["spearman"] for p in per_source.values()),
-        "baseline_score": _mean(p["baseline_spearman"] for p in per_source.values()),
+        "score": mean_present(p["spearman"] for p in per_source.values()),
+        "baseline_score": mean_present(p["baseline_spearman"] for p in per_source.values()),
         "rmse": rmse,
         "bounds": {t: None if bounds.get(t) is None else list(bounds[t]) for t in targets},
         "informative": {t: None if rmse[t] is None else informative(2 * Z90 * rmse[t], bounds.get(t))

@@ -26,6 +26,7 @@ import numpy as np
 
 from harness.analysis.predict import leave_one_source_out
 from harness.analysis.ranking import DEFAULT_K, rank_scores
+from harness.analysis.stats import mean_present
 
 #: Feature sets by name: (scope of the columns, trait plugins they come from); None: every column.
 FEATURE_SETS: dict[str, tuple[str, frozenset[str]] | None] = {
@@ -89,13 +90,8 @@ def score_rankings(predicted: dict, transfer: dict, base: dict | None, k: int) -
         b = (base or {}).get(t)
         per_target[t] = rank_scores(pred, actual, None if b is None else b + actual, k) if rows else \
             {"spearman": None, "ndcg_at_k": None, "regret_at_k": None, "n_sources": 0}
-    means = {m: _mean(per_target[t][m] for t in targets) for m in METRICS}
+    means = {m: mean_present(per_target[t][m] for t in targets) for m in METRICS}
     return {"per_target": per_target, **means}
-
-
-def _mean(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
 
 
 def paired_over_targets(a: dict, b: dict, n_boot: int = 2000, max_permutations: int = 10000, seed: int = 0,

@@ -28,6 +28,18 @@ def as_float(value) -> float:
         return math.nan
     return v if math.isfinite(v) else math.nan
 
+def plain(value) -> float | None:
+    """``value`` as a float for JSON: None for ``None``, NaN, infinities and anything not a number."""
+    v = as_float(value)
+    return None if math.isnan(v) else v
+
+
+def mean_present(values) -> float | None:
+    """The mean of the values that are not None; None when there are none."""
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
 def rankdata(x) -> np.ndarray:
     """Ranks of ``x`` (shape (n,)), 1-based, ties given their average rank. Shape (n,)."""
     return _st.rankdata(np.asarray(x, dtype=float))
