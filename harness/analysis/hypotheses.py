@@ -103,31 +103,6 @@ def detectable_correlation(n: int, alpha: float, power: float) -> float | None:
 
 # --- H1 and H2: twins first, an association across sources as the fallback ----------------------
 
-def _shares(value) -> list[float] | None:
-    """Class shares from an option value: a list of shares, or one share in (0, 1) of a binary task."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)) and 0 < value < 1:
-        return [1 - float(value), float(value)]
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
-        return [float(v) for v in value]
-    return None
-
-
-def _skew(row: dict, source: str, traits: dict, s: HypothesisSettings) -> float | None:
-    """How skewed ``source``'s training labels are: its majority-share trait, else the largest share
-    its differing option gives (``row["differs"][option]`` = [source's value, twin's value])."""
-    value = stats.as_float((traits.get(source) or {}).get(s.skew_trait))
-    if not math.isnan(value):
-        return value
-    side = 0 if source == row.get("source") else 1
-    for pair in (row.get("differs") or {}).values():
-        shares = _shares(pair[side]) if isinstance(pair, (list, tuple)) and len(pair) == 2 else None
-        if shares:
-            return max(shares)
-    return None
-
-
 def _length(row: dict, source: str, traits: dict, s: HypothesisSettings) -> float | None:
     """How long ``source``'s completions are: its completion-length trait, else its differing option
     (a number, or a bool such as ``rationale``: True writes longer completions)."""
@@ -234,25 +209,41 @@ def _twin_rows(results: dict, statistic: str, measures: tuple[str, ...], kind: s
     return usable, [r for r in rows if r not in usable]
 
 
+def over_represented(results: dict, row: dict) -> str | None:
+    """The label a twin contrast's source is trained on more of than its twin (the largest gap in
+    ``results["twins"][...]["label_shares"]``), or None when the pair records no label shares or
+    the source has more of no label."""
+    pair = next((p for p in results.get("twins") or []
+                 if p.get("source") == row["source"] and p.get("twin_of") == row["twin_of"]), None)
+    shares = (pair or {}).get("label_shares") or {}
+    mine, theirs = shares.get(row["source"]), shares.get(row["twin_of"])
+    if not mine or not theirs:
+        return None
+    gaps = {label: mine.get(label, 0.0) - theirs.get(label, 0.0) for label in sorted(set(mine) | set(theirs))}
+    label = max(gaps, key=gaps.get)
+    return label if gaps[label] > 0 else None
+
+
 def h1(results: dict, s: HypothesisSettings) -> dict:
     """H1, class distribution -> label bias on classification targets.
 
     Primary test: twin contrasts with ``statistic == "class_balance"`` and ``measure ==
-    "majority_bias"`` on classification targets (``label_share`` rows are not used: a source's label
-    cannot be matched to a target's label without a mapping, while the majority bias needs none).
-    The claim predicts that the more skewed twin (larger ``majority_share`` trait, else the larger
-    share its option gives) has the larger majority bias. Decision: :func:`_twin_verdict`.
-    Without such rows: :func:`_association` of ``majority_share`` with the behaviour trait
+    "label_share"`` of the label the source's training rows over-represent relative to its twin's
+    (:func:`over_represented`), on classification targets that have that label. The claim predicts
+    the source answers that label more than its twin: a positive source - twin delta. Targets with
+    other labels are left out, since no label of theirs is the one the twins' data differ in (a
+    majority-label contrast there has no predicted sign). Decision: :func:`_twin_verdict`. Without
+    such rows: :func:`_association` of ``majority_share`` with the behaviour trait
     ``behaviour_majority_bias_shift``; not testable when neither can run.
     """
-    usable, _ = _twin_rows(results, "class_balance", ("majority_bias",), CLASSIFICATION)
-    directed = _directed(usable, _skew, results, s)
+    usable, _ = _twin_rows(results, "class_balance", ("label_share",), CLASSIFICATION)
+    directed = [(row, 1.0) for row in usable if row.get("label") is not None
+                and row["label"] == over_represented(results, row)]
     if directed:
-        return _twin_verdict("H1", directed, "majority_bias", s)
-    if usable:
-        why = "the class-balance twins' skews could not be ordered (no majority_share trait nor share option)"
-    elif any(r.get("statistic") == "class_balance" for r in results.get("twin_contrasts") or []):
-        why = "twins differ in class balance, but no classification target has a majority_bias contrast with a p"
+        return _twin_verdict("H1", directed, "label_share", s)
+    if any(r.get("statistic") == "class_balance" for r in results.get("twin_contrasts") or []):
+        why = ("twins differ in class balance, but no classification target has a label_share contrast, with a p, "
+               "of the label the source's training rows over-represent")
     else:
         why = "no twin differs in class balance"
     return _association("H1", results, s.skew_trait, s.label_bias_trait, s, why)

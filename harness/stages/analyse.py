@@ -277,6 +277,24 @@ def twin_contrasts(data: TransferData, settings) -> list[dict]:
                                 completion_tokens=completion)
 
 
+def with_label_shares(pairs: list[dict], plan) -> list[dict]:
+    """Twin pairs with ``label_shares``: for twins of a classification task, each twin's share of
+    every label among the rows it is trained on (source -> label -> share), which says the label a
+    class-balance twin over-represents (what H1 predicts it will answer more)."""
+    out = []
+    for pair in pairs:
+        shares = {}
+        for name in (pair["source"], pair["twin_of"]):
+            job = next(iter(plan.replicates(name)), None)
+            task = job.task if job is not None else None
+            if task is None or task.kind != "multiple_choice" or not task.labels:
+                break
+            labels = [ex.label for ex in task.examples("train", job.n_train) if ex.label is not None]
+            shares[name] = {label: labels.count(i) / len(labels) for i, label in enumerate(task.labels)} if labels else {}
+        out.append({**pair, **({"label_shares": shares} if len(shares) == 2 else {})})
+    return out
+
+
 def target_info(plan) -> dict[str, dict]:
     """target -> {kind, labels, max_gen_toks} of a plan's targets (lm-eval's generation_kwargs cap)."""
     out = {}
@@ -331,7 +349,7 @@ def analyse_run(registry, plan, mat, trait_results, behaviour, catalog, tokenize
         pair_traits=trait_results.pairs,
         outcomes=collect(behaviour.samples, mat.sources, mat.targets, {BASE: mat.base, **mat.scores, **mat.replicates},
                          mat.models or None),
-        metrics=mat.metrics, twins=twin_pairs(registry), samples=behaviour.samples, target_info=target_info(plan),
+        metrics=mat.metrics, twins=with_label_shares(twin_pairs(registry), plan), samples=behaviour.samples, target_info=target_info(plan),
         count_tokens=count_tokens if tokenizer is not None else None,
         trait_plugins=trait_results.plugins,
         kinds={t: plan.tasks[t].kind for t in mat.targets if getattr(plan.tasks[t], "kind", None)})

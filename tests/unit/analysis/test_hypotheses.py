@@ -31,17 +31,24 @@ S = HypothesisSettings(permutations=50_000)
 TARGETS6 = ["sst2", "nli_t", "add", "words", "pos", "order"]
 
 
-def twin(source="skewed", twin_of="balanced", statistic="class_balance", target="sst2", measure="majority_bias",
-         delta=0.4, p=0.001, q=0.004, ci=(0.3, 0.5), skipped=None, differs=None):
+def twin(source="skewed", twin_of="balanced", statistic="class_balance", target="sst2", measure="label_share",
+         delta=0.4, p=0.001, q=0.004, ci=(0.3, 0.5), skipped=None, differs=None, label="positive"):
     return {"source": source, "twin_of": twin_of, "statistic": statistic,
             "differs": differs if differs is not None else {"class_balance": [0.9, 0.5]}, "target": target,
-            "measure": measure, "label": None, "delta": delta, "ci": list(ci) if ci else None, "p": p, "q": q,
+            "measure": measure, "label": label if measure == "label_share" else None, "delta": delta, "ci": list(ci) if ci else None, "p": p, "q": q,
             "significant": q is not None and q < 0.05, "n_docs": 200, "n_seeds": [1, 1], "method": "paired",
             "skipped": skipped}
 
 
+# The skewed twin trains on 90% positive rows, its balanced twin on 50%: "positive" is the label the
+# skewed one over-represents (what the analysis stage records in results["twins"]).
+SHARES = {"skewed": {"negative": 0.1, "positive": 0.9}, "balanced": {"negative": 0.5, "positive": 0.5}}
+PAIRS = [{"source": "skewed", "twin_of": "balanced", "statistic": "class_balance", "label_shares": SHARES},
+         {"source": "balanced", "twin_of": "skewed", "statistic": "class_balance", "label_shares": SHARES}]
+
+
 def results(**kw) -> dict:
-    base = {"sources": ["skewed", "balanced"], "targets": TARGETS6, "traits": {},
+    base = {"sources": ["skewed", "balanced"], "targets": TARGETS6, "traits": {}, "twins": PAIRS,
             "kinds": {"sst2": "multiple_choice", "nli_t": "multiple_choice", "words": "generation"}}
     return {**base, **kw}
 
@@ -56,16 +63,19 @@ def test_h1_supported_when_the_significant_contrasts_go_the_predicted_way():
     assert "skewed vs balanced on sst2" in out["reason"]
 
 
-def test_h1_signs_each_contrast_by_which_twin_is_more_skewed():
-    # The source is the balanced one: the claim predicts a negative source - twin delta.
-    row = twin(source="balanced", twin_of="skewed", delta=-0.4, ci=(-0.5, -0.3), differs={"class_balance": [0.5, 0.9]})
+def test_h1_reads_the_label_the_source_over_represents():
+    # The source is the balanced one: it has more "negative" rows than its skewed twin, so the claim
+    # predicts it answers "negative" more (a positive delta on that label's share).
+    row = twin(source="balanced", twin_of="skewed", label="negative", differs={"class_balance": [0.5, 0.9]})
     out = h1(results(twin_contrasts=[row]), S)
     assert out["verdict"] == SUPPORTED and out["effect"]["value"] == pytest.approx(0.4)
     assert out["effect"]["ci"] == [pytest.approx(0.3), pytest.approx(0.5)]
-    # The majority_share trait, when present, decides the order over the option values.
-    traits = {"balanced": {"majority_share": 0.95}, "skewed": {"majority_share": 0.5}}
-    flipped = h1(results(twin_contrasts=[row], traits=traits), S)
-    assert flipped["verdict"] == NOT_SUPPORTED and "against the claim" in flipped["reason"]
+    # The share of the label it has fewer of is not what the claim predicts: that row is left out.
+    other = h1(results(twin_contrasts=[twin(source="balanced", twin_of="skewed", label="positive")]), S)
+    assert other["verdict"] == NOT_TESTABLE
+    # Pairs that record no label shares cannot say which label a twin over-represents.
+    bare = h1(results(twin_contrasts=[twin()], twins=[{"source": "skewed", "twin_of": "balanced"}]), S)
+    assert bare["verdict"] == NOT_TESTABLE
 
 
 def test_h1_not_supported_when_nothing_is_significant_or_a_significant_one_is_of_the_wrong_sign():
@@ -75,8 +85,8 @@ def test_h1_not_supported_when_nothing_is_significant_or_a_significant_one_is_of
     assert wrong["verdict"] == NOT_SUPPORTED and "1 of 2 significant" in wrong["reason"]
 
 
-def test_h1_uses_only_majority_bias_on_classification_targets():
-    rows = [twin(target="words"), twin(measure="transfer"), twin(measure="label_share")]
+def test_h1_uses_only_the_over_represented_label_share_on_classification_targets():
+    rows = [twin(target="words"), twin(measure="transfer"), twin(measure="majority_bias"), twin(label="negative")]
     out = h1(results(twin_contrasts=rows), S)
     assert out["verdict"] == NOT_TESTABLE
     assert out["reason"].startswith("twins differ in class balance, but no classification target")
