@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 
 from harness.errors import HarnessError, RegistryError
 
@@ -31,18 +32,25 @@ def print_interrupted(err, argv: list[str]) -> None:
               highlight=False, soft_wrap=True)
 
 
-def stop_on_sigterm() -> None:
+@contextmanager
+def stop_on_sigterm():
     """SIGTERM (a batch scheduler's stop, `kill`) ends a run the way Ctrl-C does: cleanly, keeping
-    every finished job, with the command that resumes it."""
+    every finished job, with the command that resumes it. The previous handler comes back when
+    the command ends, so a process that calls ``main()`` (a test, a notebook) keeps its own."""
     import signal
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
     try:
-        signal.signal(signal.SIGTERM, stop)
+        previous = signal.signal(signal.SIGTERM, stop)
     except ValueError:  # not the main thread (an embedding application): leave its handlers alone
-        pass
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def load_registry_or_report(args):
@@ -68,9 +76,9 @@ def on_registry(args, err, body: Callable, prepare: Callable | None = None) -> i
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    stop_on_sigterm()
     try:
-        return body(registry)
+        with stop_on_sigterm():
+            return body(registry)
     except HarnessError as exc:
         print_problem(exc)
         return 2
