@@ -25,7 +25,7 @@ from harness.api.tasks import (
     first_match,
     generation_example,
 )
-from harness.api.tokens import pad_batch, scored_pair, tokenize_pairs
+from harness.api.tokens import completion_nll, pad_batch, scored_pair, tokenize_pairs
 from harness.api.traits import (
     BehaviourData,
     BehaviourTrait,
@@ -49,7 +49,7 @@ __all__ = [
     # traits
     "SourceTrait", "PairTrait", "BehaviourTrait", "Trait", "SourceData", "TargetData", "BehaviourData",
     # examples as the tokens lm-eval scores (what training reads; a perplexity trait reads them too)
-    "scored_pair", "tokenize_pairs", "pad_batch",
+    "scored_pair", "tokenize_pairs", "pad_batch", "completion_nll",
     # per-sample records (what behaviour traits read)
     "NO_ANSWER", "label_index", "predicted_index", "answered", "output_length",
     # decomposers

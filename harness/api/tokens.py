@@ -116,3 +116,34 @@ def pad_batch(rows, pad_id: int, device) -> dict[str, torch.Tensor]:
         labels[i, : len(lab)] = torch.tensor(lab)
         mask[i, : len(ids)] = 1
     return {"input_ids": input_ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+
+
+def completion_nll(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The negative natural-log likelihood of every completion token of a :func:`pad_batch` batch.
+
+    Returns ``(nll, example)``, both of shape ``(tokens,)``: one entry per scored (``labels !=
+    -100``) token, in row-major order, and the batch row it belongs to. The token at position
+    ``t + 1`` is scored from the logits at position ``t``; a token at position 0 is never scored.
+
+    The vocabulary-wide head runs only at the positions some row scores (transformers'
+    ``logits_to_keep``): a classification example has one or two completion tokens after a long
+    prompt, and the full ``(batch, seq, vocab)`` logits were most of a forward pass's time and
+    memory. The model's own forward still applies its head (final-logit soft-capping and the
+    like). Differentiable: a trait that wants gradients calls it under ``torch.enable_grad()``.
+    """
+    import torch
+
+    labels = batch["labels"][:, 1:]
+    keep = (labels != -100).any(dim=0).nonzero().flatten()  # (positions,): scored by some row
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    try:
+        logits = model(**inputs, logits_to_keep=keep).logits  # (batch, positions, vocab)
+    except TypeError as exc:  # a model whose forward has no logits_to_keep: every position, then pick
+        if "logits_to_keep" not in str(exc):
+            raise
+        logits = model(**inputs).logits[:, :-1][:, keep]
+    kept = labels[:, keep]
+    scored = kept != -100
+    nll = torch.nn.functional.cross_entropy(logits[scored].float(), kept[scored], reduction="none")
+    example = torch.arange(len(kept), device=kept.device)[:, None].expand_as(kept)[scored]
+    return nll, example

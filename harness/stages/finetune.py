@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from rich.markup import escape
 
-from harness.api.tokens import TaskKind, pad_batch, tokenize_pairs
+from harness.api.tokens import TaskKind, completion_nll, pad_batch, tokenize_pairs
 from harness.cache.entries import write_train_log
 from harness.cache.locks import claimed
 from harness.cache.store import Cache
@@ -99,7 +99,10 @@ def train_adapter(host: AdapterHost, adapter_name: str, tokenizer, pairs: list[t
             queue = epoch_batches(lengths, settings.batch_size, generator, settings.group_by_length)
         batch = pad_batch([rows[i] for i in queue.pop(0)], pad_id, device)
         t0 = time.perf_counter()
-        loss = peft_model(**batch).loss
+        # The mean completion-token NLL, as model(**batch).loss computes it, but with the head run
+        # only where a completion token is scored: a classification row is a long prompt and a
+        # one-token answer, and the full (batch, seq, vocab) logits were a third of a step's time.
+        loss = completion_nll(peft_model, batch)[0].mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()

@@ -6,7 +6,7 @@ a target's test examples, at the base model, before any fine-tuning.
 
 from __future__ import annotations
 
-from harness.api import PairTrait, SourceData, TargetData, hookimpl, pad_batch, tokenize_pairs
+from harness.api import PairTrait, SourceData, TargetData, completion_nll, hookimpl, pad_batch, tokenize_pairs
 
 
 class GradientAlignment(PairTrait):
@@ -100,14 +100,9 @@ class GradientAlignment(PairTrait):
         rows = sorted(rows, key=lambda row: len(row[0]))  # batches of like lengths pad less; the sum is the same
         for start in range(0, len(rows), self.batch_size):
             batch = pad_batch(rows[start:start + self.batch_size], pad_id, device)
-            labels = batch["labels"][:, 1:]
-            scored = labels != -100  # (batch, seq - 1): the completion tokens
-            hidden = _hidden(model, batch)[:, :-1][scored]  # (tokens, d): the head runs on these only
-            tokens = torch.nn.functional.cross_entropy(model.get_output_embeddings()(hidden).float(), labels[scored],
-                                                       reduction="none")  # (tokens,)
-            example = torch.arange(len(labels), device=labels.device)[:, None].expand_as(labels)[scored]
-            counts = scored.sum(dim=1).clamp(min=1)
-            per_example = torch.zeros(len(labels), device=tokens.device).index_add(0, example, tokens) / counts
+            tokens, example = completion_nll(model, batch)  # (tokens,): the head runs on these only
+            counts = torch.bincount(example, minlength=len(batch["labels"])).clamp(min=1)
+            per_example = torch.zeros(len(counts), device=tokens.device).index_add(0, example, tokens) / counts
             loss = per_example.sum() / len(rows)  # each example weighs the same
             grads = torch.autograd.grad(loss, weights)
             for acc, g, a in zip(total, grads, projections):
@@ -143,16 +138,6 @@ class GradientAlignment(PairTrait):
                 p.requires_grad_(flags[name])
             model.train(training)
         return {"gradient_cosine": {s: {t: _cosine(a, b) for t, b in tgt.items()} for s, a in src.items()}}
-
-
-def _hidden(model, batch):
-    """The last hidden states (batch, seq, d): the decoder alone, so that the vocabulary-wide head
-    runs only on the completion tokens (on SmolLM2 it is about a fifth of a full forward pass)."""
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
-    if decoder is None:
-        raise ValueError(f"{type(model).__name__} has no get_decoder(): gradient_alignment needs a causal LM whose "
-                         "decoder and output embeddings can be called apart (transformers' *ForCausalLM)")
-    return decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
 
 
 def _cosine(a, b) -> float | None:
