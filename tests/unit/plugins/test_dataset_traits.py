@@ -217,7 +217,7 @@ def test_duplicate_rates_and_label_noise():
 def test_parameters_are_stored_unchanged():
     q = Quality(max_examples=7, batch_size=3, max_length=64)
     assert (q.max_examples, q.batch_size, q.max_length) == (7, 3, 64)
-    assert (Quality().max_examples, Quality().batch_size) == (64, 32)
+    assert (Quality().max_examples, Quality().batch_size) == (64, 8)
     assert Quality.requires == frozenset({"source_data", "tokenizer", "base_model"})
 
 
