@@ -28,6 +28,7 @@ def as_float(value) -> float:
         return math.nan
     return v if math.isfinite(v) else math.nan
 
+
 def plain(value) -> float | None:
     """``value`` as a float for JSON: None for ``None``, NaN, infinities and anything not a number."""
     v = as_float(value)

@@ -5,7 +5,6 @@ from ``results.json`` and the plots. Every piece of text that comes from data go
 from __future__ import annotations
 
 import base64
-import html
 import json
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from harness.reporting.markdown import brought_sources
 from harness.reporting.numbers import fixed, signed
 from harness.reporting.prediction import html_section as prediction_html
 from harness.reporting.seeds import plus_minus, seed_line
+from harness.reporting.text import esc
+from harness.reporting.text import html_table as table
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#fafbfc}
@@ -37,23 +38,12 @@ SECTIONS = [("provenance", "Experiment and provenance"), ("transfer", "Transfer"
             ("recommendations", "Recommendations")]
 
 
-def esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def signed_span(value) -> str:
     """A change, coloured by its sign."""
     if value is None:
         return '<span class="muted">n/a</span>'
     cls = "pos" if value > 0 else "neg" if value < 0 else ""
     return f'<span class="{cls}">{signed(value)}</span>'
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """``header`` is escaped here; ``rows`` hold HTML already escaped by the caller."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def figure(plot) -> str:

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import html
-
 from harness.reporting.numbers import fixed
-from harness.reporting.text import md_escape
+from harness.reporting.text import esc, md_escape
 
 INTRO = ("The paper's claims, each with the test this study allows; verdicts are computed from the numbers "
          "(harness/analysis/hypotheses.py), q is Benjamini-Hochberg over the hypotheses that have a p.")
@@ -42,11 +40,6 @@ def markdown_section(results: dict) -> list[str]:
     out += [f"- **{md_escape(h['id'])}** ({md_escape(h['verdict'])}): {md_escape(sentence(h['reason']))} "
             f"*Test:* {md_escape(sentence(h['test']))}" for h in items]
     return out
-
-
-def esc(value) -> str:
-    """Text from data, HTML-escaped (as ``harness.reporting.html.esc``, which imports this module)."""
-    return html.escape(str(value), quote=True)
 
 
 def html_section(results: dict) -> str:

@@ -4,10 +4,8 @@ comparisons with their CI and p, and the predictors not compared with the reason
 
 from __future__ import annotations
 
-import html
-
 from harness.reporting.numbers import fixed
-from harness.reporting.text import md_escape
+from harness.reporting.text import esc, html_table, md_escape
 
 HEADERS = ["predictor", "Spearman", "NDCG@{k}", "Regret@{k}", "row Spearman", "features"]
 
@@ -53,9 +51,7 @@ def markdown_section(results: dict) -> list[str]:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return html_table(headers, [[esc(v) for v in row] for row in rows])
 
 
 def html_section(results: dict) -> str:
@@ -64,11 +60,11 @@ def html_section(results: dict) -> str:
     if not pred.get("predictors"):
         return ""
     k = pred.get("k")
-    out = [f"<h3>Prediction</h3><p>{html.escape(_note(pred))}</p>",
+    out = [f"<h3>Prediction</h3><p>{esc(_note(pred))}</p>",
            _table([h.format(k=k) for h in HEADERS], _rows(pred))]
     rows = _comparisons(pred)
     if rows:
         out.append(_table(["comparison", "metric", "difference", "CI", "p", "targets"], rows))
-    out += [f'<p class="muted">Not compared: {html.escape(name)}: {html.escape(why)}</p>'
+    out += [f'<p class="muted">Not compared: {esc(name)}: {esc(why)}</p>'
             for name, why in (pred.get("not_compared") or {}).items()]
     return "".join(out)
